@@ -1,0 +1,303 @@
+"""Wire messages between edge and hub, and their JSON encoding.
+
+Delivery rule (see docs/contract.md): an event is identified by ``(edge_id, incarnation,
+seq)``. The edge keeps it in its outbox until an :class:`Ack` naming that seq arrives; the
+hub sends the ack only after its own database commit. The broker's PUBACK means nothing to
+either side. ``incarnation`` changes only when an edge's outbox database is created anew,
+so a wiped edge can never have its fresh seq 1 mistaken for an old duplicate.
+
+Decoding is strict and hand-written (it runs for every event at 20,000/s): anything that
+does not match raises :class:`ContractError` with a readable reason, which the receiver
+counts and quarantines.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import IntEnum
+from typing import Any, Literal
+
+MAX_MESSAGE_BYTES = 1_048_576  # larger payloads are refused before parsing
+
+
+class ContractError(ValueError):
+    """A message that does not follow the contract. The text says which field and why."""
+
+
+class Lane(IntEnum):
+    """Priority class of an event. Lower value = more urgent; the outbox drains in this order."""
+
+    ALARM = 0  # SOS, fall: committed with fsync at once, sent ahead of everything
+    NORMAL = 1  # service requests, cancels, presence, low battery, device on/offline
+    TELEMETRY = 2  # heartbeats, readings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(t: datetime) -> str:
+    if t.tzinfo is None:
+        raise ContractError("timestamps must be timezone-aware")
+    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: object, where: str) -> datetime:
+    if not isinstance(value, str):
+        raise ContractError(f"{where}: expected an ISO-8601 time string")
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise ContractError(f"{where}: {value!r} is not an ISO-8601 time") from None
+    if t.tzinfo is None:
+        raise ContractError(f"{where}: time {value!r} has no time zone")
+    return t.astimezone(UTC)
+
+
+def _loads(raw: bytes | str, what: str) -> dict[str, Any]:
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ContractError(f"{what}: message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ContractError(f"{what}: not valid UTF-8 JSON ({err})") from None
+    if not isinstance(obj, dict):
+        raise ContractError(f"{what}: expected a JSON object")
+    if obj.get("v") != 1:
+        raise ContractError(f"{what}: unsupported contract version {obj.get('v')!r} (want 1)")
+    return obj
+
+
+def _dumps(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _str(obj: dict[str, Any], key: str, where: str, *, max_len: int = 200) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise ContractError(f"{where}.{key}: expected a non-empty string of at most {max_len}")
+    return value
+
+
+def _int(obj: dict[str, Any], key: str, where: str) -> int:
+    value = obj.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ContractError(f"{where}.{key}: expected a non-negative integer")
+    return value
+
+
+def _dict(obj: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = obj.get(key, {})
+    if not isinstance(value, dict):
+        raise ContractError(f"{where}.{key}: expected an object")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing a device said, as decoded by the edge through the device's profile."""
+
+    seq: int  # edge outbox sequence: unique and increasing per (edge, incarnation)
+    device_id: str  # e.g. "cb100-77626"
+    kind: str  # e.g. "sos", "heartbeat", "service_request"
+    lane: Lane
+    occurred_at: datetime  # when the edge received it, UTC
+    data: dict[str, Any] = field(default_factory=dict)  # decoded fields, e.g. battery_pct
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "device_id": self.device_id,
+            "kind": self.kind,
+            "lane": self.lane.name.lower(),
+            "at": format_time(self.occurred_at),
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_obj(cls, obj: object, where: str) -> Event:
+        if not isinstance(obj, dict):
+            raise ContractError(f"{where}: expected an object")
+        lane_name = obj.get("lane")
+        try:
+            lane = Lane[str(lane_name).upper()]
+        except KeyError:
+            raise ContractError(f"{where}.lane: unknown lane {lane_name!r}") from None
+        return cls(
+            seq=_int(obj, "seq", where),
+            device_id=_str(obj, "device_id", where),
+            kind=_str(obj, "kind", where, max_len=64),
+            lane=lane,
+            occurred_at=parse_time(obj.get("at"), f"{where}.at"),
+            data=_dict(obj, "data", where),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """Events of one lane from one edge, in outbox order."""
+
+    edge_id: str
+    incarnation: str
+    events: tuple[Event, ...]
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {
+                "v": 1,
+                "edge_id": self.edge_id,
+                "incarnation": self.incarnation,
+                "events": [e.to_obj() for e in self.events],
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> EventBatch:
+        obj = _loads(raw, "event batch")
+        events = obj.get("events")
+        if not isinstance(events, list) or not events:
+            raise ContractError("event batch.events: expected a non-empty list")
+        return cls(
+            edge_id=_str(obj, "edge_id", "event batch"),
+            incarnation=_str(obj, "incarnation", "event batch", max_len=64),
+            events=tuple(Event.from_obj(e, f"events[{i}]") for i, e in enumerate(events)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """End-to-end acknowledgement: the hub has committed these seqs (or already had them)."""
+
+    edge_id: str
+    incarnation: str
+    seqs: tuple[int, ...]
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {
+                "v": 1,
+                "edge_id": self.edge_id,
+                "incarnation": self.incarnation,
+                "seqs": list(self.seqs),
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Ack:
+        obj = _loads(raw, "ack")
+        seqs = obj.get("seqs")
+        if not isinstance(seqs, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seqs
+        ):
+            raise ContractError("ack.seqs: expected a list of non-negative integers")
+        return cls(
+            edge_id=_str(obj, "edge_id", "ack"),
+            incarnation=_str(obj, "incarnation", "ack", max_len=64),
+            seqs=tuple(seqs),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """Hub → edge: do something to a device, e.g. tell a call button "help is coming"."""
+
+    command_id: str
+    device_id: str
+    name: str  # e.g. "button_feedback"
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {
+                "v": 1,
+                "command_id": self.command_id,
+                "device_id": self.device_id,
+                "name": self.name,
+                "args": self.args,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Command:
+        obj = _loads(raw, "command")
+        return cls(
+            command_id=_str(obj, "command_id", "command", max_len=64),
+            device_id=_str(obj, "device_id", "command"),
+            name=_str(obj, "name", "command", max_len=64),
+            args=_dict(obj, "args", "command"),
+        )
+
+
+CommandStatus = Literal["ok", "device_error", "timeout", "rejected"]
+_COMMAND_STATUSES = ("ok", "device_error", "timeout", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """Edge → hub: what became of a :class:`Command`."""
+
+    command_id: str
+    device_id: str
+    status: CommandStatus
+    detail: str = ""
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {
+                "v": 1,
+                "command_id": self.command_id,
+                "device_id": self.device_id,
+                "status": self.status,
+                "detail": self.detail,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> CommandResult:
+        obj = _loads(raw, "command result")
+        status = obj.get("status")
+        if status not in _COMMAND_STATUSES:
+            raise ContractError(f"command result.status: expected one of {_COMMAND_STATUSES}")
+        detail = obj.get("detail", "")
+        return cls(
+            command_id=_str(obj, "command_id", "command result", max_len=64),
+            device_id=_str(obj, "device_id", "command result"),
+            status=status,
+            detail=detail if isinstance(detail, str) else str(detail),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeStatus:
+    """Retained on the edge's status topic; the broker publishes ``online=False`` as last will."""
+
+    edge_id: str
+    online: bool
+    at: datetime
+    info: dict[str, Any] = field(default_factory=dict)  # outbox depth, bad frames, version
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {
+                "v": 1,
+                "edge_id": self.edge_id,
+                "online": self.online,
+                "at": format_time(self.at),
+                "info": self.info,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> EdgeStatus:
+        obj = _loads(raw, "edge status")
+        online = obj.get("online")
+        if not isinstance(online, bool):
+            raise ContractError("edge status.online: expected true or false")
+        return cls(
+            edge_id=_str(obj, "edge_id", "edge status"),
+            online=online,
+            at=parse_time(obj.get("at"), "edge status.at"),
+            info=_dict(obj, "info", "edge status"),
+        )

@@ -1,0 +1,34 @@
+"""Errors of the edge agent.
+
+    EdgeError
+    ├── ConfigError (re-exported from contract.config_file: bad or missing config file)
+    ├── ProfileError        a device profile file is invalid (names file and field)
+    ├── OutboxError         the outbox cannot store an event (disk full, I/O error)
+    ├── TransportError      a port or connection is unavailable
+    └── DeviceError         a device answered with an error, or a frame could not be mapped
+
+Third-party exceptions (pyserial, sqlite3, paho) are translated into these at the module
+that calls the library.
+"""
+
+from __future__ import annotations
+
+
+class EdgeError(Exception):
+    """Base of every error the edge raises on purpose."""
+
+
+class ProfileError(EdgeError):
+    """A device profile is invalid. The message names the file and the field."""
+
+
+class OutboxError(EdgeError):
+    """An event could not be stored in the outbox."""
+
+
+class TransportError(EdgeError):
+    """A serial port or network connection is not usable right now."""
+
+
+class DeviceError(EdgeError):
+    """A device reported an error or sent something its profile cannot map."""

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the system packages the project needs on a fresh Debian machine:
+# the Mosquitto broker (tests and the demo start their own private instance of it)
+# and Python's venv module. As root it installs them; otherwise it says what to install.
+set -euo pipefail
+missing=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "Installing system packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Debian starts a system broker on 1883 after install; we never use it.
+else
+  echo "Missing system packages: ${missing[*]}" >&2
+  echo "Install them, e.g.: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
