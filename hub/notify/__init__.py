@@ -1,0 +1,6 @@
+"""How workers hear about cases: a live stream per worker (SSE) and webhooks.
+
+Every channel implements :class:`hub.notify.base.Notifier`; :class:`Fanout` sends one
+notification to all of them. A channel never blocks the caller (ingest, escalation): slow
+deliveries run in background tasks, failures are retried, counted and logged.
+"""

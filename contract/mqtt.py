@@ -1,0 +1,168 @@
+"""The one bridge between paho-mqtt's network thread and asyncio, used by edge and hub.
+
+paho runs its network loop in a thread of its own (``loop_start``) and calls our callbacks
+there. Everything that crosses into the event loop goes through ``loop.call_soon_threadsafe``
+in this module and nowhere else. paho's built-in reconnect (exponential, capped by
+``reconnect_max_s``) is kept: it also retries a first connection that failed.
+
+``manual_ack=True`` (the hub) means a QoS 1 message is PUBACKed only when the caller says
+so, after its database commit; with a persistent session the broker then redelivers what
+a crashed hub never committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import BaseModel, Field, SecretStr
+
+log = logging.getLogger(__name__)
+
+
+class BrokerSettings(BaseModel):
+    """Where and how to reach an MQTT broker. The password comes from the environment."""
+
+    model_config = {"extra": "forbid"}
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls_ca_file: str | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    reconnect_max_s: int = Field(default=5, ge=1, le=300)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    retain: bool
+
+
+class MqttConnection:
+    """A paho client whose callbacks land in the asyncio loop.
+
+    ``on_message`` and ``on_connection_change`` are called in the event loop thread.
+    Subscriptions are (re)made on every connect, so a broker that lost its state is fine.
+    """
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        client_id: str,
+        *,
+        subscriptions: list[tuple[str, int]],
+        on_message: Callable[[Message], None],
+        on_connection_change: Callable[[bool], None] | None = None,
+        persistent_session: bool = True,
+        manual_ack: bool = False,
+        will: tuple[str, bytes, int, bool] | None = None,
+        on_connect_publish: Callable[[], list[tuple[str, bytes, int, bool]]] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._subscriptions = subscriptions
+        self._on_message = on_message
+        self._on_connection_change = on_connection_change
+        self._on_connect_publish = on_connect_publish
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.connected = False
+        self.connect_count = 0
+        self._client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=not persistent_session,
+            protocol=paho.MQTTv311,
+            manual_ack=manual_ack,
+        )
+        # Our own bound on what paho keeps in memory is the caller's window; paho's
+        # in-flight limit only needs to be large enough not to become the bottleneck.
+        self._client.max_inflight_messages_set(100)
+        self._client.reconnect_delay_set(1, settings.reconnect_max_s)
+        if settings.username is not None:
+            password = settings.password.get_secret_value() if settings.password else None
+            self._client.username_pw_set(settings.username, password)
+        if settings.tls_ca_file:
+            self._client.tls_set(ca_certs=settings.tls_ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        if will is not None:
+            topic, payload, qos, retain = will
+            self._client.will_set(topic, payload, qos, retain)
+        self._client.on_connect = self._handle_connect
+        self._client.on_disconnect = self._handle_disconnect
+        self._client.on_message = self._handle_message
+
+    # -- lifecycle (event loop side) --------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._client.connect_async(
+            self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s
+        )
+        self._client.loop_start()
+
+    async def stop(self, *, final_publish: tuple[str, bytes, int, bool] | None = None) -> None:
+        if final_publish is not None and self.connected:
+            info = self._client.publish(*final_publish)
+            await asyncio.to_thread(info.wait_for_publish, 2.0)
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
+        """Queue a message in paho. Returns False when not connected (caller retries later)."""
+        if not self.connected:
+            return False
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        return info.rc == paho.MQTT_ERR_SUCCESS
+
+    def ack(self, message: Message) -> None:
+        """PUBACK a message received with manual_ack (after the caller committed it)."""
+        if message.qos > 0:
+            self._client.ack(message.mid, message.qos)
+
+    # -- paho thread side ---------------------------------------------------------------
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _handle_connect(
+        self, client: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any
+    ) -> None:
+        if reason.is_failure:
+            log.warning("MQTT connect to %s:%s refused: %s",
+                        self._settings.host, self._settings.port, reason)
+            return
+        for topic, qos in self._subscriptions:
+            client.subscribe(topic, qos)
+        if self._on_connect_publish is not None:
+            for topic, payload, qos, retain in self._on_connect_publish():
+                client.publish(topic, payload, qos, retain)
+        self._post(self._set_connected, True)
+
+    def _handle_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._post(self._set_connected, False)
+
+    def _handle_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        message = Message(msg.topic, msg.payload, msg.qos, msg.mid, bool(msg.retain))
+        self._post(self._on_message, message)
+
+    # -- event loop side ------------------------------------------------------------------
+    def _set_connected(self, value: bool) -> None:
+        if value == self.connected:
+            return
+        self.connected = value
+        if value:
+            self.connect_count += 1
+            log.info("MQTT connected to %s:%s", self._settings.host, self._settings.port)
+        else:
+            log.warning("MQTT connection to %s:%s lost", self._settings.host, self._settings.port)
+        if self._on_connection_change is not None:
+            self._on_connection_change(value)

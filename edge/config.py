@@ -1,0 +1,53 @@
+"""Edge agent configuration: one YAML file, overridable by ``EDGE__...`` environment variables.
+
+Example (``docs/edge.example.yaml`` is the full annotated version)::
+
+    edge_id: edge-building-7
+    data_dir: /var/lib/community-edge      # the outbox database lives here
+    profiles_dir: device_profiles
+    broker: {host: hub.example, port: 8883, username: edge-building-7, tls_ca_file: ca.pem}
+    serial_buses:
+      - {port: /dev/ttyUSB0, profile: cb-100}
+
+The broker password comes from ``EDGE__BROKER__PASSWORD``, never from the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from contract.config_file import ConfigError, load_config
+from contract.mqtt import BrokerSettings
+from edge.uplink import UplinkSettings
+
+__all__ = ["ConfigError", "EdgeConfig", "SerialBusConfig", "load_edge_config"]
+
+
+class SerialBusConfig(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    port: str = Field(min_length=1, description="device path, e.g. /dev/ttyUSB0 or a pty link")
+    profile: str = Field(min_length=1, description="device profile name, e.g. cb-100")
+
+
+class EdgeConfig(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    edge_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    data_dir: Path = Path("var/edge")
+    profiles_dir: Path = Path("device_profiles")
+    broker: BrokerSettings = BrokerSettings()
+    uplink: UplinkSettings = UplinkSettings()
+    serial_buses: list[SerialBusConfig] = []
+    status_interval_s: float = Field(default=30.0, gt=0, le=3600)
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.data_dir / "outbox.db"
+
+
+def load_edge_config(path: str | Path | None) -> EdgeConfig:
+    return load_config(path, EdgeConfig, env_prefix="EDGE")

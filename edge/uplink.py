@@ -1,0 +1,162 @@
+"""Forwards outbox events to the hub over MQTT and retires them on the hub's end-to-end ack.
+
+Rules:
+- **Alarms first.** Lanes are served in priority order and the alarm lane is re-checked
+  after every batch of any other lane, so an SOS committed while a million telemetry events
+  drain waits for at most one batch publish. Each lane has its own in-flight window, so a
+  full telemetry window never holds an alarm back.
+- **Bounded in flight.** At most ``window`` unacknowledged batches per lane are out at once
+  (explicit backpressure: the rest waits in the outbox on disk, not in memory).
+- **Go-back-N on doubt.** When an ack is overdue (``ack_timeout_s``) or the connection was
+  re-established, the lane's cursor is rewound and unacknowledged events are sent again in
+  seq order. The hub ingests idempotently, so this costs bandwidth, never duplicates.
+- Order is kept per lane (hence per device within a lane): batches are built in seq order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+from contract import Ack, EventBatch, Lane, topics
+from edge.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class UplinkSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    batch_size: int = Field(default=500, ge=1, le=5000)
+    alarm_batch_size: int = Field(default=20, ge=1, le=500)
+    window: int = Field(default=4, ge=1, le=64)
+    alarm_window: int = Field(default=16, ge=1, le=256)
+    ack_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    group_commit_ms: int = Field(default=200, ge=1, le=5000)
+
+
+class Publisher(Protocol):
+    connected: bool
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool: ...
+
+
+@dataclass(slots=True)
+class _InFlight:
+    seqs: set[int]
+    sent_at: float
+
+
+@dataclass(slots=True)
+class _LaneState:
+    cursor: int = 0  # highest seq published since the last rewind
+    in_flight: list[_InFlight] = field(default_factory=list)
+
+
+class Uplink:
+    """Moves events from the :class:`Outbox` to the hub; see the module docstring."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        publisher: Publisher,
+        edge_id: str,
+        settings: UplinkSettings,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._outbox = outbox
+        self._publisher = publisher
+        self._edge_id = edge_id
+        self._settings = settings
+        self._monotonic = monotonic
+        self._lanes = {lane: _LaneState() for lane in Lane}
+        self._wake = outbox.new_events  # the outbox sets it on every commit
+        self._topics = {lane: topics.events(edge_id, lane) for lane in Lane}
+        self.stats = {"batches_sent": 0, "events_sent": 0, "rewinds": 0, "acks": 0}
+
+    # -- inputs -------------------------------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    def on_connection_change(self, connected: bool) -> None:
+        if connected:
+            self._rewind_all("reconnected")
+            self.wake()
+
+    async def on_ack(self, ack: Ack) -> None:
+        if ack.edge_id != self._edge_id or ack.incarnation != self._outbox.incarnation:
+            log.warning("ignoring ack for %s/%s", ack.edge_id, ack.incarnation)
+            return
+        acked = set(ack.seqs)
+        self.stats["acks"] += 1
+        for state in self._lanes.values():
+            for batch in state.in_flight:
+                batch.seqs -= acked
+            state.in_flight = [b for b in state.in_flight if b.seqs]
+        await self._outbox.ack(acked)
+        self.wake()
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        tick = min(1.0, self._settings.ack_timeout_s / 4)
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), tick)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if not self._publisher.connected:
+                continue
+            self._check_overdue()
+            while self._publisher.connected and await self._send_next():
+                pass
+
+    async def _send_next(self) -> bool:
+        """Send one batch from the most urgent lane that has room and work. False if none."""
+        for lane in Lane:
+            state = self._lanes[lane]
+            alarm = lane == Lane.ALARM
+            window = self._settings.alarm_window if alarm else self._settings.window
+            if len(state.in_flight) >= window:
+                continue
+            limit = self._settings.alarm_batch_size if alarm else self._settings.batch_size
+            events = await self._outbox.fetch(lane, state.cursor, limit)
+            if not events:
+                continue
+            payload = EventBatch(self._edge_id, self._outbox.incarnation, tuple(events)).encode()
+            if not self._publisher.publish(self._topics[lane], payload, qos=1):
+                return False  # connection dropped; the reconnect rewinds
+            state.cursor = events[-1].seq
+            state.in_flight.append(_InFlight({e.seq for e in events}, self._monotonic()))
+            self.stats["batches_sent"] += 1
+            self.stats["events_sent"] += len(events)
+            return True
+        return False
+
+    def _check_overdue(self) -> None:
+        now = self._monotonic()
+        for lane, state in self._lanes.items():
+            if state.in_flight and now - state.in_flight[0].sent_at > self._settings.ack_timeout_s:
+                self._rewind([lane], "ack overdue")
+
+    def _rewind_all(self, why: str) -> None:
+        self._rewind(list(Lane), why)
+
+    def _rewind(self, lanes: Iterable[Lane], why: str) -> None:
+        for lane in lanes:
+            state = self._lanes[lane]
+            if state.cursor or state.in_flight:
+                self.stats["rewinds"] += 1
+                log.info("uplink: resending unacknowledged %s events (%s)", lane.name.lower(), why)
+            state.cursor = 0
+            state.in_flight.clear()
+
+    def in_flight_events(self) -> int:
+        return sum(len(b.seqs) for s in self._lanes.values() for b in s.in_flight)

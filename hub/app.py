@@ -1,0 +1,136 @@
+"""The hub application: FastAPI routes plus, in the lifespan, the long-lived parts.
+
+Start-up order: database migrations → engine → MQTT ingest connection (persistent session,
+manual PUBACK) → background tasks (ingest worker, escalation timer, command resend).
+Shutdown cancels the tasks, disconnects MQTT and disposes the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from contract import topics
+from contract.mqtt import MqttConnection
+from hub.api.routes import cases, health, intake, stream
+from hub.config import HubConfig
+from hub.db.engine import create_engine
+from hub.db.migrate import upgrade_to_head
+from hub.domain.escalation import EscalationPolicy, Tier
+from hub.effects import EffectDispatcher
+from hub.escalation_timer import EscalationTimer
+from hub.ingest import Ingest
+from hub.notify.base import Fanout, Notifier
+from hub.notify.stream import WorkerStreams
+from hub.notify.webhook import WebhookNotifier
+from hub.runtime import HubRuntime
+from hub.services.cases import CaseService
+from hub.services.org import seed_demo_community
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def escalation_policy(config: HubConfig) -> EscalationPolicy:
+    e = config.escalation
+    seconds = {
+        Tier.GRID_WORKER: e.grid_worker_s,
+        Tier.BACKUP_WORKER: e.backup_worker_s,
+        Tier.COMMUNITY_STATION: e.community_station_s,
+        Tier.STREET_CENTRE: e.street_centre_s,
+        Tier.HOTLINE_DESK: e.hotline_desk_s,
+    }
+    return EscalationPolicy({tier: timedelta(seconds=s) for tier, s in seconds.items()})
+
+
+def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(upgrade_to_head, config.database_url)
+        engine = create_engine(config.database_url)
+        if seed_demo:
+            async with engine.begin() as conn:
+                await seed_demo_community(conn, utc_now())
+        service = CaseService(
+            escalation_policy(config),
+            ZoneInfo(config.timezone),
+            dedupe_window=timedelta(seconds=config.escalation.dedupe_window_s),
+            ack_base_url=config.api.public_base_url,
+        )
+        streams = WorkerStreams()
+        webhooks = [
+            WebhookNotifier(str(w.url), timeout_s=w.timeout_s, attempts=w.attempts)
+            for w in config.webhooks
+        ]
+        channels: list[Notifier] = [streams, *webhooks]
+        broker = MqttConnection(
+            config.broker,
+            client_id=f"{config.hub_id}-ingest",
+            subscriptions=[
+                (topics.HUB_EVENTS_SUBSCRIPTION, 1),
+                (topics.HUB_STATUS_SUBSCRIPTION, 1),
+                (topics.HUB_COMMAND_RESULTS_SUBSCRIPTION, 1),
+            ],
+            on_message=lambda m: ingest.on_message(m),
+            persistent_session=True,
+            manual_ack=True,
+        )
+        effects = EffectDispatcher(
+            engine, broker, Fanout(channels), utc_now, retry_s=config.command_retry_s
+        )
+        ingest = Ingest(engine, service, broker, effects, utc_now)
+        timer = EscalationTimer(engine, service, effects, utc_now)
+        app.state.runtime = HubRuntime(
+            config, engine, service, effects, streams, ingest, timer, utc_now
+        )
+        await broker.start()
+        tasks = [
+            asyncio.create_task(ingest.run(), name="ingest"),
+            asyncio.create_task(timer.run(), name="escalation-timer"),
+            asyncio.create_task(effects.run_retry_loop(), name="command-resend"),
+        ]
+        log.info("hub started: database %s, broker %s:%s",
+                 config.database_url.split("///")[0], config.broker.host, config.broker.port)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await broker.stop()
+            for webhook in webhooks:
+                await webhook.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Smart-community hub / 智慧社区中心平台",
+        version="0.1.0",
+        description="Help-call routing and device events for a smart community.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def readable_422(_request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        ]
+        return JSONResponse(
+            status_code=422,
+            content={"detail": "; ".join(problems), "errors": jsonable_encoder(err.errors())},
+        )
+
+    for module in (health, cases, stream, intake):
+        app.include_router(module.router)
+    return app

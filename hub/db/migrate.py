@@ -1,0 +1,70 @@
+"""Bring the database schema up to date with Alembic, without an ``alembic.ini``.
+
+The hub calls :func:`upgrade_to_head` at start-up, before it opens its async engine, so a
+fresh install and an upgraded one start from the same schema. Alembic runs synchronously,
+so the async URL the hub is configured with is translated to its sync twin
+(``sqlite+aiosqlite`` → ``sqlite``, ``postgresql+asyncpg`` → ``postgresql+psycopg``).
+
+For developers: ``python -m hub.db.migrate revision -m "add x"`` autogenerates a revision
+against ``var/hub/hub.db`` (or the URL in ``HUB_DB_URL``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+
+from hub.db.engine import DEFAULT_URL, ensure_sqlite_directory
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+_SYNC_DRIVERS = {
+    "sqlite+aiosqlite": "sqlite",
+    "postgresql+asyncpg": "postgresql+psycopg",
+}
+
+
+def sync_url(url: str) -> str:
+    """The synchronous driver URL for an async one; other URLs are returned unchanged."""
+    parsed = make_url(url)
+    driver = _SYNC_DRIVERS.get(parsed.drivername, parsed.drivername)
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def alembic_config(url: str) -> Config:
+    """A programmatic Alembic config; the URL travels in ``attributes`` (no %-escaping)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("file_template", "r%%(rev)s_%%(slug)s")
+    config.attributes["url"] = sync_url(url)
+    return config
+
+
+def upgrade_to_head(url: str) -> None:
+    """Apply every pending revision. Safe to call on every start: a no-op when current."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        ensure_sqlite_directory(parsed)
+    command.upgrade(alembic_config(url), "head")
+
+
+def main(argv: list[str]) -> int:
+    url = os.environ.get("HUB_DB_URL", DEFAULT_URL)
+    if argv[:1] == ["upgrade"]:
+        upgrade_to_head(url)
+        return 0
+    if argv[:1] == ["revision"] and argv[1:2] == ["-m"] and len(argv) == 3:
+        upgrade_to_head(url)
+        command.revision(alembic_config(url), message=argv[2], autogenerate=True)
+        return 0
+    sys.stderr.write('usage: python -m hub.db.migrate upgrade | revision -m "message"\n')
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

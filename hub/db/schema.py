@@ -1,0 +1,376 @@
+"""The hub's tables, as SQLAlchemy Core metadata.
+
+Written to be portable between SQLite (the default, one file next to the hub) and
+PostgreSQL: integer surrogate keys, ``TEXT`` for JSON (the hub reads and writes it itself),
+and times through :class:`UTCDateTime`, which always hands back timezone-aware UTC even on
+SQLite, which has no time-zone type. The Alembic revisions under ``hub/migrations`` create
+these tables; this module is what the code queries against and what autogenerate compares.
+
+Map of the tables:
+
+* administration: districts → streets → communities → grids → households → residents,
+  emergency_contacts; workers (with a role and a community/street scope), worker_grids;
+  duty: shifts (weekly, local time) and shift_overrides (UTC instants)
+* devices: devices (text id such as "cb100-77626"), edge_status
+* traffic: events (id = commit order, uid = "edge:incarnation:seq" for deduplication),
+  quarantine (what could not be accepted), commands (durable outbox of hub → edge commands)
+* help calls: cases, case_audit, case_notifications; tasks (service requests, maintenance)
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    CursorResult,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Time,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+    text,
+    true,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r} given; the hub stores aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class JSONText(TypeDecorator[Any]):
+    """JSON stored as UTF-8 text (Chinese stays readable in a database shell)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The integer primary key of the row a single-row INSERT just created."""
+    key = result.inserted_primary_key
+    if key is None or key[0] is None:
+        raise RuntimeError("the INSERT reported no primary key")
+    return int(key[0])
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _id() -> Column[int]:
+    return Column("id", Integer, primary_key=True, autoincrement=True)
+
+
+def _fk(name: str, target: str, *, nullable: bool = False) -> Column[int]:
+    return Column(name, Integer, ForeignKey(target), nullable=nullable)
+
+
+def _when(name: str, *, nullable: bool = True) -> Column[datetime]:
+    return Column(name, UTCDateTime(), nullable=nullable)
+
+
+def _flag(name: str, *, default: bool) -> Column[bool]:
+    return Column(name, Boolean, nullable=False, server_default=true() if default else false())
+
+
+def _text(name: str) -> Column[str]:
+    return Column(name, Text, nullable=False, server_default=text("''"))
+
+
+districts = Table(
+    "districts", metadata, _id(), Column("name", String(100), nullable=False, unique=True)
+)
+
+streets = Table(
+    "streets",
+    metadata,
+    _id(),
+    _fk("district_id", "districts.id"),
+    Column("name", String(100), nullable=False),
+    UniqueConstraint("district_id", "name"),
+)
+
+communities = Table(
+    "communities",
+    metadata,
+    _id(),
+    _fk("street_id", "streets.id"),
+    Column("name", String(100), nullable=False),
+    UniqueConstraint("street_id", "name"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    _id(),
+    Column("name", String(100), nullable=False),
+    Column("phone", String(32), nullable=False, unique=True),
+    # grid_worker | community_station | street_centre | hotline_desk
+    Column("role", String(32), nullable=False),
+    _fk("community_id", "communities.id", nullable=True),
+    _fk("street_id", "streets.id", nullable=True),
+    _flag("active", default=True),
+)
+
+grids = Table(
+    "grids",
+    metadata,
+    _id(),
+    _fk("community_id", "communities.id"),
+    Column("name", String(100), nullable=False),
+    _fk("backup_worker_id", "workers.id", nullable=True),
+    UniqueConstraint("community_id", "name"),
+)
+
+worker_grids = Table(
+    "worker_grids",
+    metadata,
+    Column("worker_id", Integer, ForeignKey("workers.id"), primary_key=True),
+    Column("grid_id", Integer, ForeignKey("grids.id"), primary_key=True),
+)
+
+households = Table(
+    "households",
+    metadata,
+    _id(),
+    _fk("grid_id", "grids.id"),
+    Column("address", String(200), nullable=False),
+    _flag("lives_alone", default=False),
+    _text("medical_notes"),
+    _text("notes"),
+    UniqueConstraint("grid_id", "address"),
+)
+
+residents = Table(
+    "residents",
+    metadata,
+    _id(),
+    _fk("household_id", "households.id"),
+    Column("name", String(100), nullable=False),
+    Column("phone", String(32), nullable=True),
+)
+
+emergency_contacts = Table(
+    "emergency_contacts",
+    metadata,
+    _id(),
+    _fk("household_id", "households.id"),
+    Column("name", String(100), nullable=False),
+    Column("relation", String(50), nullable=False, server_default=text("''")),
+    Column("phone", String(32), nullable=False),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    _fk("household_id", "households.id", nullable=True),
+    Column("place", String(100), nullable=False, server_default=text("''")),
+    Column("edge_id", String(64), nullable=True),
+    Column("profile", String(64), nullable=False),
+    _when("last_seen"),
+    Column("battery_pct", Integer, nullable=True),
+    _flag("online", default=False),
+)
+
+shifts = Table(
+    "shifts",
+    metadata,
+    _id(),
+    _fk("worker_id", "workers.id"),
+    _fk("grid_id", "grids.id", nullable=True),  # NULL: a desk shift not tied to a grid
+    Column("weekday", Integer, nullable=False),  # 0 = Monday
+    Column("start_local", Time, nullable=False),
+    Column("end_local", Time, nullable=False),  # <= start: crosses midnight
+    Column("role", String(16), nullable=False, server_default=text("'primary'")),
+    Index(None, "grid_id", "role"),
+)
+
+shift_overrides = Table(
+    "shift_overrides",
+    metadata,
+    _id(),
+    _fk("worker_id", "workers.id"),
+    _fk("grid_id", "grids.id", nullable=True),
+    _when("starts_at", nullable=False),
+    _when("ends_at", nullable=False),
+    Column("role", String(16), nullable=False, server_default=text("'primary'")),
+    _text("note"),
+    Index(None, "ends_at"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    _id(),  # commit order; sqlite_autoincrement keeps ids from ever being reused
+    Column("uid", String(200), nullable=False, unique=True),  # f"{edge}:{incarnation}:{seq}"
+    Column("edge_id", String(64), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("lane", String(16), nullable=False),  # "alarm" | "normal" | "telemetry"
+    _when("occurred_at", nullable=False),
+    _when("received_at", nullable=False),
+    Column("data", JSONText(), nullable=False),
+    Index(None, "device_id", "occurred_at"),
+    sqlite_autoincrement=True,
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    _id(),
+    _when("received_at", nullable=False),
+    Column("edge_id", String(64), nullable=True),
+    Column("topic", String(300), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+cases = Table(
+    "cases",
+    metadata,
+    _id(),
+    _fk("household_id", "households.id"),
+    _fk("grid_id", "grids.id"),
+    Column("kind", String(32), nullable=False),  # sos | fall | phone
+    Column("channel", String(16), nullable=False),  # button | phone
+    Column("state", String(16), nullable=False),
+    Column("tier", Integer, nullable=False, server_default=text("0")),
+    _flag("cancel_requested", default=False),
+    Column("ref_seq", Integer, nullable=True),
+    Column("device_id", String(64), ForeignKey("devices.id"), nullable=True),
+    _when("opened_at", nullable=False),
+    _when("occurred_at", nullable=False),
+    _when("last_press_at", nullable=False),
+    Column("press_count", Integer, nullable=False, server_default=text("1")),
+    _when("deadline_at"),
+    _fk("acknowledged_by", "workers.id", nullable=True),
+    _when("acknowledged_at"),
+    _when("arrived_at"),
+    _when("resolved_at"),
+    Column("outcome", String(32), nullable=True),
+    _text("resolution_note"),
+    _when("closed_at"),
+    _text("note"),
+    _when("updated_at", nullable=False),
+    Column("version", Integer, nullable=False, server_default=text("1")),  # optimistic lock
+    Index(None, "household_id", "state"),
+    Index(None, "state", "deadline_at"),
+    Index(None, "opened_at"),
+    sqlite_autoincrement=True,
+)
+
+case_audit = Table(
+    "case_audit",
+    metadata,
+    _id(),
+    _fk("case_id", "cases.id"),
+    _when("at", nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("from_state", String(16), nullable=False),
+    Column("to_state", String(16), nullable=False),
+    _text("detail"),
+    Index(None, "case_id"),
+    sqlite_autoincrement=True,
+)
+
+case_notifications = Table(
+    "case_notifications",
+    metadata,
+    _id(),
+    _fk("case_id", "cases.id"),
+    _fk("worker_id", "workers.id"),
+    Column("tier", String(32), nullable=False),
+    _when("notified_at", nullable=False),
+    Index(None, "case_id"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    _id(),
+    Column("kind", String(32), nullable=False),  # service_request | maintenance
+    Column("category", Integer, nullable=True),  # 1..11 for service requests
+    _fk("household_id", "households.id", nullable=True),
+    _fk("grid_id", "grids.id", nullable=True),
+    Column("device_id", String(64), ForeignKey("devices.id"), nullable=True),
+    _fk("assigned_worker_id", "workers.id", nullable=True),
+    Column("state", String(16), nullable=False),  # open | acknowledged | done
+    _text("detail"),
+    _when("created_at", nullable=False),
+    _fk("acknowledged_by", "workers.id", nullable=True),
+    _when("acknowledged_at"),
+    _when("done_at"),
+    Index(None, "state", "grid_id"),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", String(64), primary_key=True),  # uuid4, also the contract's command_id
+    Column("edge_id", String(64), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("args", JSONText(), nullable=False),
+    # pending | sent | ok | device_error | timeout | rejected
+    Column("state", String(16), nullable=False),
+    _fk("case_id", "cases.id", nullable=True),
+    _when("created_at", nullable=False),
+    _when("sent_at"),
+    _when("result_at"),
+    _text("detail"),
+    Index(None, "state", "created_at"),
+)
+
+edge_status = Table(
+    "edge_status",
+    metadata,
+    Column("edge_id", String(64), primary_key=True),
+    _flag("online", default=False),
+    _when("at", nullable=False),
+    Column("info", JSONText(), nullable=False),
+)

@@ -1,0 +1,75 @@
+"""Fires escalations at their deadlines.
+
+Deadlines live in the database (``cases.deadline_at``), not in memory: after a hub restart
+the timer reads the earliest one and sleeps until then, so a restart loses no escalation
+and one that fell due while the hub was down fires at once. Any case change wakes the
+timer to re-read the earliest deadline (``EffectDispatcher.cases_changed``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.effects import EffectDispatcher
+from hub.services.cases import CaseService
+
+log = logging.getLogger(__name__)
+
+#: Re-read the deadline at least this often, in case another process changed a case.
+MAX_SLEEP_S = 5.0
+
+
+class EscalationTimer:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        service: CaseService,
+        effects: EffectDispatcher,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._engine = engine
+        self._service = service
+        self._effects = effects
+        self._clock = clock
+        self.fired = 0
+        #: Seconds between each deadline and the moment its escalation was committed.
+        self.lateness_s: list[float] = []
+
+    async def run(self) -> None:
+        changed = self._effects.cases_changed
+        while True:
+            changed.clear()  # before reading: a change during the tick wakes us again
+            try:
+                delay = await self._tick()
+            except Exception:  # noqa: BLE001 - keep the timer alive through a DB hiccup
+                log.exception("escalation tick failed")
+                delay = 1.0
+            if delay <= 0:
+                continue
+            try:
+                await asyncio.wait_for(changed.wait(), delay)
+            except TimeoutError:
+                pass
+
+    async def _tick(self) -> float:
+        """Escalate what is due; return how long to sleep until the next deadline."""
+        async with self._engine.connect() as conn:
+            deadline = await self._service.next_deadline(conn)
+        now = self._clock()
+        if deadline is not None and deadline <= now:
+            async with self._engine.begin() as conn:
+                effects = await self._service.escalate_due(conn, now)
+            committed = self._clock()
+            self.fired += 1
+            self.lateness_s.append((committed - deadline).total_seconds())
+            del self.lateness_s[:-10_000]
+            await self._effects.dispatch(effects)
+            return 0.0
+        if deadline is None:
+            return MAX_SLEEP_S
+        return min(MAX_SLEEP_S, (deadline - now).total_seconds())

@@ -1,0 +1,200 @@
+"""MQTT ingest: edge event batches → hub database → end-to-end ack → case effects.
+
+Order of work for one batch (one MQTT message):
+1. decode; a payload that breaks the contract is quarantined with the reason;
+2. in ONE transaction: insert the events not seen before (event uid =
+   ``edge_id:incarnation:seq``; a duplicate is skipped) and run the case service on each new
+   one (an event from an unknown device is quarantined, not dropped);
+3. commit (SQLite ``synchronous=FULL``: on disk), then publish the ack naming every seq of
+   the batch, duplicates included, and PUBACK the MQTT message (``manual_ack``: the broker
+   redelivers to our persistent session whatever a crash left uncommitted);
+4. dispatch effects: button feedback commands, worker notifications.
+
+Alarm-lane messages are taken ahead of queued bulk messages: an SOS that arrives behind a
+telemetry backlog waits for at most the one batch already being written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from contract import Ack, CommandResult, ContractError, EdgeStatus, Event, EventBatch, Lane, topics
+from contract.mqtt import Message
+from hub.db.schema import edge_status as edge_status_table
+from hub.db.schema import events as events_table
+from hub.effects import EffectDispatcher
+from hub.services.cases import CaseService, Effects
+from hub.services.errors import UnknownDevice
+from hub.services.org import add_quarantine
+
+log = logging.getLogger(__name__)
+
+
+class Broker(Protocol):
+    connected: bool
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool: ...
+
+    def ack(self, message: Message) -> None: ...
+
+
+def event_uid(edge_id: str, incarnation: str, seq: int) -> str:
+    return f"{edge_id}:{incarnation}:{seq}"
+
+
+class Ingest:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        service: CaseService,
+        broker: Broker,
+        effects: EffectDispatcher,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._engine = engine
+        self._service = service
+        self._broker = broker
+        self._effects = effects
+        self._clock = clock
+        self._alarms: deque[Message] = deque()
+        self._bulk: deque[Message] = deque()
+        self._work = asyncio.Event()
+        self.stats = {"batches": 0, "events": 0, "duplicates": 0, "quarantined": 0, "errors": 0}
+
+    # -- called in the loop by the MQTT bridge --------------------------------------------
+    def on_message(self, message: Message) -> None:
+        is_alarm = message.topic.endswith("/events/alarm")
+        (self._alarms if is_alarm else self._bulk).append(message)
+        self._work.set()
+
+    def backlog(self) -> int:
+        return len(self._alarms) + len(self._bulk)
+
+    # -- the worker -----------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            if not self._alarms and not self._bulk:
+                self._work.clear()
+                await self._work.wait()
+            message = self._alarms.popleft() if self._alarms else self._bulk.popleft()
+            try:
+                await self.handle(message)
+            except Exception:  # noqa: BLE001 - one bad message must not stop ingest
+                # Not PUBACKed: the broker redelivers it after a reconnect, the edge resends
+                # it after its ack timeout. The error is logged and counted for operators.
+                self.stats["errors"] += 1
+                log.exception("ingest of a message on %s failed", message.topic)
+
+    async def handle(self, message: Message) -> None:
+        try:
+            edge_id, rest = topics.parse_edge_topic(message.topic)
+            if rest.startswith("events/"):
+                await self._handle_batch(edge_id, topics.lane_of_events_topic(rest), message)
+            elif rest == "status":
+                await self._handle_status(edge_id, message)
+            elif rest == "command-results":
+                await self._effects.on_result(CommandResult.decode(message.payload))
+            else:
+                raise ContractError(f"unexpected topic {message.topic!r}")
+        except ContractError as err:
+            await self._quarantine(message, str(err))
+        self._broker.ack(message)
+
+    async def _quarantine(
+        self, message: Message, reason: str, edge_id: str | None = None,
+        conn: AsyncConnection | None = None,
+    ) -> None:
+        self.stats["quarantined"] += 1
+        log.warning("quarantined a message on %s: %s", message.topic, reason)
+        payload = message.payload.decode("utf-8", errors="replace")[:65536]
+        if conn is not None:
+            await add_quarantine(conn, edge_id, message.topic, reason, payload, self._clock())
+            return
+        async with self._engine.begin() as new_conn:
+            await add_quarantine(new_conn, edge_id, message.topic, reason, payload, self._clock())
+
+    async def _handle_batch(self, edge_id: str, lane: Lane, message: Message) -> None:
+        batch = EventBatch.decode(message.payload)
+        if batch.edge_id != edge_id:
+            raise ContractError(f"batch claims edge {batch.edge_id!r} on {edge_id!r}'s topic")
+        wrong_lane = [e.seq for e in batch.events if e.lane != lane]
+        if wrong_lane:
+            raise ContractError(f"events {wrong_lane[:5]} are not in lane {lane.name.lower()}")
+        effects = Effects([], [])
+        async with self._engine.begin() as conn:
+            new_events = await self._insert_new(conn, batch)
+            for event in new_events:
+                try:
+                    result = await self._service.on_event(conn, edge_id, event, self._clock())
+                except UnknownDevice as err:
+                    reason = f"event {event.seq} ({event.kind}): {err}"
+                    single = json.dumps(event.to_obj(), ensure_ascii=False).encode()
+                    await self._quarantine(
+                        Message(message.topic, single, 1, 0, False), reason, edge_id, conn
+                    )
+                    continue
+                effects.notifications.extend(result.notifications)
+                effects.commands.extend(result.commands)
+        self.stats["batches"] += 1
+        self.stats["events"] += len(new_events)
+        self.stats["duplicates"] += len(batch.events) - len(new_events)
+        ack = Ack(edge_id, batch.incarnation, tuple(e.seq for e in batch.events))
+        self._broker.publish(topics.acks(edge_id), ack.encode(), qos=1)
+        if effects.notifications or effects.commands:
+            await self._effects.dispatch(effects)
+
+    async def _insert_new(self, conn: AsyncConnection, batch: EventBatch) -> list[Event]:
+        uids = {event_uid(batch.edge_id, batch.incarnation, e.seq): e for e in batch.events}
+        t = events_table
+        seen = set(
+            (await conn.execute(sa.select(t.c.uid).where(t.c.uid.in_(list(uids))))).scalars()
+        )
+        fresh = [(uid, e) for uid, e in uids.items() if uid not in seen]
+        if fresh:
+            now = self._clock()
+            await conn.execute(
+                sa.insert(t),
+                [
+                    {
+                        "uid": uid,
+                        "edge_id": batch.edge_id,
+                        "device_id": e.device_id,
+                        "kind": e.kind,
+                        "lane": e.lane.name.lower(),
+                        "occurred_at": e.occurred_at,
+                        "received_at": now,
+                        "data": e.data,
+                    }
+                    for uid, e in fresh
+                ],
+            )
+        return [e for _, e in fresh]
+
+    async def _handle_status(self, edge_id: str, message: Message) -> None:
+        if not message.payload:
+            return  # a cleared retained message
+        status = EdgeStatus.decode(message.payload)
+        if status.edge_id != edge_id:
+            raise ContractError(f"status claims edge {status.edge_id!r} on {edge_id!r}'s topic")
+        t = edge_status_table
+        async with self._engine.begin() as conn:
+            updated = await conn.execute(
+                sa.update(t)
+                .where(t.c.edge_id == edge_id)
+                .values(online=status.online, at=status.at, info=status.info)
+            )
+            if updated.rowcount == 0:
+                await conn.execute(
+                    sa.insert(t).values(
+                        edge_id=edge_id, online=status.online, at=status.at, info=status.info
+                    )
+                )

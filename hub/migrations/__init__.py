@@ -1,0 +1,1 @@
+"""Alembic migration environment of the hub; run through :mod:`hub.db.migrate`."""

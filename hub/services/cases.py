@@ -1,0 +1,596 @@
+"""The case service: wires the pure help-call domain to the database.
+
+Every method runs inside the caller's transaction (``conn``) and is given ``now``; it
+returns :class:`Effects`, the things to do once that transaction has committed. Commands
+for devices are also written to the ``commands`` table in the same transaction (state
+``pending``), so "help is coming" survives a hub crash between commit and publish; the
+caller publishes them after the commit and marks them sent. Each returned command carries
+``args["edge_id"]``, the edge to publish it to (the row keeps it in its own column).
+
+Concurrent writers are caught with an optimistic lock: every case row has a ``version``,
+and an update that finds another version raises :class:`~hub.services.errors.Conflict`
+(or, for the escalation sweep, skips the case until its next look).
+
+Event kinds handled by :meth:`CaseService.on_event`: ``sos`` and ``fall`` open or join a
+case; ``cancel`` requests cancellation; ``presence`` marks someone on site;
+``service_request`` files a task; ``low_battery`` files a maintenance task; every event
+(``heartbeat`` included) refreshes the device's last-seen time and battery level.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import Select, and_, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contract import Command, Event
+from hub.db.schema import (
+    case_audit,
+    case_notifications,
+    cases,
+    commands,
+    devices,
+    inserted_id,
+    workers,
+)
+from hub.domain import case as domain
+from hub.domain.case import (
+    ACTIVE_STATES,
+    AWAITING_ACK_STATES,
+    AuditRecord,
+    Case,
+    CaseState,
+    Outcome,
+)
+from hub.domain.escalation import EscalationPolicy, Notify, Tier
+from hub.domain.notification import Notification, compose
+from hub.services import case_queries as queries
+from hub.services import errors
+from hub.services.case_queries import case_from_row, case_values
+from hub.services.org import Place, available_by_tier, household_place
+from hub.services.tasks import file_maintenance, file_service_request
+
+DEFAULT_DEDUPE_WINDOW = timedelta(minutes=10)
+ALARM_KINDS = frozenset({"sos", "fall"})
+_OFFLINE_KINDS = frozenset({"offline", "device_offline"})
+
+
+@dataclass(slots=True)
+class Effects:
+    """What to do after commit: notify these workers, publish these device commands."""
+
+    notifications: list[Notification] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+
+    def extend(self, other: Effects) -> None:
+        self.notifications.extend(other.notifications)
+        self.commands.extend(other.commands)
+
+
+@dataclass(frozen=True, slots=True)
+class _Device:
+    id: str
+    household_id: int | None
+    edge_id: str | None
+    last_seen: datetime | None
+
+
+class CaseService:
+    """Help calls, hotline intake and button-originated tasks, on one database."""
+
+    def __init__(
+        self,
+        policy: EscalationPolicy,
+        tz: tzinfo,
+        ack_base_url: str = "",
+        *,
+        dedupe_window: timedelta = DEFAULT_DEDUPE_WINDOW,
+    ) -> None:
+        self.policy = policy
+        self.tz = tz
+        self.ack_base_url = ack_base_url.rstrip("/")
+        self.dedupe_window = dedupe_window
+
+    # -- events from devices ---------------------------------------------------------------
+
+    async def on_event(
+        self, conn: AsyncConnection, edge_id: str, event: Event, now: datetime
+    ) -> Effects:
+        """Act on one newly stored event. Raises UnknownDevice for the caller to quarantine."""
+        device = await self._device(conn, event.device_id)
+        await self._touch(conn, device, edge_id, event)
+        if event.kind in ALARM_KINDS:
+            return await self._on_alarm(conn, edge_id, device, event, now)
+        if event.kind == "service_request":
+            return await self._on_service_request(conn, device, event, now)
+        if event.kind == "low_battery":
+            await self._on_low_battery(conn, device, event, now)
+        elif event.kind in ("cancel", "presence") and device.household_id is not None:
+            await self._on_follow_up(conn, device, device.household_id, event.kind, now)
+        return Effects()
+
+    async def _on_alarm(
+        self, conn: AsyncConnection, edge_id: str, device: _Device, event: Event, now: datetime
+    ) -> Effects:
+        if device.household_id is None:
+            raise errors.UnknownDevice(
+                device.id,
+                f"device {device.id} is not bound to a household; cannot route {event.kind}",
+            )
+        actor = f"device:{device.id}"
+        frame_seq = _int_or_none(event.data.get("frame_seq"))
+        found = await self._joinable(conn, device.household_id, event.occurred_at)
+        if found is not None:
+            case, version = found
+            new, audit = domain.join_press(
+                case,
+                kind=event.kind,
+                occurred_at=event.occurred_at,
+                now=now,
+                actor=actor,
+                ref_seq=frame_seq,
+            )
+            await self._save(conn, new, version, [audit])
+            taken = new.state in (CaseState.ACKNOWLEDGED, CaseState.ON_SITE)
+            effects = Effects()
+            await self._feedback(
+                conn, effects, new, "help_coming" if taken else "received", now, edge_id
+            )
+            return effects
+        place = await household_place(conn, device.household_id)
+        case, audit = domain.open_case(
+            household_id=place.household_id,
+            grid_id=place.grid_id,
+            kind=event.kind,
+            channel="button",
+            occurred_at=event.occurred_at,
+            now=now,
+            actor=actor,
+            device_id=device.id,
+            ref_seq=frame_seq,
+        )
+        _, effects = await self._open(conn, case, audit, place, now, edge_id)
+        return effects
+
+    async def _on_follow_up(
+        self, conn: AsyncConnection, device: _Device, household_id: int, kind: str, now: datetime
+    ) -> None:
+        """A cancel or presence press applies to the household's latest active case."""
+        found = await self._latest_active(conn, household_id)
+        if found is None:
+            return
+        case, version = found
+        actor = f"device:{device.id}"
+        if kind == "cancel":
+            new, audit = domain.request_cancel(case, now, actor)
+        elif case.state is CaseState.ON_SITE:
+            return  # someone is already there
+        else:
+            new, audit = domain.arrive(case, actor, now)
+        await self._save(conn, new, version, [audit])
+
+    async def _on_service_request(
+        self, conn: AsyncConnection, device: _Device, event: Event, now: datetime
+    ) -> Effects:
+        if device.household_id is None:
+            raise errors.UnknownDevice(
+                device.id, f"device {device.id} is not bound to a household; cannot file a request"
+            )
+        place = await household_place(conn, device.household_id)
+        on_duty = (await available_by_tier(conn, place, now, self.tz))[Tier.GRID_WORKER]
+        task_id, category = await file_service_request(
+            conn,
+            household_id=place.household_id,
+            grid_id=place.grid_id,
+            device_id=device.id,
+            raw_category=event.data.get("category"),
+            assigned_worker_id=on_duty[0] if on_duty else None,
+            now=now,
+        )
+        notifications = [
+            self._notification(
+                place,
+                Notify(worker, Tier.GRID_WORKER),
+                "service_request",
+                event.occurred_at,
+                task_id=task_id,
+                category=category,
+            )
+            for worker in on_duty
+        ]
+        return Effects(notifications=notifications)
+
+    async def _on_low_battery(
+        self, conn: AsyncConnection, device: _Device, event: Event, now: datetime
+    ) -> None:
+        grid_id = None
+        if device.household_id is not None:
+            grid_id = (await household_place(conn, device.household_id)).grid_id
+        await file_maintenance(
+            conn,
+            device_id=device.id,
+            household_id=device.household_id,
+            grid_id=grid_id,
+            battery_pct=_int_or_none(event.data.get("battery_pct")),
+            now=now,
+        )
+
+    # -- hotline intake and acts of workers ------------------------------------------------
+
+    async def open_phone_case(
+        self, conn: AsyncConnection, household_id: int, note: str, actor: str, now: datetime
+    ) -> tuple[int, Effects]:
+        """Open a case for a hotline call, or join the household's case if one is running."""
+        place = await household_place(conn, household_id)
+        found = await self._joinable(conn, household_id, now)
+        if found is not None:
+            case, version = found
+            new, audit = domain.join_press(
+                case, kind="phone", occurred_at=now, now=now, actor=actor, note=note
+            )
+            await self._save(conn, new, version, [audit])
+            return new.id, Effects()
+        case, audit = domain.open_case(
+            household_id=household_id,
+            grid_id=place.grid_id,
+            kind="phone",
+            channel="phone",
+            occurred_at=now,
+            now=now,
+            actor=actor,
+            note=note,
+        )
+        return await self._open(conn, case, audit, place, now, None)
+
+    async def acknowledge(
+        self, conn: AsyncConnection, case_id: int, worker_id: int, now: datetime
+    ) -> Effects:
+        await self._actor(conn, worker_id)
+        case, version = await self._load(conn, case_id)
+        with _refusals():
+            new, audit = domain.acknowledge(case, worker_id, now)
+        await self._save(conn, new, version, [audit])
+        effects = Effects()
+        await self._feedback(conn, effects, new, "help_coming", now)
+        return effects
+
+    async def arrive(
+        self, conn: AsyncConnection, case_id: int, actor: int | str, now: datetime
+    ) -> Effects:
+        who = await self._actor(conn, actor)
+        case, version = await self._load(conn, case_id)
+        with _refusals():
+            new, audit = domain.arrive(case, who, now)
+        await self._save(conn, new, version, [audit])
+        return Effects()
+
+    async def resolve(
+        self,
+        conn: AsyncConnection,
+        case_id: int,
+        actor: int | str,
+        outcome: Outcome | str,
+        note: str,
+        now: datetime,
+    ) -> Effects:
+        who = await self._actor(conn, actor)
+        case, version = await self._load(conn, case_id)
+        with _refusals():
+            try:
+                outcome = Outcome(outcome)
+            except ValueError:
+                known = ", ".join(o.value for o in Outcome)
+                raise domain.InvalidTransition(
+                    f"unknown outcome {outcome!r}; use {known}"
+                ) from None
+            new, audit = domain.resolve(case, who, outcome, note, now)
+        await self._save(conn, new, version, [audit])
+        return Effects()
+
+    async def close(
+        self, conn: AsyncConnection, case_id: int, actor: int | str, now: datetime
+    ) -> Effects:
+        who = await self._actor(conn, actor)
+        case, version = await self._load(conn, case_id)
+        with _refusals():
+            new, audit = domain.close(case, who, now)
+        await self._save(conn, new, version, [audit])
+        effects = Effects()
+        await self._feedback(conn, effects, new, "case_closed", now)
+        return effects
+
+    # -- escalation ------------------------------------------------------------------------
+
+    async def next_deadline(self, conn: AsyncConnection) -> datetime | None:
+        """The earliest deadline of a case still awaiting acknowledgement, if any."""
+        query = select(func.min(cases.c.deadline_at)).where(_awaiting())
+        value: datetime | None = (await conn.execute(query)).scalar()
+        return value
+
+    async def escalate_due(self, conn: AsyncConnection, now: datetime) -> Effects:
+        """Move on every unacknowledged case whose deadline has passed."""
+        query = select(cases).where(_awaiting(), cases.c.deadline_at <= now)
+        rows = (await conn.execute(query.order_by(cases.c.deadline_at))).mappings().all()
+        effects = Effects()
+        for row in rows:
+            case, version = case_from_row(row), int(row["version"])
+            place = await household_place(conn, case.household_id)
+            table = await available_by_tier(conn, place, now, self.tz)
+            new, notifies, audits = self.policy.escalate_if_due(case, now, _resolver(table))
+            if not audits:
+                continue
+            try:
+                await self._save(conn, new, version, audits)
+            except errors.Conflict:
+                continue  # acknowledged meanwhile, or another sweep got there first
+            await self._notify(conn, effects, new, place, notifies, now)
+        return effects
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def get_case(self, conn: AsyncConnection, case_id: int) -> dict[str, Any]:
+        """The case with its household, audit trail, notifications and device commands."""
+        case, _ = await self._load(conn, case_id)
+        return await queries.case_detail(conn, case)
+
+    async def list_cases(
+        self,
+        conn: AsyncConnection,
+        state: CaseState | str | None = None,
+        grid_id: int | None = None,
+        household_id: int | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Cases, newest first. ``state`` may also be "escalated" or "cancel_requested"."""
+        return await queries.case_list(
+            conn,
+            state=state,
+            grid_id=grid_id,
+            household_id=household_id,
+            since=since,
+            limit=limit,
+            offset=offset,
+        )
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    async def _open(
+        self,
+        conn: AsyncConnection,
+        case: Case,
+        audit: AuditRecord,
+        place: Place,
+        now: datetime,
+        edge_id: str | None,
+    ) -> tuple[int, Effects]:
+        values = case_values(case)
+        result = await conn.execute(insert(cases).values(**values, version=1))
+        case = replace(case, id=inserted_id(result))
+        table = await available_by_tier(conn, place, now, self.tz)
+        new, notifies, audits = self.policy.dispatch(case, now, _resolver(table))
+        await self._save(conn, new, 1, [replace(audit, case_id=case.id), *audits])
+        effects = Effects()
+        await self._notify(conn, effects, new, place, notifies, now)
+        await self._feedback(conn, effects, new, "received", now, edge_id)
+        return new.id, effects
+
+    async def _save(
+        self, conn: AsyncConnection, case: Case, version: int, audits: Sequence[AuditRecord]
+    ) -> None:
+        result = await conn.execute(
+            update(cases)
+            .where(cases.c.id == case.id, cases.c.version == version)
+            .values(**case_values(case), version=version + 1)
+        )
+        if result.rowcount != 1:
+            raise errors.Conflict(f"case {case.id} was changed meanwhile; reload and retry")
+        if audits:
+            await conn.execute(insert(case_audit), [queries.audit_values(a) for a in audits])
+
+    async def _load(self, conn: AsyncConnection, case_id: int) -> tuple[Case, int]:
+        row = (await conn.execute(select(cases).where(cases.c.id == case_id))).mappings().first()
+        if row is None:
+            raise errors.NotFound(f"case {case_id} not found")
+        return case_from_row(row), int(row["version"])
+
+    async def _joinable(
+        self, conn: AsyncConnection, household_id: int, at: datetime
+    ) -> tuple[Case, int] | None:
+        """The household's active case whose last call is within the dedupe window."""
+        query = _active_of(household_id).where(cases.c.last_press_at >= at - self.dedupe_window)
+        return await _first_case(conn, query)
+
+    async def _latest_active(
+        self, conn: AsyncConnection, household_id: int
+    ) -> tuple[Case, int] | None:
+        return await _first_case(conn, _active_of(household_id))
+
+    async def _device(self, conn: AsyncConnection, device_id: str) -> _Device:
+        query = select(devices.c.id, devices.c.household_id, devices.c.edge_id, devices.c.last_seen)
+        row = (await conn.execute(query.where(devices.c.id == device_id))).first()
+        if row is None:
+            raise errors.UnknownDevice(device_id, f"device {device_id} is not registered")
+        return _Device(row.id, row.household_id, row.edge_id, row.last_seen)
+
+    async def _touch(
+        self, conn: AsyncConnection, device: _Device, edge_id: str, event: Event
+    ) -> None:
+        """Any event proves the device alive; only the newest may change what we show."""
+        values: dict[str, Any] = {}
+        if device.last_seen is None or event.occurred_at >= device.last_seen:
+            values["last_seen"] = event.occurred_at
+            values["online"] = event.kind not in _OFFLINE_KINDS
+            battery = _int_or_none(event.data.get("battery_pct"))
+            if battery is not None and 0 <= battery <= 100:
+                values["battery_pct"] = battery
+        if device.edge_id is None:
+            values["edge_id"] = edge_id  # first contact tells us where the device lives
+        if values:
+            await conn.execute(update(devices).where(devices.c.id == device.id).values(**values))
+
+    async def _actor(self, conn: AsyncConnection, actor: int | str) -> str:
+        """A worker id becomes "worker:<id>" once the worker is known to exist."""
+        if isinstance(actor, str):
+            return actor
+        row = (await conn.execute(select(workers.c.id).where(workers.c.id == actor))).first()
+        if row is None:
+            raise errors.NotFound(f"worker {actor} not found")
+        return f"worker:{actor}"
+
+    async def _notify(
+        self,
+        conn: AsyncConnection,
+        effects: Effects,
+        case: Case,
+        place: Place,
+        notifies: Sequence[Notify],
+        now: datetime,
+    ) -> None:
+        if not notifies:
+            return
+        await conn.execute(
+            insert(case_notifications),
+            [
+                {
+                    "case_id": case.id,
+                    "worker_id": n.worker_id,
+                    "tier": n.tier.value,
+                    "notified_at": now,
+                }
+                for n in notifies
+            ],
+        )
+        effects.notifications.extend(
+            self._notification(
+                place, n, case.kind, case.occurred_at, case_id=case.id, detail=case.note
+            )
+            for n in notifies
+        )
+
+    def _notification(
+        self,
+        place: Place,
+        notify: Notify,
+        kind: str,
+        occurred_at: datetime,
+        *,
+        case_id: int | None = None,
+        task_id: int | None = None,
+        detail: str = "",
+        category: int | None = None,
+    ) -> Notification:
+        """Everything the worker's phone shows, for a case or (with ``task_id``) a task."""
+        zh, en = compose(
+            kind=kind,
+            tier=notify.tier,
+            resident_name=place.resident_name,
+            address=place.address,
+            grid_name=place.grid_name,
+            occurred_at=occurred_at,
+            tz=self.tz,
+            lives_alone=place.lives_alone,
+            detail=detail,
+            category=category,
+        )
+        resource = f"tasks/{task_id}" if task_id is not None else f"cases/{case_id}"
+        return Notification(
+            case_id=case_id,
+            worker_id=notify.worker_id,
+            tier=notify.tier.value,
+            kind=kind,
+            resident_name=place.resident_name,
+            address=place.address,
+            grid_name=place.grid_name,
+            household_id=place.household_id,
+            occurred_at=occurred_at,
+            message_zh=zh,
+            message_en=en,
+            ack_path=f"{self.ack_base_url}/api/v1/{resource}/acknowledge",
+            task_id=task_id,
+            lives_alone=place.lives_alone,
+        )
+
+    async def _feedback(
+        self,
+        conn: AsyncConnection,
+        effects: Effects,
+        case: Case,
+        code: str,
+        now: datetime,
+        edge_id: str | None = None,
+    ) -> None:
+        """Queue a ``button_feedback`` command for the case's button, if it came from one."""
+        if case.channel != "button" or case.device_id is None:
+            return
+        if edge_id is None:
+            query = select(devices.c.edge_id).where(devices.c.id == case.device_id)
+            edge_id = (await conn.execute(query)).scalar()
+            if edge_id is None:
+                return  # the device never spoke through an edge: nowhere to send it
+        args: dict[str, Any] = {"code": code, "case_id": case.id}
+        if case.ref_seq is not None:
+            args["ref_seq"] = case.ref_seq
+        command_id = str(uuid.uuid4())
+        await conn.execute(
+            insert(commands).values(
+                id=command_id,
+                edge_id=edge_id,
+                device_id=case.device_id,
+                name="button_feedback",
+                args=args,
+                state="pending",
+                case_id=case.id,
+                created_at=now,
+            )
+        )
+        effects.commands.append(
+            Command(command_id, case.device_id, "button_feedback", {**args, "edge_id": edge_id})
+        )
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """Domain refusals become the service's typed error, for the API's 409."""
+    try:
+        yield
+    except domain.InvalidTransition as err:
+        raise errors.InvalidTransition(str(err)) from err
+
+
+def _resolver(table: Mapping[Tier, list[int]]) -> Callable[[Tier], list[int]]:
+    return lambda tier: table.get(tier, [])
+
+
+def _awaiting() -> Any:
+    return and_(
+        cases.c.state.in_([s.value for s in AWAITING_ACK_STATES]), cases.c.deadline_at.is_not(None)
+    )
+
+
+def _active_of(household_id: int) -> Select[Any]:
+    return (
+        select(cases)
+        .where(
+            cases.c.household_id == household_id,
+            cases.c.state.in_([s.value for s in ACTIVE_STATES]),
+        )
+        .order_by(cases.c.last_press_at.desc(), cases.c.id.desc())
+        .limit(1)
+    )
+
+
+async def _first_case(conn: AsyncConnection, query: Select[Any]) -> tuple[Case, int] | None:
+    row = (await conn.execute(query)).mappings().first()
+    return None if row is None else (case_from_row(row), int(row["version"]))
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

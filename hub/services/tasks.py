@@ -1,0 +1,137 @@
+"""Non-urgent tasks: service requests (便民服务) and device maintenance.
+
+Tasks never touch the help-call path: they have their own small lifecycle
+(open → acknowledged → done, or straight to done) and no escalation, because a meal
+delivery that waits an hour is an inconvenience, not an emergency. The case service files
+them from button events; the API lists and advances them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.db.schema import households, inserted_id, tasks
+from hub.domain.notification import SERVICE_CATEGORIES
+from hub.services.errors import Conflict, InvalidAct, NotFound
+
+#: Category used when a button sends one the hub does not know: the request is kept.
+OTHER_SERVICE = 11
+_STEPS = {"acknowledged": ("open",), "done": ("open", "acknowledged")}
+
+
+async def file_service_request(
+    conn: AsyncConnection,
+    *,
+    household_id: int,
+    grid_id: int,
+    device_id: str | None,
+    raw_category: object,
+    assigned_worker_id: int | None,
+    now: datetime,
+) -> tuple[int, int]:
+    """Insert an open service-request task; returns (task id, category actually used)."""
+    category = raw_category if isinstance(raw_category, int) else None
+    note = ""
+    if category not in SERVICE_CATEGORIES or isinstance(raw_category, bool):
+        category, note = OTHER_SERVICE, f" (unrecognised category {raw_category!r})"
+    label_zh, label_en = SERVICE_CATEGORIES[category]
+    result = await conn.execute(
+        insert(tasks).values(
+            kind="service_request",
+            category=category,
+            household_id=household_id,
+            grid_id=grid_id,
+            device_id=device_id,
+            assigned_worker_id=assigned_worker_id,
+            state="open",
+            detail=f"{label_zh} / {label_en}{note}",
+            created_at=now,
+        )
+    )
+    return inserted_id(result), category
+
+
+async def file_maintenance(
+    conn: AsyncConnection,
+    *,
+    device_id: str,
+    household_id: int | None,
+    grid_id: int | None,
+    battery_pct: int | None,
+    now: datetime,
+) -> int | None:
+    """One open maintenance task per device, however often its battery complains.
+
+    Returns the new task's id, or None when the device already has one open.
+    """
+    query = select(tasks.c.id).where(
+        tasks.c.device_id == device_id, tasks.c.kind == "maintenance", tasks.c.state != "done"
+    )
+    if (await conn.execute(query)).first() is not None:
+        return None
+    level = f"{battery_pct}%" if battery_pct is not None else "?"
+    result = await conn.execute(
+        insert(tasks).values(
+            kind="maintenance",
+            household_id=household_id,
+            grid_id=grid_id,
+            device_id=device_id,
+            state="open",
+            detail=f"一键通电量低（{level}），请更换电池 / low battery ({level}): replace it",
+            created_at=now,
+        )
+    )
+    return inserted_id(result)
+
+
+async def list_tasks(
+    conn: AsyncConnection,
+    *,
+    state: str | None = None,
+    kind: str | None = None,
+    grid_id: int | None = None,
+    household_id: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Tasks, newest first, with the household's address for display."""
+    query = select(tasks, households.c.address).join_from(
+        tasks, households, tasks.c.household_id == households.c.id, isouter=True
+    )
+    for column, value in (
+        (tasks.c.state, state),
+        (tasks.c.kind, kind),
+        (tasks.c.grid_id, grid_id),
+        (tasks.c.household_id, household_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    query = query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit).offset(offset)
+    return [dict(row) for row in (await conn.execute(query)).mappings()]
+
+
+async def advance_task(
+    conn: AsyncConnection, task_id: int, worker_id: int, to_state: str, now: datetime
+) -> None:
+    """Move a task along open → acknowledged → done (a task may also go straight to done)."""
+    if to_state not in _STEPS:
+        raise InvalidAct(f"task state {to_state!r} is not one of acknowledged, done")
+    row = (await conn.execute(select(tasks.c.state).where(tasks.c.id == task_id))).first()
+    if row is None:
+        raise NotFound(f"task {task_id} not found")
+    if row.state not in _STEPS[to_state]:
+        raise InvalidAct(f"task {task_id} is {row.state}; cannot mark it {to_state}")
+    values: dict[str, Any] = {"state": to_state}
+    if row.state == "open":
+        values |= {"acknowledged_by": worker_id, "acknowledged_at": now}
+    if to_state == "done":
+        values["done_at"] = now
+    result = await conn.execute(
+        update(tasks).where(tasks.c.id == task_id, tasks.c.state == row.state).values(**values)
+    )
+    if result.rowcount != 1:
+        raise Conflict(f"task {task_id} changed meanwhile; reload and retry")

@@ -1,0 +1,174 @@
+"""Start a whole system as real processes: private Mosquitto, hub, edge agents.
+
+Used by ``make demo``, the integration and fault tests and the benchmarks, so all three
+run the system the same way an operator would: ``python -m hub`` and ``python -m edge``
+with YAML files and secrets in the environment. Each process logs to its own file in the
+work directory.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simulators.broker import MosquittoProcess, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class ManagedProcess:
+    """A child process with its command line, so it can be killed and started again."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+            )
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the crash the durability guarantees are about."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB__", "EDGE__"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Stack:
+    """Files and processes of one running system under ``workdir``."""
+
+    workdir: Path
+    api_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    broker: MosquittoProcess | None = None
+    hub: ManagedProcess | None = None
+    edges: dict[str, ManagedProcess] = field(default_factory=dict)
+    hub_port: int = 0
+
+    def start_broker(self) -> MosquittoProcess:
+        self.broker = MosquittoProcess(self.workdir / "broker").start()
+        return self.broker
+
+    @property
+    def broker_port(self) -> int:
+        assert self.broker is not None, "start_broker() first"
+        return self.broker.port
+
+    @property
+    def hub_url(self) -> str:
+        return f"http://127.0.0.1:{self.hub_port}"
+
+    def write_hub_config(self, **overrides: Any) -> Path:
+        self.hub_port = self.hub_port or free_port()
+        config: dict[str, Any] = {
+            "database_url": f"sqlite+aiosqlite:///{self.workdir / 'hub' / 'hub.db'}",
+            "broker": {"host": "127.0.0.1", "port": self.broker_port},
+            "api": {"host": "127.0.0.1", "port": self.hub_port,
+                    "public_base_url": self.hub_url},
+        }
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(config.get(key), dict):
+                config[key] = {**config[key], **value}
+            else:
+                config[key] = value
+        path = self.workdir / "hub.yaml"
+        (self.workdir / "hub").mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config, allow_unicode=True))
+        return path
+
+    def start_hub(self, *, seed_demo: bool = True, **overrides: Any) -> ManagedProcess:
+        path = self.write_hub_config(**overrides)
+        argv = [sys.executable, "-m", "hub", "--config", str(path)]
+        if seed_demo:
+            argv.append("--seed-demo")
+        self.hub = ManagedProcess(
+            "hub", argv, _child_env({"HUB__API__TOKEN": self.api_token}),
+            self.workdir / "hub.log",
+        ).start()
+        self.wait_for_hub()
+        return self.hub
+
+    def wait_for_hub(self, timeout_s: float = 30.0) -> None:
+        import httpx  # the hub extra; the edge-only install never starts a hub
+
+        assert self.hub is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.hub.running:
+                raise RuntimeError(f"hub exited:\n{self.hub.log_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.hub_url}/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"hub not healthy after {timeout_s} s:\n{self.hub.log_text()[-3000:]}")
+
+    def start_edge(
+        self, edge_id: str, serial_ports: list[str], **overrides: Any
+    ) -> ManagedProcess:
+        config: dict[str, Any] = {
+            "edge_id": edge_id,
+            "data_dir": str(self.workdir / edge_id),
+            "profiles_dir": str(REPO_ROOT / "device_profiles"),
+            "broker": {"host": "127.0.0.1", "port": self.broker_port},
+            "serial_buses": [{"port": p, "profile": "cb-100"} for p in serial_ports],
+        }
+        config.update(overrides)
+        path = self.workdir / f"{edge_id}.yaml"
+        path.write_text(yaml.safe_dump(config, allow_unicode=True))
+        edge = ManagedProcess(
+            edge_id, [sys.executable, "-m", "edge", "--config", str(path)],
+            _child_env({}), self.workdir / f"{edge_id}.log",
+        ).start()
+        self.edges[edge_id] = edge
+        return edge
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_token}"}
+
+    def stop(self) -> None:
+        for edge in self.edges.values():
+            edge.stop()
+        if self.hub is not None:
+            self.hub.stop()
+        if self.broker is not None:
+            self.broker.stop()

@@ -1,0 +1,60 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from contract import Ack, Command, CommandResult, ContractError, EdgeStatus, Event, EventBatch, Lane
+from contract import topics
+
+
+def _event(seq: int = 1) -> Event:
+    return Event(seq, "cb100-77626", "sos", Lane.ALARM, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+                 {"frame_seq": 7})
+
+
+def test_batch_round_trip() -> None:
+    batch = EventBatch("edge-1", "abc", (_event(1), _event(2)))
+    assert EventBatch.decode(batch.encode()) == batch
+
+
+def test_other_messages_round_trip() -> None:
+    ack = Ack("edge-1", "abc", (1, 2, 3))
+    assert Ack.decode(ack.encode()) == ack
+    cmd = Command("c1", "cb100-1", "button_feedback", {"code": "received", "ref_seq": 7})
+    assert Command.decode(cmd.encode()) == cmd
+    res = CommandResult("c1", "cb100-1", "ok", "")
+    assert CommandResult.decode(res.encode()) == res
+    st = EdgeStatus("edge-1", True, datetime(2026, 1, 1, tzinfo=UTC), {"depth": 3})
+    assert EdgeStatus.decode(st.encode()) == st
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        (b"\xff\xfe", "UTF-8 JSON"),
+        (b"[]", "JSON object"),
+        (b'{"v": 2}', "version"),
+        (b'{"v":1,"edge_id":"e","incarnation":"i","events":[]}', "non-empty list"),
+        (b'{"v":1,"edge_id":"e","incarnation":"i","events":[{"seq":-1}]}', "lane"),
+        (b'{"v":1,"edge_id":"e","incarnation":"i","events":[{"seq":1,"lane":"alarm",'
+         b'"device_id":"d","kind":"sos","at":"yesterday"}]}', "ISO-8601"),
+        (b'{"v":1,"edge_id":"e","incarnation":"i","events":[{"seq":1,"lane":"alarm",'
+         b'"device_id":"d","kind":"sos","at":"2026-01-01T00:00:00"}]}', "time zone"),
+        (b"x" * 2_000_000, "exceeds"),
+    ],
+)
+def test_bad_batches_say_why(raw: bytes, needle: str) -> None:
+    with pytest.raises(ContractError, match=needle):
+        EventBatch.decode(raw)
+
+
+def test_topics() -> None:
+    assert topics.events("e1", Lane.TELEMETRY) == "community/v1/edge/e1/events/telemetry"
+    assert topics.parse_edge_topic("community/v1/edge/e1/events/alarm") == ("e1", "events/alarm")
+    assert topics.lane_of_events_topic("events/alarm") == Lane.ALARM
+    for bad in ("", "a/b", "a+", "#"):
+        with pytest.raises(ContractError):
+            topics.acks(bad)
+    with pytest.raises(ContractError):
+        topics.parse_edge_topic("other/v1/edge/e1/acks")
+    with pytest.raises(ContractError):
+        topics.lane_of_events_topic("events/bogus")
