@@ -1,6 +1,6 @@
 """Edge agent configuration: one YAML file, overridable by ``EDGE__...`` environment variables.
 
-Example (``docs/edge.example.yaml`` is the full annotated version)::
+Example (``docs/configuration.md`` has the full annotated version)::
 
     edge_id: edge-building-7
     data_dir: /var/lib/community-edge      # the outbox database lives here

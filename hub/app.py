@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 
 from contract import topics
 from contract.mqtt import MqttConnection
-from hub.api.routes import cases, health, intake, stream
+from hub.api.routes import cases, health, intake, org, stream
 from hub.config import HubConfig
 from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
@@ -131,6 +131,6 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             content={"detail": "; ".join(problems), "errors": jsonable_encoder(err.errors())},
         )
 
-    for module in (health, cases, stream, intake):
+    for module in (health, cases, stream, intake, org):
         app.include_router(module.router)
     return app

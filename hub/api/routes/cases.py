@@ -9,17 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.api.deps import Authenticated, ReadConnection, RuntimeDep
-from hub.domain.case import CaseState, Outcome
+from hub.domain.case import Outcome
 from hub.runtime import HubRuntime
 from hub.services.cases import Effects
 from hub.services.errors import InvalidAct, NotFound
+
+#: A case state, or one of the display overlays "escalated" and "cancel_requested".
+StateFilter = Literal[
+    "open", "dispatched", "acknowledged", "on_site", "resolved", "closed",
+    "escalated", "cancel_requested",
+]
 
 router = APIRouter(prefix="/api/v1/cases", tags=["cases"], dependencies=[Authenticated])
 
@@ -35,9 +41,21 @@ class ResolveBody(WorkerAct):
 
 
 class CloseBody(BaseModel):
+    """Closed by a worker (``worker_id``) or by a desk operator (``operator``), not both."""
+
     model_config = {"extra": "forbid"}
-    actor: str = Field(min_length=1, max_length=100, description="worker id or operator name")
-    note: str = Field(default="", max_length=2000)
+    worker_id: int | None = Field(default=None, gt=0)
+    operator: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _one_actor(self) -> CloseBody:
+        if (self.worker_id is None) == (self.operator is None):
+            raise ValueError("give exactly one of worker_id and operator")
+        return self
+
+    @property
+    def actor(self) -> int | str:
+        return self.worker_id if self.worker_id is not None else f"operator:{self.operator}"
 
 
 class PhoneCaseBody(BaseModel):
@@ -69,7 +87,7 @@ async def _act(
 async def list_cases(
     runtime: RuntimeDep,
     conn: ReadConnection,
-    state: CaseState | None = None,
+    state: StateFilter | None = None,
     grid_id: Annotated[int | None, Query(gt=0)] = None,
     household_id: Annotated[int | None, Query(gt=0)] = None,
     since: datetime | None = None,

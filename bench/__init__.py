@@ -1,0 +1,1 @@
+"""Benchmarks: commands that print a table of figures measured in one run (never tests)."""

@@ -1,0 +1,155 @@
+"""The edge agent: wires profiles, buses, the outbox and the uplink, and runs them.
+
+Start-up validates everything before connecting to anything (profiles, bus → profile
+references), opens the outbox (so buffered events from before a crash are forwarded
+first), then starts the MQTT connection, the uplink, one task per bus and the status
+reporter in one ``asyncio.TaskGroup``. Hub commands (button feedback) are routed to the
+bus that last heard the device, and their result is reported back to the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from contract import Ack, Command, CommandResult, ContractError, EdgeStatus, topics
+from contract.envelope import utc_now
+from contract.mqtt import Message, MqttConnection
+from edge.config import ConfigError, EdgeConfig
+from edge.drivers.call_button import CallButtonBus
+from edge.errors import DeviceError, EdgeError, TransportError
+from edge.outbox import Outbox
+from edge.profiles.loader import load_profiles
+from edge.profiles.model import DeviceProfile
+from edge.uplink import Uplink
+
+log = logging.getLogger(__name__)
+
+
+def check_buses(config: EdgeConfig, profiles: dict[str, DeviceProfile], source: str) -> None:
+    for index, bus in enumerate(config.serial_buses):
+        if bus.profile not in profiles:
+            known = ", ".join(sorted(profiles)) or "none"
+            raise ConfigError(
+                f"{source}: serial_buses[{index}].profile: unknown profile {bus.profile!r} "
+                f"(profiles in {config.profiles_dir}: {known})"
+            )
+
+
+class EdgeAgent:
+    def __init__(self, config: EdgeConfig, *, source: str = "edge config") -> None:
+        self.config = config
+        self.profiles = load_profiles(config.profiles_dir)
+        check_buses(config, self.profiles, source)
+        self.outbox = Outbox(
+            config.outbox_path, group_commit_s=config.uplink.group_commit_ms / 1000
+        )
+        self.buses: list[CallButtonBus] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stats = {"bad_messages": 0, "commands": 0}
+        edge_id = config.edge_id
+        self._status_topic = topics.status(edge_id)
+        self.mqtt = MqttConnection(
+            config.broker,
+            client_id=f"edge-{edge_id}",
+            subscriptions=[(topics.acks(edge_id), 1), (topics.commands(edge_id), 1)],
+            on_message=self._on_message,
+            on_connection_change=self._on_connection_change,
+            persistent_session=True,
+            will=(self._status_topic, self._status(online=False), 1, True),
+            on_connect_publish=lambda: [(self._status_topic, self._status(True), 1, True)],
+        )
+        self.uplink = Uplink(self.outbox, self.mqtt, edge_id, config.uplink)
+
+    def _status(self, online: bool, info: dict[str, Any] | None = None) -> bytes:
+        return EdgeStatus(self.config.edge_id, online, utc_now(), info or {}).encode()
+
+    # -- MQTT callbacks (event loop thread) ----------------------------------------------
+    def _on_connection_change(self, connected: bool) -> None:
+        self.uplink.on_connection_change(connected)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_message(self, message: Message) -> None:
+        try:
+            if message.topic.endswith("/acks"):
+                self._spawn(self.uplink.on_ack(Ack.decode(message.payload)))
+            elif message.topic.endswith("/commands"):
+                self._spawn(self._run_command(Command.decode(message.payload)))
+            else:
+                raise ContractError(f"unexpected topic {message.topic!r}")
+        except ContractError as err:
+            self.stats["bad_messages"] += 1
+            log.warning("ignored a bad message on %s: %s", message.topic, err)
+
+    async def _run_command(self, command: Command) -> None:
+        self.stats["commands"] += 1
+        result: CommandResult
+        if command.name != "button_feedback":
+            result = CommandResult(command.command_id, command.device_id, "rejected",
+                                   f"unknown command {command.name!r}")
+        else:
+            result = await self._button_feedback(command)
+        self.mqtt.publish(topics.command_results(self.config.edge_id), result.encode(), qos=1)
+
+    async def _button_feedback(self, command: Command) -> CommandResult:
+        code, ref_seq = command.args.get("code"), command.args.get("ref_seq")
+        if not isinstance(code, str) or not isinstance(ref_seq, int):
+            return CommandResult(command.command_id, command.device_id, "rejected",
+                                 "args need code (str) and ref_seq (int)")
+        bus = next((b for b in self.buses if b.knows(command.device_id)), None)
+        if bus is None:
+            return CommandResult(command.command_id, command.device_id, "device_error",
+                                 "device not heard on any bus of this edge")
+        try:
+            await bus.send_feedback(command.device_id, code, ref_seq)
+        except TransportError as err:
+            return CommandResult(command.command_id, command.device_id, "timeout", str(err))
+        except DeviceError as err:
+            return CommandResult(command.command_id, command.device_id, "device_error", str(err))
+        return CommandResult(command.command_id, command.device_id, "ok")
+
+    # -- running --------------------------------------------------------------------------
+    async def status_info(self) -> dict[str, Any]:
+        return {
+            "outbox_depth": await self.outbox.depth(),
+            "oldest_unsent_age_s": round(await self.outbox.oldest_age_s(), 3),
+            "outbox": dict(self.outbox.stats),
+            "uplink": dict(self.uplink.stats),
+            "buses": [bus.stats() for bus in self.buses],
+            "bad_messages": self.stats["bad_messages"],
+        }
+
+    async def _report_status(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.status_interval_s)
+            try:
+                payload = self._status(True, await self.status_info())
+            except EdgeError as err:
+                log.warning("status report skipped: %s", err)
+                continue
+            self.mqtt.publish(self._status_topic, payload, qos=1, retain=True)
+
+    async def run(self) -> None:
+        await self.outbox.open()
+        log.info("edge %s: outbox %s (incarnation %s), %d bus(es)", self.config.edge_id,
+                 self.config.outbox_path, self.outbox.incarnation, len(self.config.serial_buses))
+        try:
+            await self.mqtt.start()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.uplink.run(), name="uplink")
+                group.create_task(self._report_status(), name="status")
+                for bus_config in self.config.serial_buses:
+                    profile = self.profiles[bus_config.profile]
+                    bus = CallButtonBus.on_serial_port(bus_config.port, profile, self.outbox)
+                    self.buses.append(bus)
+                    group.create_task(bus.run(), name=f"bus {bus_config.port}")
+        finally:
+            await self.mqtt.stop(
+                final_publish=(self._status_topic, self._status(online=False), 1, True)
+            )
+            await self.outbox.close()

@@ -1,0 +1,253 @@
+"""One serial bus of CB-100 call buttons: frames in, events to the outbox, link acks out.
+
+Why the order matters: a button stops retransmitting once it has the 0x80 link ack, so the
+ack is written only after :meth:`EventSink.record` has returned — by then the event is
+durably in the outbox. If the outbox cannot store it, nothing is acked and the button's
+retransmission (every 5 s) is the retry. A retransmission that *was* stored (the ack got
+lost on the line) is recognised by its dedupe key ``<device_id>:<frame seq>`` and acked
+again without a second event.
+
+Frames are decoded on the event loop as bytes arrive and handled in order by one consumer
+task, which *starts* each ``record`` in frame order but does not wait for it before taking
+the next frame: the outbox commits non-alarm events in groups, so awaiting each one in turn
+would cap a bus at one frame per group-commit interval. Each frame is acked when its own
+``record`` returns. A copy of a frame whose ``record`` is still in flight is dropped (the
+first copy's ack answers it). Backpressure: at most ``max_in_flight`` records at once, and a
+bounded frame queue; when that is full (the outbox is stalled) new frames are dropped and
+counted, and the buttons retransmit them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from contract.envelope import format_time, utc_now
+from edge.codecs import cb100
+from edge.errors import DeviceError, OutboxError, TransportError
+from edge.profiles.mapping import MappedEvent, MappingError, build_command_frame, map_frame
+from edge.profiles.model import DeviceProfile
+from edge.sink import EventSink
+from edge.transports.serial_port import SerialLink
+
+log = logging.getLogger(__name__)
+
+LOG_INTERVAL_S = 60.0  # at most one log line per device and minute for bad input
+UNKNOWN_DEVICE = "unknown"
+
+
+class ByteLink(Protocol):
+    """What the bus needs from a transport (:class:`SerialLink`, or a fake in tests)."""
+
+    @property
+    def is_open(self) -> bool: ...
+
+    @property
+    def reopen_count(self) -> int: ...
+
+    async def run(self, on_data: Callable[[bytes], None]) -> None: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+
+@dataclass
+class DeviceStats:
+    frames_ok: int = 0
+    duplicates: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    last_seen: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "frames_ok": self.frames_ok,
+            "duplicates": self.duplicates,
+            "errors": dict(self.errors),
+            "last_seen": format_time(self.last_seen) if self.last_seen else None,
+        }
+
+
+class CallButtonBus:
+    """Drives one serial bus with any number of CB-100 buttons. Run it with :meth:`run`."""
+
+    def __init__(
+        self,
+        link: ByteLink,
+        profile: DeviceProfile,
+        sink: EventSink,
+        *,
+        name: str | None = None,
+        queue_size: int = 1024,
+        max_in_flight: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name or str(getattr(link, "port", "bus"))  # for log lines
+        self._link = link
+        self._profile = profile
+        self._sink = sink
+        self._clock = clock
+        self._decoder = cb100.FrameDecoder(on_reject=self._on_reject)
+        self._frames: asyncio.Queue[cb100.Frame] = asyncio.Queue(queue_size)
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._in_flight: set[str] = set()  # dedupe keys whose record has not returned
+        self._serials: dict[str, int] = {}  # device_id → serial, for commands
+        self._devices: dict[str, DeviceStats] = {}
+        self._errors: Counter[str] = Counter()
+        self._counts: Counter[str] = Counter()
+        self._last_logged: dict[tuple[str, str], float] = {}
+
+    @classmethod
+    def on_serial_port(
+        cls, port: str, profile: DeviceProfile, sink: EventSink, **kwargs: Any
+    ) -> CallButtonBus:
+        """A bus on ``port`` with the line settings of ``profile.transport``."""
+        return cls(SerialLink(port, profile.transport), profile, sink, name=port, **kwargs)
+
+    async def run(self) -> None:
+        """Read, decode, record and ack until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._link.run(self._on_data), name=f"{self.name} link")
+            group.create_task(self._consume(), name=f"{self.name} frames")
+
+    async def send_feedback(self, device_id: str, code: str, ref_seq: int) -> None:
+        """Show the resident what became of a call (``received``, ``help_coming``,
+        ``case_closed``); ``ref_seq`` is the seq of the frame answered, e.g. the SOS.
+
+        Raises DeviceError for a device this bus has not heard from or bad arguments,
+        TransportError when the port is down.
+        """
+        serial = self._serials.get(device_id)
+        if serial is None:
+            raise DeviceError(f"{self.name}: no device {device_id!r} has been seen on this bus")
+        data = build_command_frame(
+            self._profile, serial, "button_feedback", {"code": code, "ref_seq": ref_seq}
+        )
+        await self._link.write(data)
+        self._counts["feedback_sent"] += 1
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for edge status and metrics; plain JSON-able values."""
+        return {
+            "link_open": self._link.is_open,
+            "reopen_count": self._link.reopen_count,
+            "frames_ok": self._counts["frames_ok"],
+            "duplicates": self._counts["duplicates"],
+            "downlink_ignored": self._counts["downlink_ignored"],
+            "feedback_sent": self._counts["feedback_sent"],
+            "queue_dropped": self._counts["queue_dropped"],
+            "garbage_bytes": self._decoder.garbage_bytes,
+            "bad_frames": dict(self._decoder.bad_frames),
+            "errors": dict(self._errors),
+            "devices": {d: s.as_dict() for d, s in sorted(self._devices.items())},
+        }
+
+    def knows(self, device_id: str) -> bool:
+        """Whether ``device_id`` has been heard on this bus (so commands can reach it)."""
+        return device_id in self._serials
+
+    @property
+    def known_devices(self) -> dict[str, int]:
+        """device_id → serial of every device heard on this bus."""
+        return dict(self._serials)
+
+    def _on_data(self, data: bytes) -> None:
+        """Called on the loop by the link for every chunk; never raises."""
+        for frame in self._decoder.feed(data):
+            try:
+                self._frames.put_nowait(frame)
+            except asyncio.QueueFull:
+                self._counts["queue_dropped"] += 1
+                self._log_throttled(
+                    "*", "queue", "frame queue full: dropped (the button resends it)"
+                )
+
+    def _on_reject(self, reason: str, serial: int | None) -> None:
+        device_id = self._profile.device_id_for(serial) if serial is not None else None
+        if device_id is not None and device_id in self._devices:
+            self._devices[device_id].errors[reason] += 1
+        else:
+            device_id = UNKNOWN_DEVICE  # noise must not create per-device entries
+        self._log_throttled(device_id, "bad_input", f"bad frame ({reason})")
+
+    async def _consume(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            while True:
+                frame = await self._frames.get()
+                accepted = self._accept(frame)
+                if accepted is None:
+                    continue
+                event, stats = accepted
+                key = f"{event.device_id}:{frame.seq}"
+                if key in self._in_flight:
+                    self._counts["duplicates"] += 1
+                    stats.duplicates += 1
+                    continue
+                await self._slots.acquire()
+                self._in_flight.add(key)
+                # Tasks start in creation order, so records begin in frame order.
+                group.create_task(self._record_then_ack(frame, event, key, stats))
+
+    def _accept(self, frame: cb100.Frame) -> tuple[MappedEvent, DeviceStats] | None:
+        """Map one frame, or count why not. Runs in frame order on the consumer task."""
+        if cb100.is_downlink_type(frame.type):
+            self._counts["downlink_ignored"] += 1  # our own acks echoed, or another master
+            return None
+        device_id = self._profile.device_id_for(frame.device_serial)
+        stats = self._devices.setdefault(device_id, DeviceStats())
+        stats.last_seen = utc_now()
+        self._serials[device_id] = frame.device_serial
+        try:
+            return map_frame(self._profile, frame), stats
+        except MappingError as err:
+            # Not acked: the button keeps its LED at "calling", which is the honest state.
+            self._count_error(stats, err.reason, device_id, str(err))
+            return None
+
+    async def _record_then_ack(
+        self, frame: cb100.Frame, event: MappedEvent, key: str, stats: DeviceStats
+    ) -> None:
+        try:
+            try:
+                stored = await self._sink.record(
+                    event.device_id, event.kind, event.lane, event.data, dedupe_key=key
+                )
+            except OutboxError as err:
+                msg = f"not stored, so not acked: {err}"
+                self._count_error(stats, "outbox", event.device_id, msg)
+                return
+            finally:
+                self._in_flight.discard(key)
+            if stored:
+                self._counts["frames_ok"] += 1
+                stats.frames_ok += 1
+            else:  # a retransmission whose first copy was stored: ack it again
+                self._counts["duplicates"] += 1
+                stats.duplicates += 1
+            ack = cb100.Frame(frame.device_serial, frame.seq, cb100.FrameType.LINK_ACK)
+            try:
+                await self._link.write(cb100.encode(ack))
+            except TransportError as err:
+                self._count_error(stats, "ack_write", event.device_id, f"link ack not sent: {err}")
+        finally:
+            self._slots.release()
+
+    def _count_error(self, stats: DeviceStats, reason: str, device_id: str, text: str) -> None:
+        self._errors[reason] += 1
+        stats.errors[reason] += 1
+        category = "bad_input" if reason not in ("outbox", "ack_write") else reason
+        self._log_throttled(device_id, category, text)
+
+    def _log_throttled(self, device_id: str, category: str, text: str) -> None:
+        """Log at most once per device, category and LOG_INTERVAL_S; the counters see all."""
+        now = self._clock()
+        key = (device_id, category)
+        last = self._last_logged.get(key)
+        if last is None or now - last >= LOG_INTERVAL_S:
+            self._last_logged[key] = now
+            where = self.name if device_id == "*" else f"{self.name}: {device_id}"
+            log.warning("%s: %s", where, text)

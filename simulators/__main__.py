@@ -1,0 +1,56 @@
+"""``python -m simulators <subcommand>``: device simulators for tests, demos and debugging.
+
+Each subcommand lives in its own module with ``add_arguments(parser)`` and
+``main(args) -> int``; this file only dispatches. To add one, import its module and add a
+line to ``SUBCOMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from simulators import button_cli, demo
+
+# name → (help, add_arguments, main).
+SUBCOMMANDS: dict[
+    str,
+    tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]],
+] = {
+    "button": (
+        "CB-100 call buttons on a pty, driven from stdin",
+        button_cli.add_arguments,
+        button_cli.main,
+    ),
+    "demo": (
+        "the whole system (broker, hub, edge, buttons) with a help call played through",
+        demo.add_arguments,
+        demo.main,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulators", description="Device simulators for tests, demos and debugging."
+    )
+    sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+    for name, (help_text, add_arguments, run) in SUBCOMMANDS.items():
+        command = sub.add_parser(name, help=help_text)
+        add_arguments(command)
+        command.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
