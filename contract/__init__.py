@@ -12,6 +12,7 @@ from contract.envelope import (
     EdgeStatus,
     Event,
     EventBatch,
+    HubStatus,
     Lane,
 )
 from contract import topics
@@ -24,6 +25,7 @@ __all__ = [
     "EdgeStatus",
     "Event",
     "EventBatch",
+    "HubStatus",
     "Lane",
     "topics",
 ]

@@ -301,3 +301,33 @@ class EdgeStatus:
             at=parse_time(obj.get("at"), "edge status.at"),
             info=_dict(obj, "info", "edge status"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class HubStatus:
+    """Retained on ``topics.HUB_STATUS``; the broker publishes ``online=False`` as last will.
+
+    The hub publishes ``online=True`` right after (re)subscribing, so an edge that sees it
+    knows that what it sends from now on is heard, and resends what is unacknowledged.
+    """
+
+    hub_id: str
+    online: bool
+    at: datetime
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {"v": 1, "hub_id": self.hub_id, "online": self.online, "at": format_time(self.at)}
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> HubStatus:
+        obj = _loads(raw, "hub status")
+        online = obj.get("online")
+        if not isinstance(online, bool):
+            raise ContractError("hub status.online: expected true or false")
+        return cls(
+            hub_id=_str(obj, "hub_id", "hub status"),
+            online=online,
+            at=parse_time(obj.get("at"), "hub status.at"),
+        )

@@ -151,7 +151,7 @@ class MqttConnection:
         self._post(self._set_connected, False)
 
     def _handle_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-        message = Message(msg.topic, msg.payload, msg.qos, msg.mid, bool(msg.retain))
+        message = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, bool(msg.retain))
         self._post(self._on_message, message)
 
     # -- event loop side ------------------------------------------------------------------

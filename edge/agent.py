@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-from contract import Ack, Command, CommandResult, ContractError, EdgeStatus, topics
+from contract import Ack, Command, CommandResult, ContractError, EdgeStatus, HubStatus, topics
 from contract.envelope import utc_now
 from contract.mqtt import Message, MqttConnection
 from edge.config import ConfigError, EdgeConfig
@@ -53,7 +53,11 @@ class EdgeAgent:
         self.mqtt = MqttConnection(
             config.broker,
             client_id=f"edge-{edge_id}",
-            subscriptions=[(topics.acks(edge_id), 1), (topics.commands(edge_id), 1)],
+            subscriptions=[
+                (topics.acks(edge_id), 1),
+                (topics.commands(edge_id), 1),
+                (topics.HUB_STATUS, 1),
+            ],
             on_message=self._on_message,
             on_connection_change=self._on_connection_change,
             persistent_session=True,
@@ -76,7 +80,9 @@ class EdgeAgent:
 
     def _on_message(self, message: Message) -> None:
         try:
-            if message.topic.endswith("/acks"):
+            if message.topic == topics.HUB_STATUS:
+                self.uplink.on_hub_status(HubStatus.decode(message.payload).online)
+            elif message.topic.endswith("/acks"):
                 self._spawn(self.uplink.on_ack(Ack.decode(message.payload)))
             elif message.topic.endswith("/commands"):
                 self._spawn(self._run_command(Command.decode(message.payload)))

@@ -11,6 +11,10 @@ Rules:
   re-established, the lane's cursor is rewound and unacknowledged events are sent again in
   seq order. The hub ingests idempotently, so this costs bandwidth, never duplicates.
 - Order is kept per lane (hence per device within a lane): batches are built in seq order.
+- **Only while the hub listens.** Nothing is sent until the hub's retained status says it
+  is online (after a broker restart the broker has forgotten the hub's subscription, and a
+  message published before the hub re-subscribes is silently dropped). Each time the hub
+  comes (back) online every lane is rewound, so alarms are resent first.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class Uplink:
         self._lanes = {lane: _LaneState() for lane in Lane}
         self._wake = outbox.new_events  # the outbox sets it on every commit
         self._topics = {lane: topics.events(edge_id, lane) for lane in Lane}
+        self.hub_online = False
         self.stats = {"batches_sent": 0, "events_sent": 0, "rewinds": 0, "acks": 0}
 
     # -- inputs -------------------------------------------------------------------------
@@ -86,8 +91,13 @@ class Uplink:
         self._wake.set()
 
     def on_connection_change(self, connected: bool) -> None:
-        if connected:
-            self._rewind_all("reconnected")
+        if not connected:
+            self.hub_online = False  # learnt again from the retained status on reconnect
+
+    def on_hub_status(self, online: bool) -> None:
+        was, self.hub_online = self.hub_online, online
+        if online and not was:
+            self._rewind_all("hub online")
             self.wake()
 
     async def on_ack(self, ack: Ack) -> None:
@@ -112,11 +122,14 @@ class Uplink:
             except TimeoutError:
                 pass
             self._wake.clear()
-            if not self._publisher.connected:
+            if not self._can_send():
                 continue
             self._check_overdue()
-            while self._publisher.connected and await self._send_next():
+            while self._can_send() and await self._send_next():
                 pass
+
+    def _can_send(self) -> bool:
+        return self.hub_online and self._publisher.connected
 
     async def _send_next(self) -> bool:
         """Send one batch from the most urgent lane that has room and work. False if none."""
@@ -132,7 +145,7 @@ class Uplink:
                 continue
             payload = EventBatch(self._edge_id, self._outbox.incarnation, tuple(events)).encode()
             if not self._publisher.publish(self._topics[lane], payload, qos=1):
-                return False  # connection dropped; the reconnect rewinds
+                return False  # connection dropped; the hub's return rewinds
             state.cursor = events[-1].seq
             state.in_flight.append(_InFlight({e.seq for e in events}, self._monotonic()))
             self.stats["batches_sent"] += 1

@@ -19,7 +19,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from contract import topics
+from contract import HubStatus, topics
 from contract.mqtt import MqttConnection
 from hub.api.routes import cases, health, intake, org, stream
 from hub.config import HubConfig
@@ -69,6 +69,9 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             dedupe_window=timedelta(seconds=config.escalation.dedupe_window_s),
             ack_base_url=config.api.public_base_url,
         )
+        def hub_status(online: bool) -> bytes:
+            return HubStatus(config.hub_id, online, utc_now()).encode()
+
         streams = WorkerStreams()
         webhooks = [
             WebhookNotifier(str(w.url), timeout_s=w.timeout_s, attempts=w.attempts)
@@ -86,6 +89,8 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             on_message=lambda m: ingest.on_message(m),
             persistent_session=True,
             manual_ack=True,
+            will=(topics.HUB_STATUS, hub_status(online=False), 1, True),
+            on_connect_publish=lambda: [(topics.HUB_STATUS, hub_status(online=True), 1, True)],
         )
         effects = EffectDispatcher(
             engine, broker, Fanout(channels), utc_now, retry_s=config.command_retry_s
@@ -109,7 +114,9 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await broker.stop()
+            await broker.stop(
+                final_publish=(topics.HUB_STATUS, hub_status(online=False), 1, True)
+            )
             for webhook in webhooks:
                 await webhook.aclose()
             await engine.dispose()

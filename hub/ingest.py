@@ -32,8 +32,7 @@ from contract.mqtt import Message
 from hub.db.schema import edge_status as edge_status_table
 from hub.db.schema import events as events_table
 from hub.effects import EffectDispatcher
-from hub.services.cases import CaseService, Effects
-from hub.services.errors import UnknownDevice
+from hub.services.cases import CaseService
 from hub.services.org import add_quarantine
 
 log = logging.getLogger(__name__)
@@ -129,21 +128,17 @@ class Ingest:
         wrong_lane = [e.seq for e in batch.events if e.lane != lane]
         if wrong_lane:
             raise ContractError(f"events {wrong_lane[:5]} are not in lane {lane.name.lower()}")
-        effects = Effects([], [])
         async with self._engine.begin() as conn:
             new_events = await self._insert_new(conn, batch)
-            for event in new_events:
-                try:
-                    result = await self._service.on_event(conn, edge_id, event, self._clock())
-                except UnknownDevice as err:
-                    reason = f"event {event.seq} ({event.kind}): {err}"
-                    single = json.dumps(event.to_obj(), ensure_ascii=False).encode()
-                    await self._quarantine(
-                        Message(message.topic, single, 1, 0, False), reason, edge_id, conn
-                    )
-                    continue
-                effects.notifications.extend(result.notifications)
-                effects.commands.extend(result.commands)
+            effects, refused = await self._service.on_events(
+                conn, edge_id, new_events, self._clock()
+            )
+            for event, err in refused:
+                single = json.dumps(event.to_obj(), ensure_ascii=False).encode()
+                await self._quarantine(
+                    Message(message.topic, single, 1, 0, False),
+                    f"event {event.seq} ({event.kind}): {err}", edge_id, conn,
+                )
         self.stats["batches"] += 1
         self.stats["events"] += len(new_events)
         self.stats["duplicates"] += len(batch.events) - len(new_events)

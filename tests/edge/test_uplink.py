@@ -43,6 +43,7 @@ async def fill(outbox: Outbox, telemetry: int, alarms: int) -> None:
 
 
 async def start(uplink: Uplink) -> asyncio.Task[None]:
+    uplink.on_hub_status(online=True)
     return asyncio.create_task(uplink.run())
 
 
@@ -96,6 +97,9 @@ async def test_reconnect_resends_unacknowledged(outbox: Outbox) -> None:
         uplink.on_connection_change(False)
         pub.connected = True
         uplink.on_connection_change(True)
+        uplink.wake()
+        assert len(pub.sent) == 2  # connected, but the hub's status is not known yet
+        uplink.on_hub_status(online=True)  # the retained hub status arrives
         await wait_until(lambda: len(pub.sent) == 4)
         assert [t.rsplit("/", 1)[1] for t, _ in pub.sent] == [
             "alarm", "telemetry", "alarm", "telemetry"]
@@ -132,5 +136,25 @@ async def test_foreign_ack_is_ignored(outbox: Outbox) -> None:
         await uplink.on_ack(Ack("e1", "another-incarnation", seqs))
         await uplink.on_ack(Ack("e2", outbox.incarnation, seqs))
         assert (await outbox.depth())["alarm"] == 1
+    finally:
+        task.cancel()
+
+
+async def test_nothing_is_sent_while_the_hub_is_offline(outbox: Outbox) -> None:
+    await fill(outbox, 5, 1)
+    pub = FakePublisher()
+    uplink = Uplink(outbox, pub, "e1", UplinkSettings())
+    task = asyncio.create_task(uplink.run())
+    try:
+        uplink.wake()
+        await asyncio.sleep(0.05)  # give a wrongly eager uplink the chance to send
+        assert pub.sent == []
+        uplink.on_hub_status(online=True)
+        await wait_until(lambda: len(pub.sent) == 2)
+        assert pub.sent[0][0].endswith("/alarm")
+        uplink.on_hub_status(online=False)
+        uplink.on_hub_status(online=True)  # the hub came back: resend, alarms first
+        await wait_until(lambda: len(pub.sent) == 4)
+        assert pub.sent[2][0].endswith("/alarm")
     finally:
         task.cancel()
