@@ -20,6 +20,8 @@ demo: system-deps $(STAMP)
 	$(BIN)/python -m simulators demo
 
 test: system-deps $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: system-deps $(STAMP)

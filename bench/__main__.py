@@ -10,9 +10,11 @@ from bench import sos_latency
 
 
 def main() -> int:
-    print(f"# Benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-          f"{platform.machine()} {platform.processor() or ''}, "
-          f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}\n")
+    print(
+        f"# Benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{platform.machine()} {platform.processor() or ''}, "
+        f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}\n"
+    )
     return sos_latency.main()
 
 

@@ -53,8 +53,9 @@ class Notifications:
 
     async def follow(self, client: httpx.AsyncClient, worker_id: int) -> None:
         event = ""
-        async with client.stream("GET", f"/api/v1/workers/{worker_id}/stream",
-                                 timeout=None) as response:
+        async with client.stream(
+            "GET", f"/api/v1/workers/{worker_id}/stream", timeout=None
+        ) as response:
             async for line in response.aiter_lines():
                 if line.startswith("event: "):
                     event = line[7:]
@@ -65,8 +66,13 @@ class Notifications:
                         self.arrivals.append(time.perf_counter())
 
 
-async def sample(bus: SimulatedButtonBus, notes: Notifications, count: int,
-                 gap_s: float = 0.1, timeout_s: float = 10.0) -> list[float]:
+async def sample(
+    bus: SimulatedButtonBus,
+    notes: Notifications,
+    count: int,
+    gap_s: float = 0.1,
+    timeout_s: float = 10.0,
+) -> list[float]:
     samples = []
     for _ in range(count):
         before = len(notes.arrivals)
@@ -81,10 +87,22 @@ async def sample(bus: SimulatedButtonBus, notes: Notifications, count: int,
     return samples
 
 
+def sos_edge_to_hub_ms(db_path: Path, last: int) -> list[float]:
+    """For the last ``last`` SOS events: hub commit time minus edge outbox time, in ms."""
+    with sqlite3.connect(db_path, timeout=30) as db:
+        rows = db.execute(
+            "SELECT (julianday(received_at) - julianday(occurred_at)) * 86400000.0 "
+            "FROM events WHERE kind = 'sos' ORDER BY id DESC LIMIT ?",
+            (last,),
+        ).fetchall()
+    return sorted(float(r[0]) for r in rows)
+
+
 def register_load_devices(db_path: Path) -> None:
     with sqlite3.connect(db_path, timeout=30) as db:
-        household = db.execute("SELECT household_id FROM devices WHERE id = ?",
-                               (f"cb100-{BUTTON}",)).fetchone()[0]
+        household = db.execute(
+            "SELECT household_id FROM devices WHERE id = ?", (f"cb100-{BUTTON}",)
+        ).fetchone()[0]
         db.executemany(
             "INSERT OR IGNORE INTO devices (id, household_id, place, edge_id, profile, online) "
             "VALUES (?, ?, 'bench', 'edge-demo', 'cb100', 0)",
@@ -107,9 +125,19 @@ def outbox_depth(path: Path) -> int:
 
 def start_load(link: Path, rate: float, seconds: float) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.load", str(link), str(rate), str(seconds),
-         str(LOAD_FIRST_SERIAL), str(LOAD_DEVICES)],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "bench.load",
+            str(link),
+            str(rate),
+            str(seconds),
+            str(LOAD_FIRST_SERIAL),
+            str(LOAD_DEVICES),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
@@ -127,15 +155,18 @@ async def run(samples: int = 100, backlog: int = 100_000) -> list[Result]:
         sos_link, load_link = work / "bus0", work / "bus1"
         results: list[Result] = []
         try:
-            async with SimulatedButtonBus([BUTTON], link_path=sos_link, retransmit_s=5) as bus, \
-                    httpx.AsyncClient(base_url=stack.hub_url, headers=stack.headers(),
-                                      timeout=30) as client:
+            async with (
+                SimulatedButtonBus([BUTTON], link_path=sos_link, retransmit_s=5) as bus,
+                httpx.AsyncClient(
+                    base_url=stack.hub_url, headers=stack.headers(), timeout=30
+                ) as client,
+            ):
                 load = start_load(load_link, 0, 0.1)  # create the link before the edge starts
                 load.wait()
-                stack.start_edge("edge-demo", [str(sos_link), str(load_link)],
-                                 status_interval_s=1)
-                worker = (await client.get("/api/v1/workers",
-                                           params={"role": "grid_worker"})).json()[0]["id"]
+                stack.start_edge("edge-demo", [str(sos_link), str(load_link)], status_interval_s=1)
+                worker = (
+                    await client.get("/api/v1/workers", params={"role": "grid_worker"})
+                ).json()[0]["id"]
                 notes = Notifications()
                 follower = asyncio.create_task(notes.follow(client, worker))
                 await asyncio.wait_for(notes.ready.wait(), 10)
@@ -148,14 +179,17 @@ async def run(samples: int = 100, backlog: int = 100_000) -> list[Result]:
                 await asyncio.sleep(3)  # let the load reach steady state
                 lat = await sample(bus, notes, samples)
                 rate = (hub_event_count(db_path) - before) / (time.perf_counter() - t_load)
-                results.append(Result("2,000 telemetry/s", lat,
-                                      f"hub committed {rate:,.0f} events/s meanwhile"))
+                results.append(
+                    Result(
+                        "2,000 telemetry/s", lat, f"hub committed {rate:,.0f} events/s meanwhile"
+                    )
+                )
                 load.wait()
 
                 assert stack.broker is not None
                 port = stack.broker.port
                 stack.broker.kill()
-                load = start_load(load_link, 20000, backlog / 20000)
+                load = start_load(load_link, 10000, backlog / 10000)
                 load.wait()
                 outbox = work / "edge-demo" / "outbox.db"
                 deadline = time.monotonic() + 300
@@ -164,15 +198,24 @@ async def run(samples: int = 100, backlog: int = 100_000) -> list[Result]:
                 depth = outbox_depth(outbox)
                 stack.broker = MosquittoProcess(work / "broker2", port).start()
                 t_drain = time.perf_counter()
+                while outbox_depth(outbox) > depth * 0.9 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)  # sample during the drain, not the reconnect
                 lat = await sample(bus, notes, min(samples, 40), gap_s=0.05, timeout_s=30)
                 drained_during = depth - outbox_depth(outbox)
                 while outbox_depth(outbox) > 0 and time.monotonic() < deadline:
                     await asyncio.sleep(0.2)
                 drain_s = time.perf_counter() - t_drain
-                results.append(Result(
-                    f"{depth:,}-event backlog draining", lat,
-                    f"{drained_during:,} drained while sampling; backlog gone after "
-                    f"{drain_s:.1f} s ({depth / drain_s:,.0f} events/s)"))
+                split = sos_edge_to_hub_ms(db_path, len(lat))
+                print(f"backlog: edge outbox -> hub commit ms: {[round(x) for x in split]}")
+                print(f"backlog: pty -> stream ms: {sorted(round(x * 1000) for x in lat)}")
+                results.append(
+                    Result(
+                        f"{depth:,}-event backlog draining",
+                        lat,
+                        f"{drained_during:,} drained while sampling; backlog gone after "
+                        f"{drain_s:.1f} s ({depth / drain_s:,.0f} events/s)",
+                    )
+                )
                 follower.cancel()
         finally:
             stack.stop()
@@ -189,8 +232,10 @@ def table(results: list[Result]) -> str:
             lines.append(f"| {r.name} | 0 | - | - | 50 | - | no sample arrived; {r.note} |")
             continue
         p99 = r.pct(0.99)
-        lines.append(f"| {r.name} | {len(r.samples)} | {r.pct(0.5):.1f} | {p99:.1f} | 50 | "
-                     f"{p99 / 50:.2f} | {r.note} |")
+        lines.append(
+            f"| {r.name} | {len(r.samples)} | {r.pct(0.5):.1f} | {p99:.1f} | 50 | "
+            f"{p99 / 50:.2f} | {r.note} |"
+        )
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ Both sides import this package and nothing else of each other, so the wire forma
 exactly one definition. The contract is described for humans in ``docs/contract.md``.
 """
 
+from contract import topics
 from contract.envelope import (
     Ack,
     Command,
@@ -15,7 +16,6 @@ from contract.envelope import (
     HubStatus,
     Lane,
 )
-from contract import topics
 
 __all__ = [
     "Ack",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ class Message:
     qos: int
     mid: int
     retain: bool
+    received: float = 0.0  # time.monotonic() when paho's thread handed it over
 
 
 class MqttConnection:
@@ -133,12 +135,14 @@ class MqttConnection:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(fn, *args)
 
-    def _handle_connect(
-        self, client: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any
-    ) -> None:
+    def _handle_connect(self, client: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
-            log.warning("MQTT connect to %s:%s refused: %s",
-                        self._settings.host, self._settings.port, reason)
+            log.warning(
+                "MQTT connect to %s:%s refused: %s",
+                self._settings.host,
+                self._settings.port,
+                reason,
+            )
             return
         for topic, qos in self._subscriptions:
             client.subscribe(topic, qos)
@@ -151,7 +155,9 @@ class MqttConnection:
         self._post(self._set_connected, False)
 
     def _handle_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-        message = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, bool(msg.retain))
+        message = Message(
+            msg.topic, bytes(msg.payload), msg.qos, msg.mid, bool(msg.retain), time.monotonic()
+        )
         self._post(self._on_message, message)
 
     # -- event loop side ------------------------------------------------------------------

@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_edge_config(args.config)
-        logging.basicConfig(level=config.log_level,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         agent = EdgeAgent(config, source=args.config)
     except (ConfigError, ProfileError) as err:
         print(f"edge: configuration error:\n{err}", file=sys.stderr)  # noqa: T201

@@ -96,8 +96,12 @@ class EdgeAgent:
         self.stats["commands"] += 1
         result: CommandResult
         if command.name != "button_feedback":
-            result = CommandResult(command.command_id, command.device_id, "rejected",
-                                   f"unknown command {command.name!r}")
+            result = CommandResult(
+                command.command_id,
+                command.device_id,
+                "rejected",
+                f"unknown command {command.name!r}",
+            )
         else:
             result = await self._button_feedback(command)
         self.mqtt.publish(topics.command_results(self.config.edge_id), result.encode(), qos=1)
@@ -105,12 +109,20 @@ class EdgeAgent:
     async def _button_feedback(self, command: Command) -> CommandResult:
         code, ref_seq = command.args.get("code"), command.args.get("ref_seq")
         if not isinstance(code, str) or not isinstance(ref_seq, int):
-            return CommandResult(command.command_id, command.device_id, "rejected",
-                                 "args need code (str) and ref_seq (int)")
+            return CommandResult(
+                command.command_id,
+                command.device_id,
+                "rejected",
+                "args need code (str) and ref_seq (int)",
+            )
         bus = next((b for b in self.buses if b.knows(command.device_id)), None)
         if bus is None:
-            return CommandResult(command.command_id, command.device_id, "device_error",
-                                 "device not heard on any bus of this edge")
+            return CommandResult(
+                command.command_id,
+                command.device_id,
+                "device_error",
+                "device not heard on any bus of this edge",
+            )
         try:
             await bus.send_feedback(command.device_id, code, ref_seq)
         except TransportError as err:
@@ -142,8 +154,13 @@ class EdgeAgent:
 
     async def run(self) -> None:
         await self.outbox.open()
-        log.info("edge %s: outbox %s (incarnation %s), %d bus(es)", self.config.edge_id,
-                 self.config.outbox_path, self.outbox.incarnation, len(self.config.serial_buses))
+        log.info(
+            "edge %s: outbox %s (incarnation %s), %d bus(es)",
+            self.config.edge_id,
+            self.config.outbox_path,
+            self.outbox.incarnation,
+            len(self.config.serial_buses),
+        )
         try:
             await self.mqtt.start()
             async with asyncio.TaskGroup() as group:

@@ -68,7 +68,7 @@ class Outbox:
         path: str | Path,
         *,
         group_commit_s: float = 0.2,
-        group_commit_max: int = 2000,
+        group_commit_max: int = 1000,
         dedupe_window_s: float = 60.0,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:

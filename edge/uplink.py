@@ -37,9 +37,9 @@ log = logging.getLogger(__name__)
 class UplinkSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
-    batch_size: int = Field(default=500, ge=1, le=5000)
+    batch_size: int = Field(default=250, ge=1, le=5000)
     alarm_batch_size: int = Field(default=20, ge=1, le=500)
-    window: int = Field(default=4, ge=1, le=64)
+    window: int = Field(default=8, ge=1, le=64)
     alarm_window: int = Field(default=16, ge=1, le=256)
     ack_timeout_s: float = Field(default=10.0, gt=0, le=600)
     group_commit_ms: int = Field(default=200, ge=1, le=5000)
@@ -84,6 +84,8 @@ class Uplink:
         self._wake = outbox.new_events  # the outbox sets it on every commit
         self._topics = {lane: topics.events(edge_id, lane) for lane in Lane}
         self.hub_online = False
+        self._to_forget: set[int] = set()
+        self._forget_wanted = asyncio.Event()
         self.stats = {"batches_sent": 0, "events_sent": 0, "rewinds": 0, "acks": 0}
 
     # -- inputs -------------------------------------------------------------------------
@@ -110,11 +112,30 @@ class Uplink:
             for batch in state.in_flight:
                 batch.seqs -= acked
             state.in_flight = [b for b in state.in_flight if b.seqs]
-        await self._outbox.ack(acked)
+        self._to_forget |= acked
+        self._forget_wanted.set()
         self.wake()
+
+    async def _forget_acked(self) -> None:
+        """Delete acknowledged rows, all that have arrived meanwhile in one transaction.
+
+        One delete at a time (not one task per ack message): an alarm being committed
+        then waits for at most one delete, not for a queue of them during a drain.
+        """
+        while True:
+            await self._forget_wanted.wait()
+            self._forget_wanted.clear()
+            seqs, self._to_forget = self._to_forget, set()
+            if seqs:
+                await self._outbox.ack(sorted(seqs))
 
     # -- the loop ---------------------------------------------------------------------------
     async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._forget_acked(), name="uplink-forget-acked")
+            group.create_task(self._send_loop(), name="uplink-send")
+
+    async def _send_loop(self) -> None:
         tick = min(1.0, self._settings.ack_timeout_s / 4)
         while True:
             try:

@@ -19,8 +19,9 @@ def main(argv: list[str] | None = None) -> int:
         "Secrets come from the environment: HUB__API__TOKEN, HUB__BROKER__PASSWORD.",
     )
     parser.add_argument("--config", "-c", help="YAML configuration file (default: none)")
-    parser.add_argument("--seed-demo", action="store_true",
-                        help="insert the demo community (idempotent)")
+    parser.add_argument(
+        "--seed-demo", action="store_true", help="insert the demo community (idempotent)"
+    )
     args = parser.parse_args(argv)
     try:
         config = load_hub_config(args.config)
@@ -35,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     app = create_app(config, seed_demo=args.seed_demo)
-    uvicorn.run(app, host=config.api.host, port=config.api.port, log_level="warning",
-                access_log=False)
+    uvicorn.run(
+        app, host=config.api.host, port=config.api.port, log_level="warning", access_log=False
+    )
     return 0
 
 

@@ -69,6 +69,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             dedupe_window=timedelta(seconds=config.escalation.dedupe_window_s),
             ack_base_url=config.api.public_base_url,
         )
+
         def hub_status(online: bool) -> bytes:
             return HubStatus(config.hub_id, online, utc_now()).encode()
 
@@ -106,17 +107,19 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             asyncio.create_task(timer.run(), name="escalation-timer"),
             asyncio.create_task(effects.run_retry_loop(), name="command-resend"),
         ]
-        log.info("hub started: database %s, broker %s:%s",
-                 config.database_url.split("///")[0], config.broker.host, config.broker.port)
+        log.info(
+            "hub started: database %s, broker %s:%s",
+            config.database_url.split("///")[0],
+            config.broker.host,
+            config.broker.port,
+        )
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await broker.stop(
-                final_publish=(topics.HUB_STATUS, hub_status(online=False), 1, True)
-            )
+            await broker.stop(final_publish=(topics.HUB_STATUS, hub_status(online=False), 1, True))
             for webhook in webhooks:
                 await webhook.aclose()
             await engine.dispose()
@@ -130,9 +133,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def readable_422(_request: Request, err: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-        ]
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
         return JSONResponse(
             status_code=422,
             content={"detail": "; ".join(problems), "errors": jsonable_encoder(err.errors())},

@@ -62,7 +62,9 @@ class HubConfig(BaseModel):
 
     def sqlite_path(self) -> Path | None:
         prefix = "sqlite+aiosqlite:///"
-        return Path(self.database_url[len(prefix) :]) if self.database_url.startswith(prefix) else None
+        return (
+            Path(self.database_url[len(prefix) :]) if self.database_url.startswith(prefix) else None
+        )
 
 
 def load_hub_config(path: str | Path | None) -> HubConfig:

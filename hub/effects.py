@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,11 +29,10 @@ log = logging.getLogger(__name__)
 COMMAND_EXPIRY = timedelta(minutes=10)
 
 
-class CommandPublisher:
+class CommandPublisher(Protocol):
     connected: bool
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
-        raise NotImplementedError
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool: ...
 
 
 class EffectDispatcher:
@@ -56,11 +56,12 @@ class EffectDispatcher:
     async def dispatch(self, effects: Effects) -> None:
         """Call after the transaction that produced ``effects`` has committed."""
         self.cases_changed.set()
+        # People first: the worker's phone must not wait for our bookkeeping write below.
+        for notification in effects.notifications:
+            await self._notifier.notify(notification)
         sent = [c.command_id for c in effects.commands if self._publish(c)]
         if sent:
             await self._mark_sent(sent)
-        for notification in effects.notifications:
-            await self._notifier.notify(notification)
 
     def _publish(self, command: Command) -> bool:
         edge_id = command.args.get("edge_id")
@@ -124,6 +125,6 @@ class EffectDispatcher:
         while True:
             try:
                 await self.resend_unconfirmed()
-            except Exception:  # noqa: BLE001 - the loop must outlive a transient DB error
+            except Exception:
                 log.exception("command resend failed")
             await asyncio.sleep(self._retry_s)

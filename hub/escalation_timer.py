@@ -46,7 +46,7 @@ class EscalationTimer:
             changed.clear()  # before reading: a change during the tick wakes us again
             try:
                 delay = await self._tick()
-            except Exception:  # noqa: BLE001 - keep the timer alive through a DB hiccup
+            except Exception:
                 log.exception("escalation tick failed")
                 delay = 1.0
             if delay <= 0:

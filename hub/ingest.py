@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
@@ -32,7 +33,7 @@ from contract.mqtt import Message
 from hub.db.schema import edge_status as edge_status_table
 from hub.db.schema import events as events_table
 from hub.effects import EffectDispatcher
-from hub.services.cases import CaseService
+from hub.services.cases import CaseService, Effects
 from hub.services.org import add_quarantine
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,13 @@ class Broker(Protocol):
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool: ...
 
     def ack(self, message: Message) -> None: ...
+
+
+#: A bulk batch is worked through in chunks of this many events inside one transaction;
+#: when an alarm is waiting at a chunk boundary, the transaction commits there and the
+#: alarm is handled before the rest. An SOS behind a 250-event telemetry batch thus waits
+#: for about 10 ms of work rather than 25 (smaller chunks cost more statements per batch).
+CHUNK_SIZE = 100
 
 
 def event_uid(edge_id: str, incarnation: str, seq: int) -> str:
@@ -68,6 +76,8 @@ class Ingest:
         self._bulk: deque[Message] = deque()
         self._work = asyncio.Event()
         self.stats = {"batches": 0, "events": 0, "duplicates": 0, "quarantined": 0, "errors": 0}
+        #: For alarm batches: (seconds queued before handling, seconds to commit and notify).
+        self.alarm_timings: deque[tuple[float, float]] = deque(maxlen=1000)
 
     # -- called in the loop by the MQTT bridge --------------------------------------------
     def on_message(self, message: Message) -> None:
@@ -84,14 +94,26 @@ class Ingest:
             if not self._alarms and not self._bulk:
                 self._work.clear()
                 await self._work.wait()
-            message = self._alarms.popleft() if self._alarms else self._bulk.popleft()
-            try:
-                await self.handle(message)
-            except Exception:  # noqa: BLE001 - one bad message must not stop ingest
-                # Not PUBACKed: the broker redelivers it after a reconnect, the edge resends
-                # it after its ack timeout. The error is logged and counted for operators.
-                self.stats["errors"] += 1
-                log.exception("ingest of a message on %s failed", message.topic)
+            await self._take_alarms()
+            if self._bulk:
+                await self._handle_safely(self._bulk.popleft(), alarm=False)
+
+    async def _take_alarms(self) -> None:
+        while self._alarms:
+            await self._handle_safely(self._alarms.popleft(), alarm=True)
+
+    async def _handle_safely(self, message: Message, *, alarm: bool) -> None:
+        started = time.monotonic()
+        try:
+            await self.handle(message)
+        except Exception:  # one bad message must not stop ingest
+            # Not PUBACKed: the broker redelivers it after a reconnect, the edge resends
+            # it after its ack timeout. The error is logged and counted for operators.
+            self.stats["errors"] += 1
+            log.exception("ingest of a message on %s failed", message.topic)
+            return
+        if alarm:
+            self.alarm_timings.append((started - message.received, time.monotonic() - started))
 
     async def handle(self, message: Message) -> None:
         try:
@@ -109,7 +131,10 @@ class Ingest:
         self._broker.ack(message)
 
     async def _quarantine(
-        self, message: Message, reason: str, edge_id: str | None = None,
+        self,
+        message: Message,
+        reason: str,
+        edge_id: str | None = None,
         conn: AsyncConnection | None = None,
     ) -> None:
         self.stats["quarantined"] += 1
@@ -128,27 +153,51 @@ class Ingest:
         wrong_lane = [e.seq for e in batch.events if e.lane != lane]
         if wrong_lane:
             raise ContractError(f"events {wrong_lane[:5]} are not in lane {lane.name.lower()}")
-        async with self._engine.begin() as conn:
-            new_events = await self._insert_new(conn, batch)
-            effects, refused = await self._service.on_events(
-                conn, edge_id, new_events, self._clock()
-            )
-            for event, err in refused:
-                single = json.dumps(event.to_obj(), ensure_ascii=False).encode()
-                await self._quarantine(
-                    Message(message.topic, single, 1, 0, False),
-                    f"event {event.seq} ({event.kind}): {err}", edge_id, conn,
-                )
+        events = batch.events
+        done = 0
+        while done < len(events):
+            done = await self._commit_part(edge_id, batch.incarnation, events, done, message.topic)
+            if lane != Lane.ALARM:
+                await self._take_alarms()
         self.stats["batches"] += 1
-        self.stats["events"] += len(new_events)
-        self.stats["duplicates"] += len(batch.events) - len(new_events)
-        ack = Ack(edge_id, batch.incarnation, tuple(e.seq for e in batch.events))
+
+    async def _commit_part(
+        self, edge_id: str, incarnation: str, events: tuple[Event, ...], start: int, topic: str
+    ) -> int:
+        """One transaction from ``events[start]`` on: store the new events and act on them,
+        ``CHUNK_SIZE`` at a time; commit early when an alarm is waiting. Then ack what was
+        committed and dispatch its effects. Returns the index after the last one committed."""
+        effects = Effects()
+        end = start
+        async with self._engine.begin() as conn:
+            while end < len(events) and (end == start or not self._alarms):
+                chunk = events[end : end + CHUNK_SIZE]
+                end += len(chunk)
+                new_events = await self._insert_new(conn, edge_id, incarnation, chunk)
+                chunk_effects, refused = await self._service.on_events(
+                    conn, edge_id, new_events, self._clock()
+                )
+                effects.extend(chunk_effects)
+                for event, err in refused:
+                    single = json.dumps(event.to_obj(), ensure_ascii=False).encode()
+                    await self._quarantine(
+                        Message(topic, single, 1, 0, False),
+                        f"event {event.seq} ({event.kind}): {err}",
+                        edge_id,
+                        conn,
+                    )
+                self.stats["events"] += len(new_events)
+                self.stats["duplicates"] += len(chunk) - len(new_events)
+        ack = Ack(edge_id, incarnation, tuple(e.seq for e in events[start:end]))
         self._broker.publish(topics.acks(edge_id), ack.encode(), qos=1)
         if effects.notifications or effects.commands:
             await self._effects.dispatch(effects)
+        return end
 
-    async def _insert_new(self, conn: AsyncConnection, batch: EventBatch) -> list[Event]:
-        uids = {event_uid(batch.edge_id, batch.incarnation, e.seq): e for e in batch.events}
+    async def _insert_new(
+        self, conn: AsyncConnection, edge_id: str, incarnation: str, chunk: tuple[Event, ...]
+    ) -> list[Event]:
+        uids = {event_uid(edge_id, incarnation, e.seq): e for e in chunk}
         t = events_table
         seen = set(
             (await conn.execute(sa.select(t.c.uid).where(t.c.uid.in_(list(uids))))).scalars()
@@ -161,7 +210,7 @@ class Ingest:
                 [
                     {
                         "uid": uid,
-                        "edge_id": batch.edge_id,
+                        "edge_id": edge_id,
                         "device_id": e.device_id,
                         "kind": e.kind,
                         "lane": e.lane.name.lower(),

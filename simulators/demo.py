@@ -38,17 +38,26 @@ def say(who: str, text: str) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "var" / "demo",
-                        help="where databases, configs and logs go (wiped at start)")
-    parser.add_argument("--escalation-s", type=float, default=10.0,
-                        help="seconds each tier has to acknowledge (default 10)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=REPO_ROOT / "var" / "demo",
+        help="where databases, configs and logs go (wiped at start)",
+    )
+    parser.add_argument(
+        "--escalation-s",
+        type=float,
+        default=10.0,
+        help="seconds each tier has to acknowledge (default 10)",
+    )
 
 
 async def follow_stream(client: httpx.AsyncClient, worker: dict[str, Any]) -> None:
     """Print what the worker's phone would show."""
     event = ""
-    async with client.stream("GET", f"/api/v1/workers/{worker['id']}/stream",
-                             timeout=None) as response:
+    async with client.stream(
+        "GET", f"/api/v1/workers/{worker['id']}/stream", timeout=None
+    ) as response:
         async for line in response.aiter_lines():
             if line.startswith("event: "):
                 event = line[7:]
@@ -57,8 +66,9 @@ async def follow_stream(client: httpx.AsyncClient, worker: dict[str, Any]) -> No
                 say(f"📱{worker['name']}", f"{note['message_zh']} / {note['message_en']}")
 
 
-async def wait_for(client: httpx.AsyncClient, path: str, predicate: Any,
-                   timeout: float = 120) -> Any:
+async def wait_for(
+    client: httpx.AsyncClient, path: str, predicate: Any, timeout: float = 120
+) -> Any:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
@@ -70,10 +80,15 @@ async def wait_for(client: httpx.AsyncClient, path: str, predicate: Any,
 
 
 async def play(stack: Stack, bus: SimulatedButtonBus) -> None:
-    async with httpx.AsyncClient(base_url=stack.hub_url, headers=stack.headers(),
-                                 timeout=10) as client:
-        await wait_for(client, "/api/v1/edges", lambda edges: any(
-            e["edge_id"] == EDGE and e["online"] for e in edges), 30)
+    async with httpx.AsyncClient(
+        base_url=stack.hub_url, headers=stack.headers(), timeout=10
+    ) as client:
+        await wait_for(
+            client,
+            "/api/v1/edges",
+            lambda edges: any(e["edge_id"] == EDGE and e["online"] for e in edges),
+            30,
+        )
         say("edge", f"{EDGE} 在线 / online")
         workers = (await client.get("/api/v1/workers")).json()
         streams = [asyncio.create_task(follow_stream(client, w)) for w in workers]
@@ -84,8 +99,9 @@ async def play(stack: Stack, bus: SimulatedButtonBus) -> None:
         button = bus.button(BUTTONS[0])
         button.press_sos()
 
-        cases = await wait_for(client, f"/api/v1/cases?household_id={household}",
-                               lambda body: bool(body), 30)
+        cases = await wait_for(
+            client, f"/api/v1/cases?household_id={household}", lambda body: bool(body), 30
+        )
         case_id = cases[0]["id"]
         shown = 0
 
@@ -93,8 +109,11 @@ async def play(stack: Stack, bus: SimulatedButtonBus) -> None:
             nonlocal shown
             case: dict[str, Any] = (await client.get(f"/api/v1/cases/{case_id}")).json()
             for step in case["audit"][shown:]:
-                say("hub", f"工单 #{case_id}: {step['from_state']} → {step['to_state']} "
-                           f"({step['action']}, {step['actor']}) {step['detail']}")
+                say(
+                    "hub",
+                    f"工单 #{case_id}: {step['from_state']} → {step['to_state']} "
+                    f"({step['action']}, {step['actor']}) {step['detail']}",
+                )
             shown = len(case["audit"])
             return case
 
@@ -108,25 +127,36 @@ async def play(stack: Stack, bus: SimulatedButtonBus) -> None:
         backup = next(n for n in case["notifications"] if n["tier"] == "backup_worker")
         await asyncio.sleep(1.0)
         say(f"👷{backup['worker_name']}", "接单 / acknowledges")
-        await client.post(f"/api/v1/cases/{case_id}/acknowledge",
-                          json={"worker_id": backup["worker_id"]})
+        await client.post(
+            f"/api/v1/cases/{case_id}/acknowledge", json={"worker_id": backup["worker_id"]}
+        )
         await wait_led(button, LedState.HELP_COMING)
         case = await show_audit()
         await asyncio.sleep(2.0)
         say(f"👷{backup['worker_name']}", "到场, 按一键通确认 / on site, presses the button")
         button.presence()
-        case = await wait_for(client, f"/api/v1/cases/{case_id}",
-                              lambda c: c["state"] == "on_site", 30)
+        case = await wait_for(
+            client, f"/api/v1/cases/{case_id}", lambda c: c["state"] == "on_site", 30
+        )
         await show_audit()
-        await client.post(f"/api/v1/cases/{case_id}/resolve", json={
-            "worker_id": backup["worker_id"], "outcome": "helped_on_site",
-            "note": "老人起身时头晕, 已扶起并联系家属 / dizzy on standing; helped up, family called"})
-        await client.post(f"/api/v1/cases/{case_id}/close",
-                          json={"worker_id": backup["worker_id"]})
+        await client.post(
+            f"/api/v1/cases/{case_id}/resolve",
+            json={
+                "worker_id": backup["worker_id"],
+                "outcome": "helped_on_site",
+                "note": (
+                    "老人起身时头晕, 已扶起并联系家属 / dizzy on standing; helped up, family called"
+                ),
+            },
+        )
+        await client.post(f"/api/v1/cases/{case_id}/close", json={"worker_id": backup["worker_id"]})
         await wait_led(button, LedState.CLOSED)
         await show_audit()
-        say("demo", "求助流程演示完毕; 系统继续运行, Ctrl-C 退出 / "
-                    "help call played through; the system keeps running, Ctrl-C stops it")
+        say(
+            "demo",
+            "求助流程演示完毕; 系统继续运行, Ctrl-C 退出 / "
+            "help call played through; the system keeps running, Ctrl-C stops it",
+        )
         say("demo", f"API docs: {stack.hub_url}/docs   token: {stack.api_token}")
         await asyncio.gather(*streams)
 
@@ -139,19 +169,24 @@ async def wait_led(button: SimulatedButton, state: LedState, timeout: float = 60
 
 
 @contextlib.asynccontextmanager
-async def running_system(workdir: Path, escalation_s: float) -> AsyncIterator[
-        tuple[Stack, SimulatedButtonBus]]:
+async def running_system(
+    workdir: Path, escalation_s: float
+) -> AsyncIterator[tuple[Stack, SimulatedButtonBus]]:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     stack = Stack(workdir)
     try:
         broker = stack.start_broker()
         say("broker", f"Mosquitto on 127.0.0.1:{broker.port} (private, {broker.config_path})")
-        stack.start_hub(escalation={
-            "grid_worker_s": escalation_s, "backup_worker_s": escalation_s * 3,
-            "community_station_s": escalation_s * 3, "street_centre_s": escalation_s * 3,
-            "hotline_desk_s": escalation_s * 3,
-        })
+        stack.start_hub(
+            escalation={
+                "grid_worker_s": escalation_s,
+                "backup_worker_s": escalation_s * 3,
+                "community_station_s": escalation_s * 3,
+                "street_centre_s": escalation_s * 3,
+                "hotline_desk_s": escalation_s * 3,
+            }
+        )
         say("hub", f"{stack.hub_url}  API docs: {stack.hub_url}/docs")
         say("hub", f"API token (demo only, new each run): {stack.api_token}")
 
@@ -160,8 +195,9 @@ async def running_system(workdir: Path, escalation_s: float) -> AsyncIterator[
             say(f"🔘{button.serial}", f"{zh} / {en}")
 
         link = workdir / "bus0"
-        async with SimulatedButtonBus(BUTTONS, link_path=link, heartbeat_s=30,
-                                      on_led_change=led) as bus:
+        async with SimulatedButtonBus(
+            BUTTONS, link_path=link, heartbeat_s=30, on_led_change=led
+        ) as bus:
             say("buttons", f"{len(BUTTONS)} CB-100 buttons on {link} → {bus.slave_path}")
             stack.start_edge(EDGE, [str(link)])
             say("edge", f"{EDGE} started (log: {workdir / (EDGE + '.log')})")

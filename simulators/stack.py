@@ -101,8 +101,7 @@ class Stack:
         config: dict[str, Any] = {
             "database_url": f"sqlite+aiosqlite:///{self.workdir / 'hub' / 'hub.db'}",
             "broker": {"host": "127.0.0.1", "port": self.broker_port},
-            "api": {"host": "127.0.0.1", "port": self.hub_port,
-                    "public_base_url": self.hub_url},
+            "api": {"host": "127.0.0.1", "port": self.hub_port, "public_base_url": self.hub_url},
         }
         for key, value in overrides.items():
             if isinstance(value, dict) and isinstance(config.get(key), dict):
@@ -120,7 +119,9 @@ class Stack:
         if seed_demo:
             argv.append("--seed-demo")
         self.hub = ManagedProcess(
-            "hub", argv, _child_env({"HUB__API__TOKEN": self.api_token}),
+            "hub",
+            argv,
+            _child_env({"HUB__API__TOKEN": self.api_token}),
             self.workdir / "hub.log",
         ).start()
         self.wait_for_hub()
@@ -142,9 +143,7 @@ class Stack:
             time.sleep(0.05)
         raise TimeoutError(f"hub not healthy after {timeout_s} s:\n{self.hub.log_text()[-3000:]}")
 
-    def start_edge(
-        self, edge_id: str, serial_ports: list[str], **overrides: Any
-    ) -> ManagedProcess:
+    def start_edge(self, edge_id: str, serial_ports: list[str], **overrides: Any) -> ManagedProcess:
         config: dict[str, Any] = {
             "edge_id": edge_id,
             "data_dir": str(self.workdir / edge_id),
@@ -156,8 +155,10 @@ class Stack:
         path = self.workdir / f"{edge_id}.yaml"
         path.write_text(yaml.safe_dump(config, allow_unicode=True))
         edge = ManagedProcess(
-            edge_id, [sys.executable, "-m", "edge", "--config", str(path)],
-            _child_env({}), self.workdir / f"{edge_id}.log",
+            edge_id,
+            [sys.executable, "-m", "edge", "--config", str(path)],
+            _child_env({}),
+            self.workdir / f"{edge_id}.log",
         ).start()
         self.edges[edge_id] = edge
         return edge

@@ -30,7 +30,9 @@ async def wait_until(
 
 
 def wait_until_sync(
-    condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
+    condition: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.02,
     message: str = "condition",
 ) -> T:
     deadline = time.monotonic() + timeout

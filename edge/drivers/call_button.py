@@ -82,8 +82,8 @@ class CallButtonBus:
         sink: EventSink,
         *,
         name: str | None = None,
-        queue_size: int = 1024,
-        max_in_flight: int = 256,
+        queue_size: int = 4096,
+        max_in_flight: int = 4096,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name or str(getattr(link, "port", "bus"))  # for log lines
@@ -100,6 +100,8 @@ class CallButtonBus:
         self._errors: Counter[str] = Counter()
         self._counts: Counter[str] = Counter()
         self._last_logged: dict[tuple[str, str], float] = {}
+        self._acks: list[tuple[bytes, str, DeviceStats]] = []
+        self._ack_writer: asyncio.Task[None] | None = None
 
     @classmethod
     def on_serial_port(
@@ -229,12 +231,29 @@ class CallButtonBus:
                 self._counts["duplicates"] += 1
                 stats.duplicates += 1
             ack = cb100.Frame(frame.device_serial, frame.seq, cb100.FrameType.LINK_ACK)
-            try:
-                await self._link.write(cb100.encode(ack))
-            except TransportError as err:
-                self._count_error(stats, "ack_write", event.device_id, f"link ack not sent: {err}")
+            self._queue_ack(cb100.encode(ack), event.device_id, stats)
+        except Exception:
+            self._counts["internal_errors"] += 1
+            log.exception("%s: frame %s of %s not handled", self.name, frame.seq, event.device_id)
         finally:
             self._slots.release()
+
+    def _queue_ack(self, data: bytes, device_id: str, stats: DeviceStats) -> None:
+        """Acks that become due in the same loop iteration (a group commit settles hundreds
+        of records at once) go out in one write instead of one thread hop each."""
+        self._acks.append((data, device_id, stats))
+        if self._ack_writer is None or self._ack_writer.done():
+            self._ack_writer = asyncio.create_task(self._write_acks(), name=f"{self.name} acks")
+
+    async def _write_acks(self) -> None:
+        while self._acks:
+            await asyncio.sleep(0)  # let the other records settled by this commit join in
+            batch, self._acks = self._acks, []
+            try:
+                await self._link.write(b"".join(data for data, _, _ in batch))
+            except TransportError as err:
+                for _, device_id, stats in batch:
+                    self._count_error(stats, "ack_write", device_id, f"link ack not sent: {err}")
 
     def _count_error(self, stats: DeviceStats, reason: str, device_id: str, text: str) -> None:
         self._errors[reason] += 1

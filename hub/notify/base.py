@@ -25,5 +25,5 @@ class Fanout:
         for channel in self._channels:
             try:
                 await channel.notify(notification)
-            except Exception:  # noqa: BLE001 - one broken channel must not silence the others
+            except Exception:
                 log.exception("notification channel %s failed", type(channel).__name__)

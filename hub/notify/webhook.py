@@ -23,7 +23,8 @@ MAX_CONCURRENT = 16
 
 def _safe_url(url: str) -> str:
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}{parts.path}"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
 
 
 class WebhookNotifier:
@@ -56,8 +57,13 @@ class WebhookNotifier:
                 if attempt < self._attempts:
                     await asyncio.sleep(min(10.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
             self.failed += 1
-            log.warning("webhook %s failed for case %s after %d attempts: %s",
-                        _safe_url(self._url), notification.case_id, self._attempts, reason)
+            log.warning(
+                "webhook %s failed for case %s after %d attempts: %s",
+                _safe_url(self._url),
+                notification.case_id,
+                self._attempts,
+                reason,
+            )
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

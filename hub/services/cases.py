@@ -26,7 +26,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, Select, String, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import Command, Event
@@ -484,8 +495,13 @@ class CaseService:
         """
         row = touched.setdefault(
             device.id,
-            {"b_id": device.id, "b_last_seen": device.last_seen, "b_online": None,
-             "b_battery": None, "b_edge": edge_id},
+            {
+                "b_id": device.id,
+                "b_last_seen": device.last_seen,
+                "b_online": None,
+                "b_battery": None,
+                "b_edge": edge_id,
+            },
         )
         if device.last_seen is None or event.occurred_at >= device.last_seen:
             row["b_last_seen"] = event.occurred_at

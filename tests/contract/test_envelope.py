@@ -2,13 +2,28 @@ from datetime import UTC, datetime
 
 import pytest
 
-from contract import Ack, Command, CommandResult, ContractError, EdgeStatus, Event, EventBatch, Lane
-from contract import topics
+from contract import (
+    Ack,
+    Command,
+    CommandResult,
+    ContractError,
+    EdgeStatus,
+    Event,
+    EventBatch,
+    Lane,
+    topics,
+)
 
 
 def _event(seq: int = 1) -> Event:
-    return Event(seq, "cb100-77626", "sos", Lane.ALARM, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-                 {"frame_seq": 7})
+    return Event(
+        seq,
+        "cb100-77626",
+        "sos",
+        Lane.ALARM,
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        {"frame_seq": 7},
+    )
 
 
 def test_batch_round_trip() -> None:
@@ -35,10 +50,16 @@ def test_other_messages_round_trip() -> None:
         (b'{"v": 2}', "version"),
         (b'{"v":1,"edge_id":"e","incarnation":"i","events":[]}', "non-empty list"),
         (b'{"v":1,"edge_id":"e","incarnation":"i","events":[{"seq":-1}]}', "lane"),
-        (b'{"v":1,"edge_id":"e","incarnation":"i","events":[{"seq":1,"lane":"alarm",'
-         b'"device_id":"d","kind":"sos","at":"yesterday"}]}', "ISO-8601"),
-        (b'{"v":1,"edge_id":"e","incarnation":"i","events":[{"seq":1,"lane":"alarm",'
-         b'"device_id":"d","kind":"sos","at":"2026-01-01T00:00:00"}]}', "time zone"),
+        (
+            b'{"v":1,"edge_id":"e","incarnation":"i","events":[{"seq":1,"lane":"alarm",'
+            b'"device_id":"d","kind":"sos","at":"yesterday"}]}',
+            "ISO-8601",
+        ),
+        (
+            b'{"v":1,"edge_id":"e","incarnation":"i","events":[{"seq":1,"lane":"alarm",'
+            b'"device_id":"d","kind":"sos","at":"2026-01-01T00:00:00"}]}',
+            "time zone",
+        ),
         (b"x" * 2_000_000, "exceeds"),
     ],
 )

@@ -85,7 +85,7 @@ async def test_write_failure_raises_and_releases_dedupe_key(tmp_path: Path) -> N
         with pytest.raises(OutboxError):
             await outbox.record("d", "sos", Lane.ALARM, {}, dedupe_key="d:1")
         assert outbox.stats["write_errors"] == 1
-        assert not outbox._is_duplicate("d:1", 0)  # noqa: SLF001 - the key was released
+        assert not outbox._is_duplicate("d:1", 0)
 
 
 WRITER = """
@@ -113,7 +113,9 @@ def test_kill_9_loses_no_recorded_event(tmp_path: Path) -> None:
     """Every event whose record() returned before SIGKILL is in the database afterwards."""
     path = tmp_path / "o.db"
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
         cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.stdout is not None

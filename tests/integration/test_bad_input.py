@@ -26,10 +26,15 @@ async def test_unknown_device_is_quarantined_with_reason(stack: Stack, tmp_path:
         stack.start_edge("edge-demo", [str(link)])
         sos = bus.button(99999).press_sos()
         await wait_until(
-            lambda: (FrameType.LINK_ACK, sos.seq) in [(f.type, f.seq) for f in
-                                                      bus.button(99999).received],
-            15, message="link ack")
+            lambda: (
+                (FrameType.LINK_ACK, sos.seq)
+                in [(f.type, f.seq) for f in bus.button(99999).received]
+            ),
+            15,
+            message="link ack",
+        )
         async with api(stack) as client:
+
             async def quarantined() -> list[dict]:
                 rows = (await client.get("/api/v1/quarantine")).json()
                 return [r for r in rows if "cb100-99999" in r["reason"]]
@@ -47,9 +52,11 @@ async def test_malformed_mqtt_payload_is_quarantined(stack: Stack) -> None:
         check=True,
     )
     async with api(stack) as client:
+
         async def quarantined() -> list[dict]:
-            return [r for r in (await client.get("/api/v1/quarantine")).json()
-                    if r["topic"] == topic]
+            return [
+                r for r in (await client.get("/api/v1/quarantine")).json() if r["topic"] == topic
+            ]
 
         [row] = await wait_until(quarantined, 15, message="quarantine entry")
         assert "not valid UTF-8 JSON" in row["reason"]
@@ -64,7 +71,8 @@ async def test_api_refuses_bad_requests_readably(stack: Stack) -> None:
         response = await anonymous.get("/api/v1/cases")
         assert response.status_code == 401
         bad_token = await anonymous.get(
-            "/api/v1/cases", headers={"Authorization": "Bearer wrong-token-0123456789"})
+            "/api/v1/cases", headers={"Authorization": "Bearer wrong-token-0123456789"}
+        )
         assert bad_token.status_code == 401
     async with api(stack) as client:
         response = await client.post("/api/v1/cases", json={"household_id": "abc"})
@@ -73,14 +81,19 @@ async def test_api_refuses_bad_requests_readably(stack: Stack) -> None:
         assert "operator" in response.json()["detail"]  # missing field named too
         response = await client.post("/api/v1/cases/999/acknowledge", json={"worker_id": 1})
         assert response.status_code == 404
-        response = await client.post("/api/v1/cases/1/resolve",
-                                     json={"worker_id": 1, "outcome": "fixed-it"})
+        response = await client.post(
+            "/api/v1/cases/1/resolve", json={"worker_id": 1, "outcome": "fixed-it"}
+        )
         assert response.status_code == 422 and "outcome" in response.json()["detail"]
 
 
 def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, *argv], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60,
+        [sys.executable, *argv],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
         env=env,
     )
 

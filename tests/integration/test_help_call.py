@@ -32,13 +32,15 @@ async def test_sos_reaches_on_duty_worker_and_button_hears_back(
             button = bus.button(BUTTON)
             sos = button.press_sos()
 
-            await wait_until(lambda: LedState.RECEIVED in button.led_history, 20,
-                             message="0x81 received")
+            await wait_until(
+                lambda: LedState.RECEIVED in button.led_history, 20, message="0x81 received"
+            )
             feedback = [(f.type, f.seq) for f in button.received]
             assert feedback[0] == (FrameType.LINK_ACK, sos.seq)
             assert (FrameType.RECEIVED, sos.seq) in feedback
             assert button.led_history.index(LedState.SENT) < button.led_history.index(
-                LedState.RECEIVED)
+                LedState.RECEIVED
+            )
 
             await wait_until(lambda: stream.notifications, 10, message="worker notification")
             note = stream.notifications[0]
@@ -53,16 +55,15 @@ async def test_sos_reaches_on_duty_worker_and_button_hears_back(
                 f"/api/v1/cases/{case_id}/acknowledge", json={"worker_id": worker}
             )
             assert response.status_code == 200, response.text
-            await wait_until(lambda: LedState.HELP_COMING in button.led_history, 15,
-                             message="0x82 help coming")
+            await wait_until(
+                lambda: LedState.HELP_COMING in button.led_history, 15, message="0x82 help coming"
+            )
             assert (FrameType.HELP_COMING, sos.seq) in [(f.type, f.seq) for f in button.received]
             case = (await client.get(f"/api/v1/cases/{case_id}")).json()
             assert case["state"] == "acknowledged"
 
 
-async def test_escalation_survives_hub_kill_and_fires_on_time(
-    stack: Stack, tmp_path: Path
-) -> None:
+async def test_escalation_survives_hub_kill_and_fires_on_time(stack: Stack, tmp_path: Path) -> None:
     stack.start_hub(escalation={"grid_worker_s": 6, "backup_worker_s": 600})
     household, _grid, _worker = placement(stack, f"cb100-{BUTTON}")
     link = tmp_path / "bus0"
@@ -72,8 +73,9 @@ async def test_escalation_survives_hub_kill_and_fires_on_time(
             bus.button(BUTTON).press_sos()
 
             async def dispatched() -> dict | None:
-                cases = (await client.get("/api/v1/cases",
-                                          params={"household_id": household})).json()
+                cases = (
+                    await client.get("/api/v1/cases", params={"household_id": household})
+                ).json()
                 return cases[0] if cases else None
 
             case = await wait_until(dispatched, 20, message="case created")
@@ -86,6 +88,7 @@ async def test_escalation_survives_hub_kill_and_fires_on_time(
         stack.wait_for_hub()
 
         async with api(stack) as client:
+
             async def escalated() -> dict | None:
                 body = (await client.get(f"/api/v1/cases/{case['id']}")).json()
                 return body if body["tier"] >= 1 else None

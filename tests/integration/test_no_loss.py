@@ -32,8 +32,7 @@ def at_hub(stack: Stack) -> list[tuple[str, int, int, str]]:
         (d, int(s), int(i), k)
         for d, s, i, k in query(
             stack,
-            "SELECT device_id, json_extract(data, '$.frame_seq'), id, kind FROM events "
-            "ORDER BY id",
+            "SELECT device_id, json_extract(data, '$.frame_seq'), id, kind FROM events ORDER BY id",
         )
     ]
 
@@ -53,13 +52,15 @@ def assert_exactly_once(stack: Stack, bus: SimulatedButtonBus) -> list[tuple[str
 async def wait_all_at_hub(stack: Stack, bus: SimulatedButtonBus, timeout: float) -> None:
     await wait_until(lambda: all_acked(bus), timeout, message="every frame link-acked")
     want = len(produced(bus))
-    await wait_until(lambda: len(at_hub(stack)) >= want, timeout,
-                     message=f"{want} events at the hub")
+    await wait_until(
+        lambda: len(at_hub(stack)) >= want, timeout, message=f"{want} events at the hub"
+    )
 
 
 @contextlib.asynccontextmanager
-async def running(stack: Stack, tmp_path: Path, retransmit_s: float = 0.5
-                  ) -> AsyncIterator[SimulatedButtonBus]:
+async def running(
+    stack: Stack, tmp_path: Path, retransmit_s: float = 0.5
+) -> AsyncIterator[SimulatedButtonBus]:
     link = tmp_path / "bus0"
     async with SimulatedButtonBus(SERIALS, link_path=link, retransmit_s=retransmit_s) as bus:
         stack.start_edge(EDGE, [str(link)], status_interval_s=0.5)
@@ -69,11 +70,19 @@ async def running(stack: Stack, tmp_path: Path, retransmit_s: float = 0.5
 async def edge_online(stack: Stack) -> None:
     await wait_until(
         lambda: query(stack, "SELECT online FROM edge_status WHERE edge_id = ?", EDGE) == [(1,)],
-        20, message="edge online at the hub")
+        20,
+        message="edge online at the hub",
+    )
 
 
-async def produce(bus: SimulatedButtonBus, count: int, *, sos_every: int = 0,
-                  pace_s: float = 0.0, midway: Callable[[], None] | None = None) -> None:
+async def produce(
+    bus: SimulatedButtonBus,
+    count: int,
+    *,
+    sos_every: int = 0,
+    pace_s: float = 0.0,
+    midway: Callable[[], None] | None = None,
+) -> None:
     buttons = [bus.button(s) for s in SERIALS]
     for i in range(count):
         button = buttons[i % len(buttons)]
@@ -99,8 +108,11 @@ async def test_broker_outage_loses_nothing_and_alarms_go_first(
         port = stack.broker.port
         stack.broker.kill()
         edge = stack.edges[EDGE]
-        await wait_until(lambda: "connection to" in edge.log_text() and "lost" in edge.log_text(),
-                         10, message="edge noticed the broker is gone")
+        await wait_until(
+            lambda: "connection to" in edge.log_text() and "lost" in edge.log_text(),
+            10,
+            message="edge noticed the broker is gone",
+        )
 
         buttons = [bus.button(s) for s in SERIALS]
         for i in range(1000):

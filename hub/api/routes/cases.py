@@ -23,8 +23,14 @@ from hub.services.errors import InvalidAct, NotFound
 
 #: A case state, or one of the display overlays "escalated" and "cancel_requested".
 StateFilter = Literal[
-    "open", "dispatched", "acknowledged", "on_site", "resolved", "closed",
-    "escalated", "cancel_requested",
+    "open",
+    "dispatched",
+    "acknowledged",
+    "on_site",
+    "resolved",
+    "closed",
+    "escalated",
+    "cancel_requested",
 ]
 
 router = APIRouter(prefix="/api/v1/cases", tags=["cases"], dependencies=[Authenticated])
@@ -95,8 +101,13 @@ async def list_cases(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
     return await runtime.service.list_cases(
-        conn, state=state, grid_id=grid_id, household_id=household_id,
-        since=since, limit=limit, offset=offset,
+        conn,
+        state=state,
+        grid_id=grid_id,
+        household_id=household_id,
+        since=since,
+        limit=limit,
+        offset=offset,
     )
 
 
@@ -125,27 +136,32 @@ async def open_phone_case(body: PhoneCaseBody, runtime: RuntimeDep) -> CaseCreat
 
 @router.post("/{case_id}/acknowledge", summary="A worker takes the case (接单)")
 async def acknowledge(case_id: int, body: WorkerAct, runtime: RuntimeDep) -> dict[str, str]:
-    await _act(runtime, lambda c: runtime.service.acknowledge(
-        c, case_id, body.worker_id, runtime.clock()))
+    await _act(
+        runtime, lambda c: runtime.service.acknowledge(c, case_id, body.worker_id, runtime.clock())
+    )
     return {"status": "acknowledged"}
 
 
 @router.post("/{case_id}/on-site", summary="The worker has arrived (已到场)")
 async def on_site(case_id: int, body: WorkerAct, runtime: RuntimeDep) -> dict[str, str]:
-    await _act(runtime, lambda c: runtime.service.arrive(
-        c, case_id, body.worker_id, runtime.clock()))
+    await _act(
+        runtime, lambda c: runtime.service.arrive(c, case_id, body.worker_id, runtime.clock())
+    )
     return {"status": "on_site"}
 
 
 @router.post("/{case_id}/resolve", summary="Record the outcome (已处置)")
 async def resolve(case_id: int, body: ResolveBody, runtime: RuntimeDep) -> dict[str, str]:
-    await _act(runtime, lambda c: runtime.service.resolve(
-        c, case_id, body.worker_id, body.outcome, body.note, runtime.clock()))
+    await _act(
+        runtime,
+        lambda c: runtime.service.resolve(
+            c, case_id, body.worker_id, body.outcome, body.note, runtime.clock()
+        ),
+    )
     return {"status": "resolved"}
 
 
 @router.post("/{case_id}/close", summary="Close the case (已关闭)")
 async def close(case_id: int, body: CloseBody, runtime: RuntimeDep) -> dict[str, str]:
-    await _act(runtime, lambda c: runtime.service.close(
-        c, case_id, body.actor, runtime.clock()))
+    await _act(runtime, lambda c: runtime.service.close(c, case_id, body.actor, runtime.clock()))
     return {"status": "closed"}

@@ -46,6 +46,15 @@ async def stats(runtime: RuntimeDep) -> dict[str, Any]:
         "ingest_backlog": runtime.ingest.backlog(),
         "escalations_fired": runtime.timer.fired,
         "escalation_lateness_p99_s": lateness[int(len(lateness) * 0.99)] if lateness else None,
+        "alarm_queued_ms_p99": _p99_ms([q for q, _ in runtime.ingest.alarm_timings]),
+        "alarm_handled_ms_p99": _p99_ms([h for _, h in runtime.ingest.alarm_timings]),
         "stream_delivered": runtime.streams.delivered,
         "stream_dropped": runtime.streams.dropped,
     }
+
+
+def _p99_ms(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2)

@@ -49,7 +49,9 @@ async def list_workers(
     listed = await _rows(conn, query)
     links = await _rows(conn, sa.select(worker_grids))
     for worker in listed:
-        worker["grid_ids"] = [link["grid_id"] for link in links if link["worker_id"] == worker["id"]]
+        worker["grid_ids"] = [
+            link["grid_id"] for link in links if link["worker_id"] == worker["id"]
+        ]
     return listed
 
 
@@ -61,17 +63,22 @@ async def list_households(
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
     query = (
-        sa.select(households.c.id, households.c.grid_id, households.c.address,
-                  households.c.lives_alone)
-        .order_by(households.c.id).limit(limit).offset(offset)
+        sa.select(
+            households.c.id, households.c.grid_id, households.c.address, households.c.lives_alone
+        )
+        .order_by(households.c.id)
+        .limit(limit)
+        .offset(offset)
     )
     if grid_id is not None:
         query = query.where(households.c.grid_id == grid_id)
     listed = await _rows(conn, query)
     ids = [h["id"] for h in listed]
     names = await _rows(
-        conn, sa.select(residents.c.household_id, residents.c.name)
-        .where(residents.c.household_id.in_(ids)).order_by(residents.c.id)
+        conn,
+        sa.select(residents.c.household_id, residents.c.name)
+        .where(residents.c.household_id.in_(ids))
+        .order_by(residents.c.id),
     )
     for household in listed:
         household["residents"] = [r["name"] for r in names if r["household_id"] == household["id"]]
