@@ -15,7 +15,6 @@ Every SOS opens a new case (dedupe window 0) so every press produces one notific
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import httpx
 from simulators.broker import MosquittoProcess
 from simulators.button import SimulatedButtonBus
 from simulators.stack import REPO_ROOT, Stack
+from simulators.worker_phone import stream_events
 
 BUTTON = 77626
 LOAD_FIRST_SERIAL = 900_000
@@ -52,18 +52,11 @@ class Notifications:
         self.ready = asyncio.Event()
 
     async def follow(self, client: httpx.AsyncClient, worker_id: int) -> None:
-        event = ""
-        async with client.stream(
-            "GET", f"/api/v1/workers/{worker_id}/stream", timeout=None
-        ) as response:
-            async for line in response.aiter_lines():
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: "):
-                    if event == "ready":
-                        self.ready.set()
-                    elif event == "notification" and json.loads(line[6:])["kind"] == "sos":
-                        self.arrivals.append(time.perf_counter())
+        async for event, data in stream_events(client, worker_id):
+            if event == "ready":
+                self.ready.set()
+            elif event == "notification" and data["kind"] == "sos":
+                self.arrivals.append(time.perf_counter())
 
 
 async def sample(

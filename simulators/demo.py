@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import shutil
 import signal
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ import httpx
 
 from simulators.button import LED_TEXT, LedState, SimulatedButton, SimulatedButtonBus
 from simulators.stack import REPO_ROOT, Stack
+from simulators.worker_phone import stream_events
 
 EDGE = "edge-demo"
 BUTTONS = (77626, 77627, 77628)
@@ -54,16 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def follow_stream(client: httpx.AsyncClient, worker: dict[str, Any]) -> None:
     """Print what the worker's phone would show."""
-    event = ""
-    async with client.stream(
-        "GET", f"/api/v1/workers/{worker['id']}/stream", timeout=None
-    ) as response:
-        async for line in response.aiter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: ") and event == "notification":
-                note = json.loads(line[6:])
-                say(f"📱{worker['name']}", f"{note['message_zh']} / {note['message_en']}")
+    async for event, note in stream_events(client, worker["id"]):
+        if event == "notification":
+            say(f"📱{worker['name']}", f"{note['message_zh']} / {note['message_en']}")
 
 
 async def wait_for(

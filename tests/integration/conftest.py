@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from simulators.stack import Stack
+from simulators.worker_phone import stream_events
 
 
 @pytest.fixture
@@ -43,25 +43,17 @@ class WorkerStream:
     """Reads one worker's SSE stream in the background, collecting notifications."""
 
     def __init__(self, client: httpx.AsyncClient, worker_id: int) -> None:
-        self.url = f"/api/v1/workers/{worker_id}/stream"
+        self.worker_id = worker_id
         self.client = client
         self.notifications: list[dict[str, Any]] = []
         self.ready = asyncio.Event()
-        self.received_at: list[float] = []
 
     async def run(self) -> None:
-        event = ""
-        async with self.client.stream("GET", self.url, timeout=None) as response:
-            response.raise_for_status()
-            async for line in response.aiter_lines():
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: "):
-                    if event == "ready":
-                        self.ready.set()
-                    elif event == "notification":
-                        self.received_at.append(asyncio.get_running_loop().time())
-                        self.notifications.append(json.loads(line[6:]))
+        async for event, data in stream_events(self.client, self.worker_id):
+            if event == "ready":
+                self.ready.set()
+            elif event == "notification":
+                self.notifications.append(data)
 
 
 @contextlib.asynccontextmanager
