@@ -78,7 +78,6 @@ class MqttConnection:
         self._on_connect_publish = on_connect_publish
         self._loop: asyncio.AbstractEventLoop | None = None
         self.connected = False
-        self.connect_count = 0
         self._client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -166,7 +165,6 @@ class MqttConnection:
             return
         self.connected = value
         if value:
-            self.connect_count += 1
             log.info("MQTT connected to %s:%s", self._settings.host, self._settings.port)
         else:
             log.warning("MQTT connection to %s:%s lost", self._settings.host, self._settings.port)

@@ -33,9 +33,6 @@ class WorkerStreams:
             if not subscribers:
                 del self._subscribers[worker_id]
 
-    def subscriber_count(self, worker_id: int) -> int:
-        return len(self._subscribers.get(worker_id, ()))
-
     async def notify(self, notification: Notification) -> None:
         for queue in list(self._subscribers.get(notification.worker_id, ())):
             if queue.full():
