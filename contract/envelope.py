@@ -88,6 +88,13 @@ def _int(obj: dict[str, Any], key: str, where: str) -> int:
     return value
 
 
+def _bool(obj: dict[str, Any], key: str, where: str) -> bool:
+    value = obj.get(key)
+    if not isinstance(value, bool):
+        raise ContractError(f"{where}.{key}: expected true or false")
+    return value
+
+
 def _dict(obj: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     value = obj.get(key, {})
     if not isinstance(value, dict):
@@ -292,12 +299,9 @@ class EdgeStatus:
     @classmethod
     def decode(cls, raw: bytes | str) -> EdgeStatus:
         obj = _loads(raw, "edge status")
-        online = obj.get("online")
-        if not isinstance(online, bool):
-            raise ContractError("edge status.online: expected true or false")
         return cls(
             edge_id=_str(obj, "edge_id", "edge status"),
-            online=online,
+            online=_bool(obj, "online", "edge status"),
             at=parse_time(obj.get("at"), "edge status.at"),
             info=_dict(obj, "info", "edge status"),
         )
@@ -323,11 +327,8 @@ class HubStatus:
     @classmethod
     def decode(cls, raw: bytes | str) -> HubStatus:
         obj = _loads(raw, "hub status")
-        online = obj.get("online")
-        if not isinstance(online, bool):
-            raise ContractError("hub status.online: expected true or false")
         return cls(
             hub_id=_str(obj, "hub_id", "hub status"),
-            online=online,
+            online=_bool(obj, "online", "hub status"),
             at=parse_time(obj.get("at"), "hub status.at"),
         )

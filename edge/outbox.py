@@ -83,6 +83,7 @@ class Outbox:
         self._flush_task: asyncio.Task[None] | None = None
         self._flush_wanted = asyncio.Event()
         self._recent: dict[str, float] = {}
+        self._unsettled: dict[str, asyncio.Future[None]] = {}  # dedupe key → its commit
         self._last_prune = 0.0
         self.incarnation = ""
         #: Set whenever new rows are committed; the uplink waits on it.
@@ -159,12 +160,20 @@ class Outbox:
         now = self._wall_clock()
         if self._is_duplicate(dedupe_key, now):
             self.stats["duplicates"] += 1
+            first = self._unsettled.get(dedupe_key) if dedupe_key is not None else None
+            if first is not None:
+                # The first copy is not committed yet: answer only once it is, so that a
+                # caller never acks a retransmission ahead of the event being on disk.
+                await asyncio.shield(first)
             return False
         at = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
         row = (int(lane), device_id, kind, at, json.dumps(data, ensure_ascii=False))
         if dedupe_key is not None:
             self._recent[dedupe_key] = now  # claimed now; released again if the write fails
         pending = _Pending(row, dedupe_key, asyncio.get_running_loop().create_future())
+        if dedupe_key is not None:
+            self._unsettled[dedupe_key] = pending.done
+            pending.done.add_done_callback(lambda _f: self._unsettled.pop(dedupe_key, None))
         if lane == Lane.ALARM:
             await self._commit([pending])  # alone and at once: an SOS never waits 200 ms
         else:

@@ -55,6 +55,18 @@ async def test_dedupe_within_window_survives_restart(tmp_path: Path) -> None:
     assert len(rows(path)) == 2
 
 
+async def test_duplicate_answers_only_after_the_first_copy_is_on_disk(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    async with Outbox(path, group_commit_s=0.2) as outbox:
+        first = asyncio.create_task(
+            outbox.record("d1", "heartbeat", Lane.TELEMETRY, {}, dedupe_key="d1:9")
+        )
+        await asyncio.sleep(0)  # the first copy is now waiting for its group commit
+        assert not await outbox.record("d1", "heartbeat", Lane.TELEMETRY, {}, dedupe_key="d1:9")
+        assert rows(path) == [(1, 2, "heartbeat")]  # on disk by the time the copy returned
+        assert await first
+
+
 async def test_fetch_by_lane_and_ack(tmp_path: Path) -> None:
     async with Outbox(tmp_path / "o.db", group_commit_s=0.01) as outbox:
         for i in range(5):
