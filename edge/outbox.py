@@ -12,7 +12,8 @@ Durability (see docs/reliability.md):
   PUBACK is never taken as delivery.
 - ``recent_keys`` remembers the dedupe keys (device + frame seq) of the last
   ``dedupe_window_s`` seconds in the same transaction as the event, so a retransmitted frame
-  is recorded once even across an edge restart.
+  is recorded once even across an edge restart. A copy that arrives while the first is
+  still waiting for its commit returns only after that commit.
 
 All SQL runs on aiosqlite's one connection thread; an asyncio lock keeps transactions whole.
 """
