@@ -46,11 +46,11 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade_to_head(url: str) -> None:
-    """Apply every pending revision. Safe to call on every start: a no-op when current."""
+    """Apply every pending revision on every branch. A no-op when current."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         ensure_sqlite_directory(parsed)
-    command.upgrade(alembic_config(url), "head")
+    command.upgrade(alembic_config(url), "heads")
 
 
 def main(argv: list[str]) -> int:

@@ -374,3 +374,22 @@ edge_status = Table(
     _when("at", nullable=False),
     Column("info", JSONText(), nullable=False),
 )
+
+# --- audit log (issue #4) ---
+# Append-only: the migration installs triggers that abort any UPDATE or DELETE.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    _id(),
+    _when("at", nullable=False),
+    Column("actor", String(100), nullable=False),  # "user:alice", "token:api", "edge:edge-1"
+    Column("actor_role", String(16), nullable=False),
+    Column("action", String(64), nullable=False),  # e.g. "device.update", "door.open"
+    Column("target_type", String(32), nullable=False),
+    Column("target_id", String(64), nullable=False),
+    Column("before", JSONText(), nullable=True),
+    Column("after", JSONText(), nullable=True),
+    Index(None, "target_type", "target_id"),
+    Index(None, "at"),
+    sqlite_autoincrement=True,
+)
