@@ -2,8 +2,8 @@
 
 Every route declares the roles that may call it with :func:`require_roles`; the dependency
 answers 401 when nobody is authenticated and 403 when the caller's role is not listed.
-The resulting :class:`Principal` carries the caller's grids, so services can narrow what a
-grid worker sees.
+The resulting :class:`~hub.domain.access.Principal` carries the caller's grids, so
+services can narrow what a grid worker sees.
 
 Today the only credential is the operator bearer token (``HUB__API__TOKEN``), which
 authenticates as an admin. Per-user accounts with expiring tokens replace it as the
@@ -14,51 +14,21 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.domain.access import Principal, Role
 from hub.runtime import HubRuntime
 
 _bearer = HTTPBearer(auto_error=False, description="Bearer token")
 
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    OPERATOR = "operator"
-    HOTLINE = "hotline"  # the hotline desk (热线坐席)
-    WORKER = "worker"  # a grid worker (网格员), bound to one or more grids
-    EDGE = "edge"  # an edge agent: a machine identity, never a user account
+__all__ = ["STAFF", "Principal", "Role", "require_roles"]
 
 
 STAFF = (Role.ADMIN, Role.OPERATOR)
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The authenticated caller."""
-
-    kind: str  # "user" | "token" | "edge"
-    name: str
-    role: Role
-    user_id: int | None = None
-    worker_id: int | None = None  # the workers row a worker account acts as
-    grid_ids: frozenset[int] = field(default_factory=frozenset)
-
-    @property
-    def actor(self) -> str:
-        """How the audit log names this caller, e.g. ``user:alice``."""
-        return f"{self.kind}:{self.name}"
-
-    def sees_all_grids(self) -> bool:
-        return self.role in (Role.ADMIN, Role.OPERATOR, Role.HOTLINE)
-
-    def sees_grid(self, grid_id: int | None) -> bool:
-        return self.sees_all_grids() or (grid_id is not None and grid_id in self.grid_ids)
 
 
 def get_runtime(request: Request) -> HubRuntime:

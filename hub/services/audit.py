@@ -8,14 +8,12 @@ DELETE (triggers installed by migration 0002).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db.schema import audit_log
-
-if TYPE_CHECKING:
-    from hub.api.deps import Principal
+from hub.domain.access import Principal
 
 
 async def record_audit(
