@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
@@ -139,6 +140,63 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             content={"detail": "; ".join(problems), "errors": jsonable_encoder(err.errors())},
         )
 
+    @app.exception_handler(OverflowError)
+    async def number_out_of_range(_request: Request, err: OverflowError) -> JSONResponse:
+        # An id or number larger than the database's 64-bit integers: the client's mistake.
+        return JSONResponse(
+            status_code=422,
+            content={"detail": f"a number is out of range / 数值超出范围: {err}", "errors": []},
+        )
+
+    _declare_error_shape(app)
+
     for module in (health, cases, stream, intake, org):
         app.include_router(module.router)
     return app
+
+
+_ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string", "title": "Detail"},
+        "errors": {"type": "array", "items": {"type": "object"}, "title": "Errors"},
+    },
+}
+_ERROR_RESPONSES = {
+    "400": "Malformed request body / 请求体格式错误",
+    "401": "Not authenticated / 未认证",
+    "403": "Role not allowed / 无权限",
+    "404": "Not found / 不存在",
+    "409": "Conflicts with the current state / 与当前状态冲突",
+}
+
+
+def _declare_error_shape(app: FastAPI) -> None:
+    """Make the OpenAPI document say what errors really look like, on every operation.
+
+    Every error this API returns is ``{"detail": "<readable, bilingual where a person
+    reads it>", "errors": [...field-level problems...]}``; FastAPI's default schema
+    declares ``detail`` as a list and leaves 401/403/404/409 undeclared, and clients
+    generated from the schema would trust that.
+    """
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = default_openapi()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["HTTPValidationError"] = {**_ERROR_SCHEMA, "title": "HTTPValidationError"}
+            components["Error"] = _ERROR_SCHEMA
+            ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            for path, operations in schema.get("paths", {}).items():
+                if not path.startswith("/api/"):
+                    continue
+                for operation in operations.values():
+                    responses = operation.setdefault("responses", {})
+                    for code, text in _ERROR_RESPONSES.items():
+                        responses.setdefault(code, {"description": text, "content": ref})
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

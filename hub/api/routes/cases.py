@@ -98,7 +98,7 @@ async def list_cases(
     household_id: Annotated[int | None, Query(gt=0)] = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> list[dict[str, Any]]:
     return await runtime.service.list_cases(
         conn,

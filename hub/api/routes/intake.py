@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/v1", tags=["intake"], dependencies=[Authenticate
 async def quarantine(
     conn: ReadConnection,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> list[dict[str, Any]]:
     return await list_quarantine(conn, limit=limit, offset=offset)
 
@@ -27,7 +27,7 @@ async def quarantine(
 async def tasks(
     conn: ReadConnection,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> list[dict[str, Any]]:
     return await list_tasks(conn, limit=limit, offset=offset)
 

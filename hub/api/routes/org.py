@@ -17,7 +17,7 @@ from hub.db.schema import devices, grids, households, residents, worker_grids, w
 router = APIRouter(prefix="/api/v1", tags=["organisation"], dependencies=[Authenticated])
 
 Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=2**31)]
 
 
 async def _rows(conn: ReadConnection, query: Any) -> list[dict[str, Any]]:
