@@ -61,8 +61,10 @@ def _loads(raw: bytes | str, what: str) -> dict[str, Any]:
         raise ContractError(f"{what}: message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
         obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except ValueError as err:  # bad UTF-8 or JSON, or an integer of over 4,300 digits
         raise ContractError(f"{what}: not valid UTF-8 JSON ({err})") from None
+    except RecursionError:  # "[[[[…" nested beyond the parser's stack: hostile, not ours
+        raise ContractError(f"{what}: JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise ContractError(f"{what}: expected a JSON object")
     if obj.get("v") != 1:
@@ -83,8 +85,8 @@ def _str(obj: dict[str, Any], key: str, where: str, *, max_len: int = 200) -> st
 
 def _int(obj: dict[str, Any], key: str, where: str) -> int:
     value = obj.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ContractError(f"{where}.{key}: expected a non-negative integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise ContractError(f"{where}.{key}: expected a non-negative 64-bit integer")
     return value
 
 
@@ -196,9 +198,9 @@ class Ack:
         obj = _loads(raw, "ack")
         seqs = obj.get("seqs")
         if not isinstance(seqs, list) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seqs
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in seqs
         ):
-            raise ContractError("ack.seqs: expected a list of non-negative integers")
+            raise ContractError("ack.seqs: expected a list of non-negative 64-bit integers")
         return cls(
             edge_id=_str(obj, "edge_id", "ack"),
             incarnation=_str(obj, "incarnation", "ack", max_len=64),
