@@ -48,6 +48,14 @@ def status(edge_id: str) -> str:
     return f"{_edge(edge_id)}/status"
 
 
+def config(edge_id: str) -> str:
+    """Hub → edge, retained, QoS 1: the edge's ``EdgeConfigDocument`` (remote configuration).
+
+    Retained so that an edge that was offline when it was issued gets it on (re)connect.
+    """
+    return f"{_edge(edge_id)}/config"
+
+
 def parse_edge_topic(topic: str) -> tuple[str, str]:
     """Split ``community/v1/edge/<edge_id>/<rest>`` into (edge_id, rest)."""
     parts = topic.split("/", 4)

@@ -4,7 +4,9 @@ Start-up validates everything before connecting to anything (profiles, bus → p
 references), opens the outbox (so buffered events from before a crash are forwarded
 first), then starts the MQTT connection, the uplink, one task per bus and the status
 reporter in one ``asyncio.TaskGroup``. Hub commands (button feedback) are routed to the
-bus that last heard the device, and their result is reported back to the hub.
+bus that last heard the device, and their result is reported back to the hub. A
+configuration document from the hub (``edge.remote_config``) may replace the buses while
+everything else keeps running (:meth:`EdgeAgent.swap_buses`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ from contract.mqtt import Message, MqttConnection
 from edge.config import ConfigError, EdgeConfig
 from edge.drivers.call_button import CallButtonBus
 from edge.errors import DeviceError, EdgeError, TransportError
+from edge.metrics import EdgeMetrics
 from edge.outbox import Outbox
+from edge.profiles.config_check import CheckedConfig
 from edge.profiles.loader import load_profiles
 from edge.profiles.model import DeviceProfile
+from edge.remote_config import ConfigStore, GatedSink, RemoteConfig
 from edge.uplink import Uplink
 
 log = logging.getLogger(__name__)
+
+#: How long a configuration swap waits for a driver's records in flight (a commit takes ms).
+SWAP_DRAIN_S = 30.0
 
 
 def check_buses(config: EdgeConfig, profiles: dict[str, DeviceProfile], source: str) -> None:
@@ -42,14 +50,39 @@ class EdgeAgent:
         self.config = config
         self.profiles = load_profiles(config.profiles_dir)
         check_buses(config, self.profiles, source)
+        # Set when the status should go out before the next interval: a (re)connect, or a
+        # change of buffer pressure / disk-full state (issue #5).
+        self._status_due = asyncio.Event()
+        self._last_info: dict[str, Any] = {}  # sent with the retained status on connect
         self.outbox = Outbox(
-            config.outbox_path, group_commit_s=config.uplink.group_commit_ms / 1000
+            config.outbox_path,
+            group_commit_s=config.uplink.group_commit_ms / 1000,
+            settings=config.outbox,
+            on_buffer_change=self._status_due.set,
         )
         self.buses: list[CallButtonBus] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = {"bad_messages": 0, "commands": 0}
         edge_id = config.edge_id
         self._status_topic = topics.status(edge_id)
+        # Remote configuration (issue #4): the hub's last known good document, if one was
+        # ever applied, says which buses run, whatever the YAML file says.
+        self.remote_config = RemoteConfig(
+            edge_id,
+            ConfigStore(config.config_dir),
+            apply=self.swap_buses,
+            sink=self.outbox,
+            report=self._report_status_now,
+        )
+        running = self.remote_config.load_last_known_good()
+        self._bus_plan: list[tuple[str, DeviceProfile]] = (
+            running.bus_plan()
+            if running is not None
+            else [(b.port, self.profiles[b.profile]) for b in config.serial_buses]
+        )
+        self._bus_tasks: list[tuple[asyncio.Task[None], GatedSink]] = []
+        self._group: asyncio.TaskGroup | None = None
+        self._config_topic = topics.config(edge_id)
         self.mqtt = MqttConnection(
             config.broker,
             client_id=f"edge-{edge_id}",
@@ -57,12 +90,15 @@ class EdgeAgent:
                 (topics.acks(edge_id), 1),
                 (topics.commands(edge_id), 1),
                 (topics.HUB_STATUS, 1),
+                (topics.config(edge_id), 1),
             ],
             on_message=self._on_message,
             on_connection_change=self._on_connection_change,
             persistent_session=True,
             will=(self._status_topic, self._status(online=False), 1, True),
-            on_connect_publish=lambda: [(self._status_topic, self._status(True), 1, True)],
+            on_connect_publish=lambda: [
+                (self._status_topic, self._status(True, self._last_info), 1, True)
+            ],
         )
         self.uplink = Uplink(self.outbox, self.mqtt, edge_id, config.uplink)
 
@@ -72,6 +108,8 @@ class EdgeAgent:
     # -- MQTT callbacks (event loop thread) ----------------------------------------------
     def _on_connection_change(self, connected: bool) -> None:
         self.uplink.on_connection_change(connected)
+        if connected:
+            self._status_due.set()  # fresh counters (drops, fill level) right after connect
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -86,6 +124,8 @@ class EdgeAgent:
                 self._spawn(self.uplink.on_ack(Ack.decode(message.payload)))
             elif message.topic.endswith("/commands"):
                 self._spawn(self._run_command(Command.decode(message.payload)))
+            elif message.topic == self._config_topic:
+                self._spawn(self.remote_config.on_message(message.payload))
             else:
                 raise ContractError(f"unexpected topic {message.topic!r}")
         except ContractError as err:
@@ -140,17 +180,58 @@ class EdgeAgent:
             "uplink": dict(self.uplink.stats),
             "buses": [bus.stats() for bus in self.buses],
             "bad_messages": self.stats["bad_messages"],
+            **self.remote_config.status_info(),  # config_version, config_refused (issue #4)
+            **await self.outbox.buffer_status(),  # buffer_pressure, fill_pct, dropped, buffer
         }
 
     async def _report_status(self) -> None:
         while True:
-            await asyncio.sleep(self.config.status_interval_s)
             try:
-                payload = self._status(True, await self.status_info())
+                await asyncio.wait_for(self._status_due.wait(), self.config.status_interval_s)
+            except TimeoutError:
+                pass
+            self._status_due.clear()
+            try:
+                self._last_info = await self.status_info()
+                payload = self._status(True, self._last_info)
             except EdgeError as err:
                 log.warning("status report skipped: %s", err)
                 continue
             self.mqtt.publish(self._status_topic, payload, qos=1, retain=True)
+
+    async def _report_status_now(self) -> None:
+        self._status_due.set()
+
+    # -- serial drivers, swappable by remote configuration (issue #4) ----------------------
+    def _start_buses(self, plan: list[tuple[str, DeviceProfile]]) -> None:
+        assert self._group is not None, "buses run inside run()'s task group"
+        for port, profile in plan:
+            sink = GatedSink(self.outbox)
+            bus = CallButtonBus.on_serial_port(port, profile, sink)
+            self.buses.append(bus)
+            task = self._group.create_task(bus.run(), name=f"bus {port}")
+            self._bus_tasks.append((task, sink))
+
+    async def swap_buses(self, checked: CheckedConfig) -> None:
+        """Stop every serial driver and start those of ``checked``; nothing else stops.
+
+        The outbox and the uplink keep running, so every event already recorded goes on
+        to the hub. Records in flight finish before a driver is cancelled (``GatedSink``);
+        a frame refused meanwhile is not link-acked, so the button resends it to the new
+        driver (and the outbox's dedupe acks a copy of one already stored).
+        """
+        old, self._bus_tasks = self._bus_tasks, []
+        drained = await asyncio.gather(*(sink.close(SWAP_DRAIN_S) for _, sink in old))
+        if not all(drained):
+            log.error(
+                "records still in flight after %.0f s; stopping the buses anyway", SWAP_DRAIN_S
+            )
+        for task, _ in old:
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in old), return_exceptions=True)
+        self.buses = []
+        self._bus_plan = checked.bus_plan()
+        self._start_buses(self._bus_plan)
 
     async def run(self) -> None:
         await self.outbox.open()
@@ -159,18 +240,19 @@ class EdgeAgent:
             self.config.edge_id,
             self.config.outbox_path,
             self.outbox.incarnation,
-            len(self.config.serial_buses),
+            len(self._bus_plan),
         )
         try:
             await self.mqtt.start()
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 group.create_task(self.uplink.run(), name="uplink")
                 group.create_task(self._report_status(), name="status")
-                for bus_config in self.config.serial_buses:
-                    profile = self.profiles[bus_config.profile]
-                    bus = CallButtonBus.on_serial_port(bus_config.port, profile, self.outbox)
-                    self.buses.append(bus)
-                    group.create_task(bus.run(), name=f"bus {bus_config.port}")
+                if self.config.metrics_port:  # Prometheus on 127.0.0.1 (issue #4)
+                    metrics = EdgeMetrics(self).serve(self.config.metrics_port)
+                    group.create_task(metrics, name="metrics")
+                self._start_buses(self._bus_plan)
+                self.remote_config.ready()
         finally:
             await self.mqtt.stop(
                 final_publish=(self._status_topic, self._status(online=False), 1, True)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from contract.config_file import ConfigError, load_config
 from contract.mqtt import BrokerSettings
+from edge.outbox import OutboxSettings
 from edge.uplink import UplinkSettings
 
 __all__ = ["ConfigError", "EdgeConfig", "SerialBusConfig", "load_edge_config"]
@@ -40,13 +41,21 @@ class EdgeConfig(BaseModel):
     profiles_dir: Path = Path("device_profiles")
     broker: BrokerSettings = BrokerSettings()
     uplink: UplinkSettings = UplinkSettings()
+    outbox: OutboxSettings = OutboxSettings()  # caps, pressure level, alarm reserve
     serial_buses: list[SerialBusConfig] = []
     status_interval_s: float = Field(default=30.0, gt=0, le=3600)
+    # Prometheus metrics on 127.0.0.1:<port>/metrics (edge.metrics); 0 or unset: off.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     @property
     def outbox_path(self) -> Path:
         return self.data_dir / "outbox.db"
+
+    @property
+    def config_dir(self) -> Path:
+        """Where the hub's configuration documents are kept (``edge.remote_config``)."""
+        return self.data_dir / "config"
 
 
 def load_edge_config(path: str | Path | None) -> EdgeConfig:

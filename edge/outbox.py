@@ -15,18 +15,40 @@ Durability (see docs/reliability.md):
   is recorded once even across an edge restart. A copy that arrives while the first is
   still waiting for its commit returns only after that commit.
 
+Bounds (issue #5; :class:`OutboxSettings`):
+- A cap on rows (exact: a running counter, counted once at open) and on bytes (database
+  pages in use, read from SQLite's header inside the writing transaction). A commit that
+  goes over it deletes, in the same transaction, the oldest telemetry rows, and only when
+  no telemetry is left the oldest normal rows. Alarms are never deleted and are accepted
+  beyond the cap. Drops are counted per lane in ``meta`` in that same transaction, so the
+  totals survive restarts and reach the hub in the edge status.
+- A full disk (SQLITE_FULL or an I/O error) never escapes as an exception from the writer:
+  the outbox deletes a chunk of the oldest droppable rows (telemetry, then normal; SQLite
+  reuses their pages without needing more disk), checkpoints the WAL and tries again, a
+  bounded number of rounds. A telemetry batch only ever displaces older telemetry.
+  For alarms it then gives up the *reserve*: a file of ``reserve_bytes`` kept beside the
+  database for exactly this moment. An event that still cannot be stored makes ``record``
+  raise :class:`OutboxError`; the device is not acknowledged and retransmits. While the
+  reserve is spent and the disk has less than its size free, non-alarm events are
+  refused, so the space left goes to alarms; the reserve is re-created once the disk has
+  room again.
+- ``buffer_pressure`` turns on at ``pressure_pct`` of the room the outbox may use, or
+  while writes fail for lack of space (:class:`edge.outbox_space.BufferGauge`); each change
+  is logged once and reported via ``on_buffer_change``.
+
 All SQL runs on aiosqlite's one connection thread; an asyncio lock keeps transactions whole.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +58,15 @@ import aiosqlite
 
 from contract import Event, Lane
 from edge.errors import OutboxError
+from edge.outbox_space import (
+    BufferGauge,
+    OutboxSettings,
+    SpaceReserve,
+    disk_free_bytes,
+    out_of_space,
+)
+
+__all__ = ["Outbox", "OutboxSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +83,15 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_lane_seq ON outbox (lane, seq);
 CREATE TABLE IF NOT EXISTS recent_keys (key TEXT PRIMARY KEY, recorded_at REAL NOT NULL);
 """
+
+#: Lanes whose oldest rows may be deleted to stay within bounds, in the order they go.
+DROP_ORDER = (Lane.TELEMETRY, Lane.NORMAL)
+#: Rows deleted at least at once to make room on a full disk (whole pages must empty).
+FULL_DISK_DROP_ROWS = 1000
+#: At most this many such chunks per batch (a bound on how long one write can take).
+FULL_DISK_DROP_ROUNDS = 8
+#: Repeated failures of one kind are logged at most this often (all are counted).
+LOG_INTERVAL_S = 60.0
 
 
 @dataclass(slots=True)
@@ -71,13 +111,18 @@ class Outbox:
         group_commit_s: float = 0.2,
         group_commit_max: int = 1000,
         dedupe_window_s: float = 60.0,
+        settings: OutboxSettings | None = None,
+        on_buffer_change: Callable[[], None] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._path = Path(path)
         self._group_commit_s = group_commit_s
         self._group_commit_max = group_commit_max
         self._dedupe_window_s = dedupe_window_s
+        self._settings = settings or OutboxSettings()
         self._wall_clock = wall_clock
+        self._monotonic = monotonic
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._pending: list[_Pending] = []
@@ -86,38 +131,99 @@ class Outbox:
         self._recent: dict[str, float] = {}
         self._unsettled: dict[str, asyncio.Future[None]] = {}  # dedupe key → its commit
         self._last_prune = 0.0
+        self._reserve = SpaceReserve(
+            self._path.with_name(self._path.name + ".reserve"),
+            self._settings.reserve_bytes,
+            monotonic=monotonic,
+        )
+        self._page_size = 4096
+        self._rows = 0  # running count of rows in the outbox table
+        self._gauge = BufferGauge(self._settings, self._path.parent, on_buffer_change)
+        self._dropped = dict.fromkeys(DROP_ORDER, 0)  # cumulative, mirrored in meta
+        self._failed_acks: set[int] = set()
+        self._last_logged: dict[str, float] = {}
         self.incarnation = ""
         #: Set whenever new rows are committed; the uplink waits on it.
         self.new_events = asyncio.Event()
-        self.stats = {"recorded": 0, "duplicates": 0, "acked": 0, "write_errors": 0}
+        self.stats = {
+            "recorded": 0,
+            "duplicates": 0,
+            "acked": 0,
+            "write_errors": 0,  # failed batches, for any reason
+            "disk_full_errors": 0,  # writes that failed for lack of space
+            "refused_low_disk": 0,  # non-alarm batches refused to keep space for alarms
+            "reserve_releases": 0,
+            "read_errors": 0,
+        }
 
     # -- lifecycle --------------------------------------------------------------------------
     async def open(self) -> None:
+        """Open (or create) the database. On a disk so full that SQLite cannot even open
+        it (the WAL index needs space), the reserve left by the last run is given up, so
+        an edge restarted on a full disk comes up and can still take alarms."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = await aiosqlite.connect(self._path, isolation_level=None)
-            await self._db.execute("PRAGMA journal_mode=WAL")
-            await self._db.execute("PRAGMA synchronous=FULL")
-            await self._db.executescript(_SCHEMA)
-            async with self._db.execute("SELECT value FROM meta WHERE key='incarnation'") as cur:
-                row = await cur.fetchone()
-            if row is None:
-                self.incarnation = uuid.uuid4().hex[:16]
-                await self._db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('incarnation', ?)", (self.incarnation,)
-                )
-            else:
-                self.incarnation = str(row[0])
-            horizon = self._wall_clock() - self._dedupe_window_s
-            async with self._db.execute(
-                "SELECT key, recorded_at FROM recent_keys WHERE recorded_at >= ?", (horizon,)
-            ) as cur:
-                self._recent = {str(k): float(t) for k, t in await cur.fetchall()}
+            await self._open_db()
         except sqlite3.Error as err:
-            raise OutboxError(f"{self._path}: cannot open outbox: {err}") from err
+            await self._close_db()
+            if not (out_of_space(err) and self._reserve.discard_leftover()):
+                raise OutboxError(f"{self._path}: cannot open outbox: {err}") from err
+            log.warning(
+                "outbox: disk full at start, space reserve given up to open the outbox "
+                "· 磁盘已满：已释放预留空间以启动"
+            )
+            try:
+                await self._open_db()
+            except sqlite3.Error as err2:
+                await self._close_db()
+                raise OutboxError(f"{self._path}: cannot open outbox: {err2}") from err2
+        try:
+            await self._enforce_cap()  # the caps may have been lowered since the last run
+        except sqlite3.Error as err:
+            log.warning("outbox: cap not applied at start (the next commit applies it): %s", err)
+        if not await self._reserve.claim() and self._reserve.size:
+            log.warning(
+                "outbox: disk nearly full at start; non-alarm events wait until it has room "
+                "· 磁盘将满：非报警事件暂不接收"
+            )
+            free = disk_free_bytes(self._path.parent)
+            self._gauge.set_disk_full(free is not None and free < self._reserve.size)
         self._flush_task = asyncio.create_task(self._flush_loop(), name="outbox-group-commit")
-        if await self.depth():
+        if self._rows:
             self.new_events.set()
+
+    async def _open_db(self) -> None:
+        self._db = await aiosqlite.connect(self._path, isolation_level=None)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=FULL")
+        await self._db.executescript(_SCHEMA)
+        meta = await self._read_meta()
+        self.incarnation = meta.get("incarnation", "")
+        if not self.incarnation:
+            self.incarnation = uuid.uuid4().hex[:16]
+            await self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('incarnation', ?)", (self.incarnation,)
+            )
+        for lane in DROP_ORDER:
+            self._dropped[lane] = int(meta.get(_dropped_key(lane), "0"))
+        horizon = self._wall_clock() - self._dedupe_window_s
+        async with self._db.execute(
+            "SELECT key, recorded_at FROM recent_keys WHERE recorded_at >= ?", (horizon,)
+        ) as cur:
+            self._recent = {str(k): float(t) for k, t in await cur.fetchall()}
+        async with self._db.execute("PRAGMA page_size") as cur:
+            row = await cur.fetchone()
+            self._page_size = int(row[0]) if row else 4096
+        async with self._db.execute("SELECT COUNT(*) FROM outbox") as cur:  # once only
+            row = await cur.fetchone()
+            self._rows = int(row[0]) if row else 0
+
+    async def _close_db(self) -> None:
+        """Close a half-opened connection: its thread would keep the process alive."""
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                await self._db.close()
+            self._db = None
 
     async def close(self) -> None:
         if self._flush_task is not None:
@@ -125,9 +231,7 @@ class Outbox:
             await asyncio.gather(self._flush_task, return_exceptions=True)
             self._flush_task = None
         await self._flush()
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        await self._close_db()
 
     async def __aenter__(self) -> Outbox:
         await self.open()
@@ -141,6 +245,10 @@ class Outbox:
         if self._db is None:
             raise OutboxError("outbox is not open")
         return self._db
+
+    async def _read_meta(self) -> dict[str, str]:
+        async with self._conn.execute("SELECT key, value FROM meta") as cur:
+            return {str(k): str(v) for k, v in await cur.fetchall()}
 
     # -- writing ---------------------------------------------------------------------------
     def _is_duplicate(self, key: str | None, now: float) -> bool:
@@ -200,37 +308,21 @@ class Outbox:
         await self._commit(batch)
 
     async def _commit(self, batch: Sequence[_Pending]) -> None:
-        """Write rows (and their dedupe keys) in one fsynced transaction; settle futures."""
+        """Store rows (and their dedupe keys) in one fsynced transaction; settle futures.
+
+        Never raises: a batch that cannot be stored fails its own ``record`` calls only,
+        so the group-commit task lives on through a full disk.
+        """
         now = self._wall_clock()
-        keys = [(p.key, now) for p in batch if p.key is not None]
         async with self._lock:
-            db = self._conn
             try:
-                await db.execute("BEGIN IMMEDIATE")
-                await db.executemany(
-                    "INSERT INTO outbox (lane, device_id, kind, at, data) VALUES (?,?,?,?,?)",
-                    [p.row for p in batch],
-                )
-                if keys:
-                    await db.executemany(
-                        "INSERT OR REPLACE INTO recent_keys (key, recorded_at) VALUES (?, ?)", keys
-                    )
-                if now - self._last_prune > 10:
-                    await db.execute(
-                        "DELETE FROM recent_keys WHERE recorded_at < ?",
-                        (now - self._dedupe_window_s,),
-                    )
-                await db.execute("COMMIT")
-            except sqlite3.Error as err:
-                await self._rollback()
-                self.stats["write_errors"] += 1
-                for p in batch:
-                    if p.key is not None:
-                        self._recent.pop(p.key, None)
-                    if not p.done.done():
-                        p.done.set_exception(OutboxError(f"outbox write failed: {err}"))
-                log.error("outbox write of %d event(s) failed: %s", len(batch), err)
-                return
+                failure = await self._store(batch, now)
+            except Exception as err:
+                log.exception("outbox: unexpected error while writing %d event(s)", len(batch))
+                failure = f"unexpected error: {err!r}"
+        if failure is not None:
+            self._fail(batch, failure)
+            return
         if now - self._last_prune > 10:
             self._last_prune = now
             horizon = now - self._dedupe_window_s
@@ -241,21 +333,258 @@ class Outbox:
                 p.done.set_result(None)
         self.new_events.set()
 
+    async def _store(self, batch: Sequence[_Pending], now: float) -> str | None:
+        """Write ``batch``, applying the full-disk policy. Returns why it failed, or None."""
+        lanes = {p.row[0] for p in batch}
+        alarm = Lane.ALARM in lanes
+        if not alarm and await self._keeping_space_for_alarms():
+            self.stats["refused_low_disk"] += 1
+            self._gauge.set_disk_full(True)
+            return "disk nearly full: the space left is kept for alarms"
+        err = await self._insert(batch, now)
+        if err is None:
+            if self._gauge.disk_full and self._gauge.has_room(self._reserve):
+                self._gauge.set_disk_full(False)
+            return None
+        if not out_of_space(err):
+            return f"outbox write failed: {err}"
+        self.stats["disk_full_errors"] += 1
+        self._gauge.set_disk_full(True)
+        droppable = DROP_ORDER if lanes - {Lane.TELEMETRY} else (Lane.TELEMETRY,)
+        for _ in range(FULL_DISK_DROP_ROUNDS):
+            if not await self._drop_for_space(droppable, max(FULL_DISK_DROP_ROWS, len(batch))):
+                break  # nothing left to drop, or not even a delete fits
+            await self._checkpoint()
+            if (err := await self._insert(batch, now)) is None:
+                return None
+        if alarm and self._reserve.release():
+            self.stats["reserve_releases"] += 1
+            log.warning(
+                "outbox: disk full, space reserve given to an alarm · 磁盘已满，预留空间已用于报警"
+            )
+            await self._checkpoint()
+            if (err := await self._insert(batch, now)) is None:
+                return None
+        return f"disk full, not stored: {err}"
+
+    async def _keeping_space_for_alarms(self) -> bool:
+        """True while the reserve is spent and cannot come back: refuse non-alarm events."""
+        if not self._reserve.size or self._reserve.held or await self._reserve.restore():
+            return False
+        free = disk_free_bytes(self._path.parent)
+        return free is not None and free < self._reserve.size
+
+    async def _insert(self, batch: Sequence[_Pending], now: float) -> sqlite3.Error | None:
+        """One transaction: the rows, their dedupe keys, and drops to stay within the caps."""
+        keys = [(p.key, now) for p in batch if p.key is not None]
+        db = self._conn
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            await db.executemany(
+                "INSERT INTO outbox (lane, device_id, kind, at, data) VALUES (?,?,?,?,?)",
+                [p.row for p in batch],
+            )
+            if keys:
+                await db.executemany(
+                    "INSERT OR REPLACE INTO recent_keys (key, recorded_at) VALUES (?, ?)", keys
+                )
+            if now - self._last_prune > 10:
+                await db.execute(
+                    "DELETE FROM recent_keys WHERE recorded_at < ?",
+                    (now - self._dedupe_window_s,),
+                )
+            rows = self._rows + len(batch)
+            drops, rows, used, spare = await self._drop_over_cap(rows)
+            await db.execute("COMMIT")
+        except sqlite3.Error as err:
+            await self._rollback()
+            return err
+        self._rows = rows
+        self._count_drops(drops, "over its cap")
+        self._gauge.measure(self._rows, used, spare)
+        return None
+
+    async def _enforce_cap(self) -> None:
+        await self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            drops, rows, used, spare = await self._drop_over_cap(self._rows)
+            await self._conn.execute("COMMIT")
+        except sqlite3.Error:
+            await self._rollback()
+            raise
+        self._rows = rows
+        self._count_drops(drops, "over its cap")
+        self._gauge.measure(self._rows, used, spare)
+
+    async def _drop_over_cap(self, rows: int) -> tuple[dict[Lane, int], int, int, int]:
+        """Inside a transaction: delete the oldest droppable rows beyond the caps.
+
+        A lane is touched only when the one before it has nothing left, so normal events
+        are never dropped while telemetry remains. Returns (drops, rows, used, spare).
+        """
+        s = self._settings
+        used, spare = await self._pages()
+        drops: dict[Lane, int] = {}
+        for lane in DROP_ORDER:
+            excess_rows, excess_bytes = rows - s.max_rows, used - s.max_bytes
+            if excess_rows <= 0 and excess_bytes <= 0:
+                break
+            per_row = max(1, used // max(1, rows))
+            want = max(excess_rows, -(-excess_bytes // per_row))
+            got = await self._delete_oldest(lane, want)
+            if got:
+                drops[lane] = got
+                rows -= got
+                used, spare = await self._pages()
+            if got >= want:
+                break  # what is left over the byte cap is half-empty pages: later commits
+        else:
+            self._log_throttled(
+                "alarms-over-cap",
+                logging.WARNING,
+                f"outbox over its cap ({rows} rows, {used} bytes) with nothing left to drop: "
+                "alarms are kept beyond it · 报警事件超出缓存上限仍予保留",
+            )
+        if drops:
+            await self._save_drops(drops)
+        return drops, rows, used, spare
+
+    async def _drop_for_space(self, lanes: Sequence[Lane], count: int) -> bool:
+        """Full disk: delete the ``count`` oldest rows of the first of ``lanes`` that has any,
+        so SQLite can reuse their pages. Its own transaction; False if nothing was freed."""
+        db = self._conn
+        drops: dict[Lane, int] = {}
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            for lane in lanes:
+                if got := await self._delete_oldest(lane, count):
+                    drops[lane] = got
+                    break
+            if drops:
+                await self._save_drops(drops)
+            await db.execute("COMMIT")
+        except sqlite3.Error as err:
+            await self._rollback()
+            self._log_throttled("drop", logging.WARNING, f"cannot free space on a full disk: {err}")
+            return False
+        self._rows = max(0, self._rows - sum(drops.values()))
+        self._count_drops(drops, "full disk")
+        return bool(drops)
+
+    async def _delete_oldest(self, lane: Lane, count: int) -> int:
+        cur = await self._conn.execute(
+            "DELETE FROM outbox WHERE seq IN "
+            "(SELECT seq FROM outbox WHERE lane = ? ORDER BY seq LIMIT ?)",
+            (int(lane), count),
+        )
+        return max(cur.rowcount, 0)
+
+    async def _save_drops(self, drops: Mapping[Lane, int]) -> None:
+        await self._conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [(_dropped_key(lane), str(self._dropped[lane] + n)) for lane, n in drops.items()],
+        )
+
+    def _count_drops(self, drops: Mapping[Lane, int], why: str) -> None:
+        """After the commit that deleted them: update totals and say so (throttled)."""
+        for lane, n in drops.items():
+            self._dropped[lane] += n
+            self._log_throttled(
+                f"drop-{lane.name}",
+                logging.WARNING,
+                f"outbox {why}: dropped the {n} oldest {lane.name.lower()} event(s) "
+                f"({self._dropped[lane]} in all) · 缓存已满，丢弃最早的{_LANE_ZH[lane]}事件",
+            )
+
+    async def _pages(self) -> tuple[int, int]:
+        """(bytes in use, bytes of free pages) of the database, as this connection sees it."""
+        async with self._conn.execute(
+            "SELECT page_count, freelist_count FROM pragma_page_count(), pragma_freelist_count()"
+        ) as cur:
+            row = await cur.fetchone()
+        pages, free = (int(row[0]), int(row[1])) if row else (0, 0)
+        return (pages - free) * self._page_size, free * self._page_size
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL into the database so the next transaction can reuse the WAL file
+        from its start instead of growing it. On a disk too full to extend the database
+        this fails, and the WAL keeps what it has (nothing is lost)."""
+        try:
+            await self._conn.execute("PRAGMA wal_checkpoint(RESTART)")
+        except sqlite3.Error as err:
+            self._log_throttled("checkpoint", logging.WARNING, f"WAL checkpoint failed: {err}")
+
+    def _fail(self, batch: Sequence[_Pending], why: str) -> None:
+        self.stats["write_errors"] += 1
+        for p in batch:
+            if p.key is not None:
+                self._recent.pop(p.key, None)
+            if not p.done.done():
+                p.done.set_exception(OutboxError(why))
+        self._log_throttled(
+            "write",
+            logging.ERROR,
+            f"outbox: {len(batch)} event(s) not stored, so not acknowledged to the device "
+            f"(it will retransmit): {why} · 事件未能写入网关缓存，设备将重发",
+        )
+
     async def _rollback(self) -> None:
         try:
             await self._conn.execute("ROLLBACK")
         except sqlite3.Error:
-            pass  # no transaction was open
+            pass  # no transaction was open (SQLite may have rolled back by itself)
+
+    async def buffer_status(self) -> dict[str, Any]:
+        """Fill level, pressure and cumulative drops, measured now, for the edge status."""
+        async with self._lock:
+            await self._reserve.restore()
+            try:
+                used, spare = await self._pages()
+            except sqlite3.Error as err:
+                raise OutboxError(f"outbox: cannot measure: {err}") from err
+            self._gauge.measure(self._rows, used, spare)
+            if self._gauge.disk_full and self._gauge.has_room(self._reserve):
+                self._gauge.set_disk_full(False)  # space came back while nothing was written
+        info = self._gauge.as_info(self._reserve)
+        info["dropped"] = {lane.name.lower(): self._dropped[lane] for lane in DROP_ORDER}
+        return info
+
+    @property
+    def buffer_pressure(self) -> bool:
+        return self._gauge.pressure
+
+    @property
+    def disk_full(self) -> bool:
+        """The last write failed, or was refused, for lack of disk space."""
+        return self._gauge.disk_full
+
+    def _log_throttled(self, what: str, level: int, text: str) -> None:
+        now = self._monotonic()
+        last = self._last_logged.get(what)
+        if last is None or now - last >= LOG_INTERVAL_S:
+            self._last_logged[what] = now
+            log.log(level, "%s", text)
 
     # -- reading and acknowledging -----------------------------------------------------------
     async def fetch(self, lane: Lane, after_seq: int, limit: int) -> list[Event]:
-        """Oldest unacknowledged events of ``lane`` with seq > ``after_seq``."""
-        async with self._conn.execute(
-            "SELECT seq, device_id, kind, at, data FROM outbox "
-            "WHERE lane = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (int(lane), after_seq, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        """Oldest unacknowledged events of ``lane`` with seq > ``after_seq``.
+
+        A read error is logged and counted and gives an empty list: the uplink asks again
+        on its next tick rather than dying with the agent.
+        """
+        try:
+            # execute + fetch in ONE hop to the connection thread: a write queued between
+            # them (an ack's DELETE) would change the table under a running SELECT.
+            rows = await self._conn.execute_fetchall(
+                "SELECT seq, device_id, kind, at, data FROM outbox "
+                "WHERE lane = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (int(lane), after_seq, limit),
+            )
+        except sqlite3.Error as err:
+            self.stats["read_errors"] += 1
+            self._log_throttled("read", logging.ERROR, f"outbox read failed: {err}")
+            return []
         return [
             Event(
                 seq=int(seq),
@@ -269,34 +598,60 @@ class Outbox:
         ]
 
     async def ack(self, seqs: Iterable[int]) -> int:
-        """Forget events the hub has committed. Returns how many rows were removed."""
-        params = [(s,) for s in seqs]
-        if not params:
+        """Forget events the hub has committed. Returns how many rows were removed.
+
+        If the delete fails (a full disk), the seqs are kept and deleted with the next ack.
+        """
+        wanted = set(seqs) | self._failed_acks
+        self._failed_acks = set()
+        if not wanted:
             return 0
+        params = [(s,) for s in sorted(wanted)]
         async with self._lock:
             db = self._conn
             try:
                 await db.execute("BEGIN IMMEDIATE")
                 cur = await db.executemany("DELETE FROM outbox WHERE seq = ?", params)
-                removed = cur.rowcount
+                removed = max(cur.rowcount, 0)
                 await db.execute("COMMIT")
             except sqlite3.Error as err:
                 await self._rollback()
-                log.error("outbox ack of %d seq(s) failed: %s", len(params), err)
+                self._failed_acks |= wanted
+                self._log_throttled(
+                    "ack", logging.ERROR, f"outbox ack of {len(params)} seq(s) failed: {err}"
+                )
                 return 0
-        self.stats["acked"] += max(removed, 0)
-        return max(removed, 0)
+            self._rows = max(0, self._rows - removed)
+            if self._gauge.pressure:
+                with contextlib.suppress(sqlite3.Error):
+                    self._gauge.measure(self._rows, *await self._pages())
+        self.stats["acked"] += removed
+        return removed
 
     async def depth(self) -> dict[str, int]:
         """Unacknowledged rows per lane name."""
-        async with self._conn.execute("SELECT lane, COUNT(*) FROM outbox GROUP BY lane") as cur:
-            rows = await cur.fetchall()
+        try:
+            rows = await self._conn.execute_fetchall(  # one hop: see fetch()
+                "SELECT lane, COUNT(*) FROM outbox GROUP BY lane"
+            )
+        except sqlite3.Error as err:
+            raise OutboxError(f"outbox: cannot count: {err}") from err
         found = {int(lane): int(n) for lane, n in rows}
         return {lane.name.lower(): found.get(int(lane), 0) for lane in Lane}
 
     async def oldest_age_s(self) -> float:
-        async with self._conn.execute("SELECT MIN(at) FROM outbox") as cur:
-            row = await cur.fetchone()
+        try:
+            async with self._conn.execute("SELECT MIN(at) FROM outbox") as cur:
+                row = await cur.fetchone()
+        except sqlite3.Error as err:
+            raise OutboxError(f"outbox: cannot read: {err}") from err
         if row is None or row[0] is None:
             return 0.0
         return max(0.0, self._wall_clock() - datetime.fromisoformat(str(row[0])).timestamp())
+
+
+_LANE_ZH = {Lane.TELEMETRY: "遥测", Lane.NORMAL: "普通"}
+
+
+def _dropped_key(lane: Lane) -> str:
+    return f"dropped_{lane.name.lower()}"

@@ -22,7 +22,26 @@ from fastapi.responses import JSONResponse
 
 from contract import HubStatus, topics
 from contract.mqtt import MqttConnection
-from hub.api.routes import cases, health, intake, org, stream
+from hub.api.routes import (
+    accounts,
+    audit,
+    auth,
+    cases,
+    devices,
+    grids,
+    health,
+    households,
+    intake,
+    stream,
+    workers,
+)
+from hub.api.routes import edge_config as edge_config_route
+from hub.api.routes import edges as edges_route
+from hub.api.routes import metrics as metrics_route
+from hub.api.routes import notifications as notifications_route
+from hub.auth.login import Authenticator
+from hub.auth.passwords import Passwords
+from hub.auth.throttle import ThrottlePolicy
 from hub.config import HubConfig
 from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
@@ -30,12 +49,16 @@ from hub.domain.escalation import EscalationPolicy, Tier
 from hub.effects import EffectDispatcher
 from hub.escalation_timer import EscalationTimer
 from hub.ingest import Ingest
+from hub.metrics import HubMetrics
 from hub.notify.base import Fanout, Notifier
+from hub.notify.channels import http_channels
 from hub.notify.stream import WorkerStreams
-from hub.notify.webhook import WebhookNotifier
+from hub.provisioning import edge_registry_for
 from hub.runtime import HubRuntime
 from hub.services.cases import CaseService
+from hub.services.notify_store import DeliveryLog, WorkerPhones
 from hub.services.org import seed_demo_community
+from hub.services.remote_config import RemoteConfigService
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +77,17 @@ def escalation_policy(config: HubConfig) -> EscalationPolicy:
         Tier.HOTLINE_DESK: e.hotline_desk_s,
     }
     return EscalationPolicy({tier: timedelta(seconds=s) for tier, s in seconds.items()})
+
+
+def authenticator(config: HubConfig) -> Authenticator:
+    """Password checks, login throttling and token lifetime, as configured (issue #4)."""
+    a = config.auth
+    policy = ThrottlePolicy(
+        max_failures=a.max_failures,
+        max_failures_per_client=a.max_failures_per_client,
+        window=timedelta(seconds=a.failure_window_s),
+    )
+    return Authenticator(Passwords(), policy, timedelta(seconds=a.token_lifetime_s))
 
 
 def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
@@ -75,10 +109,9 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             return HubStatus(config.hub_id, online, utc_now()).encode()
 
         streams = WorkerStreams()
-        webhooks = [
-            WebhookNotifier(str(w.url), timeout_s=w.timeout_s, attempts=w.attempts)
-            for w in config.webhooks
-        ]
+        webhooks = http_channels(
+            config, recorder=DeliveryLog(engine), phones=WorkerPhones(engine)
+        )  # generic webhooks, WeCom, DingTalk, SMS (issue #4)
         channels: list[Notifier] = [streams, *webhooks]
         broker = MqttConnection(
             config.broker,
@@ -89,6 +122,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
                 (topics.HUB_COMMAND_RESULTS_SUBSCRIPTION, 1),
             ],
             on_message=lambda m: ingest.on_message(m),
+            on_connection_change=lambda up: remote_config.on_connection_change(up),
             persistent_session=True,
             manual_ack=True,
             will=(topics.HUB_STATUS, hub_status(online=False), 1, True),
@@ -99,14 +133,28 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         )
         ingest = Ingest(engine, service, broker, effects, utc_now)
         timer = EscalationTimer(engine, service, effects, utc_now)
+        remote_config = RemoteConfigService(  # issue #4
+            engine, broker, utc_now, profiles_dir=config.profiles_dir
+        )
         app.state.runtime = HubRuntime(
             config, engine, service, effects, streams, ingest, timer, utc_now
+        )
+        app.state.runtime.remote_config = remote_config
+        app.state.mqtt = broker  # for /readyz
+        # Edge provisioning (issue #4): broker password/ACL files rewritten from the table,
+        # the hub's own account included, before the hub connects with that account.
+        app.state.edge_registry = edge_registry_for(config, engine, utc_now)
+        if app.state.edge_registry is not None:
+            await app.state.edge_registry.sync()
+        app.state.metrics = HubMetrics(
+            ingest=ingest, channels=webhooks, streams=streams, mqtt=broker, clock=utc_now
         )
         await broker.start()
         tasks = [
             asyncio.create_task(ingest.run(), name="ingest"),
             asyncio.create_task(timer.run(), name="escalation-timer"),
             asyncio.create_task(effects.run_retry_loop(), name="command-resend"),
+            asyncio.create_task(remote_config.run(), name="edge-config-republish"),
         ]
         log.info(
             "hub started: database %s, broker %s:%s",
@@ -150,8 +198,15 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
 
     _declare_error_shape(app)
 
-    for module in (health, cases, stream, intake, org):
+    app.state.authenticator = authenticator(config)
+    app.include_router(edges_route.router)  # before intake: "/edges/registered" is no edge id
+    for module in (health, cases, stream, intake, auth, accounts, audit):
         app.include_router(module.router)
+    for module in (grids, workers, households, devices):  # registry (issue #4)
+        app.include_router(module.router)
+    app.include_router(edge_config_route.router)  # remote configuration (issue #4)
+    app.include_router(metrics_route.router)
+    app.include_router(notifications_route.router)
     return app
 
 

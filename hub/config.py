@@ -7,12 +7,16 @@ token: there is no anonymous access to the API.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr
+from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, field_validator, model_validator
 
 from contract.config_file import ConfigError, load_config
 from contract.mqtt import BrokerSettings
+from hub.domain.notification import TEMPLATE_FIELDS
+from hub.notify.sms import placeholders
 
 __all__ = ["ConfigError", "HubConfig", "load_hub_config"]
 
@@ -39,12 +43,120 @@ class EscalationSettings(BaseModel):
     dedupe_window_s: float = Field(default=600.0, ge=0)
 
 
-class WebhookSettings(BaseModel):
+class AuthSettings(BaseModel):
+    """Account logins: how long a token lives, and when failed logins lock a name out.
+
+    A username (or a client address) with ``max_failures`` (``max_failures_per_client``)
+    failed logins within ``failure_window_s`` is refused until the oldest of them ages out.
+    """
+
     model_config = {"extra": "forbid"}
 
-    url: AnyHttpUrl
+    token_lifetime_s: float = Field(default=12 * 3600.0, gt=0, le=30 * 86400)
+    max_failures: int = Field(default=5, ge=1)
+    max_failures_per_client: int = Field(default=20, ge=1)
+    failure_window_s: float = Field(default=900.0, gt=0)
+
+
+class HttpChannelSettings(BaseModel):
+    """Timeout and retries of one HTTP notification channel (``hub.notify.http``)."""
+
+    model_config = {"extra": "forbid"}
+
     timeout_s: float = Field(default=5.0, gt=0, le=60)
     attempts: int = Field(default=3, ge=1, le=10)
+    backoff_s: float = Field(default=1.0, ge=0, le=60, description="first retry delay")
+
+
+class WebhookSettings(HttpChannelSettings):
+    url: AnyHttpUrl
+
+
+# --- notification channels (issue #4) ---
+# Keys, tokens and the DingTalk secret come from the environment, e.g.
+# HUB__NOTIFY__WECOM__KEY, HUB__NOTIFY__DINGTALK__ACCESS_TOKEN, HUB__NOTIFY__DINGTALK__SECRET;
+# setting one of them is enough to enable that channel with its official URL.
+class WeComSettings(HttpChannelSettings):
+    url: AnyHttpUrl = AnyHttpUrl("https://qyapi.weixin.qq.com/cgi-bin/webhook/send")
+    key: SecretStr = Field(min_length=1, description="the robot's key (query parameter)")
+    msgtype: Literal["markdown", "text"] = "markdown"
+
+
+class DingTalkSettings(HttpChannelSettings):
+    url: AnyHttpUrl = AnyHttpUrl("https://oapi.dingtalk.com/robot/send")
+    access_token: SecretStr = Field(min_length=1)
+    secret: SecretStr | None = Field(default=None, description="signing secret (加签), if set")
+
+
+class SmsSettings(HttpChannelSettings):
+    url: AnyHttpUrl
+    template: dict[str, Any] = Field(description="JSON body with {placeholders}")
+    headers: dict[str, SecretStr] = {}
+    ok_field: str | None = None
+    ok_value: str = "OK"
+
+    @field_validator("template")
+    @classmethod
+    def _known_placeholders(cls, template: dict[str, Any]) -> dict[str, Any]:
+        unknown = placeholders(template) - TEMPLATE_FIELDS
+        if unknown:
+            known = ", ".join(sorted(TEMPLATE_FIELDS))
+            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; known: {known}")
+        return template
+
+
+class NotifySettings(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    language: Literal["zh", "en"] = "zh"
+    wecom: WeComSettings | None = None
+    dingtalk: DingTalkSettings | None = None
+    sms: SmsSettings | None = None
+
+
+# --- broker accounts and ACL (issue #4) ---
+_BROKER_ACCOUNT = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # hub.provisioning's naming rule
+
+
+class BrokerReloadSettings(BaseModel):
+    """How the hub makes Mosquitto re-read its password and ACL files: SIGHUP to the pid in
+    ``pid_file`` (Mosquitto's own ``pid_file`` option), or ``command`` run without a shell,
+    e.g. ``[docker, kill, --signal=HUP, mosquitto]`` when the broker is in a container."""
+
+    model_config = {"extra": "forbid"}
+
+    pid_file: Path | None = None
+    command: list[str] | None = Field(default=None, min_length=1)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> BrokerReloadSettings:
+        if (self.pid_file is None) == (self.command is None):
+            raise ValueError("give exactly one of pid_file and command")
+        return self
+
+
+class EdgeBrokerAddress(BaseModel):
+    """The broker address handed to a newly provisioned edge (the hub may use another one)."""
+
+    model_config = {"extra": "forbid"}
+
+    host: str
+    port: int = Field(default=8883, ge=1, le=65535)
+    tls: bool = True
+
+
+class BrokerAuthSettings(BaseModel):
+    """Edge provisioning: the hub writes Mosquitto's password and ACL files (see
+    ``hub.provisioning``). The hub's own account in them is ``broker.username`` with the
+    password from ``HUB__BROKER__PASSWORD``."""
+
+    model_config = {"extra": "forbid"}
+
+    password_file: Path
+    acl_file: Path
+    reload: BrokerReloadSettings
+    edge_broker: EdgeBrokerAddress | None = None  # default: the hub's own broker address
 
 
 class HubConfig(BaseModel):
@@ -53,12 +165,31 @@ class HubConfig(BaseModel):
     hub_id: str = Field(default="hub", pattern=r"^[A-Za-z0-9_.-]+$")
     database_url: str = "sqlite+aiosqlite:///var/hub/hub.db"
     broker: BrokerSettings = BrokerSettings()
+    broker_auth: BrokerAuthSettings | None = None  # edge provisioning (issue #4)
     api: ApiSettings
+    auth: AuthSettings = AuthSettings()
     escalation: EscalationSettings = EscalationSettings()
     webhooks: list[WebhookSettings] = []
+    notify: NotifySettings = NotifySettings()
     timezone: str = "Asia/Shanghai"
+    profiles_dir: Path = Path("device_profiles")  # device registry: the known profiles
     command_retry_s: float = Field(default=15.0, gt=0)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @model_validator(mode="after")
+    def _hub_broker_account(self) -> HubConfig:
+        """With broker_auth the hub writes its own account into the password file."""
+        if self.broker_auth is not None and (
+            self.broker.username is None or self.broker.password is None
+        ):
+            raise ValueError(
+                "broker_auth needs broker.username and the password in HUB__BROKER__PASSWORD"
+            )
+        if self.broker_auth is not None and not _BROKER_ACCOUNT.fullmatch(
+            self.broker.username or ""
+        ):
+            raise ValueError("broker.username: 1-64 letters, digits, '.', '_' or '-'")
+        return self
 
     def sqlite_path(self) -> Path | None:
         prefix = "sqlite+aiosqlite:///"

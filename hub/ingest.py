@@ -33,7 +33,7 @@ from contract.mqtt import Message
 from hub.db.schema import edge_status as edge_status_table
 from hub.db.schema import events as events_table
 from hub.effects import EffectDispatcher
-from hub.services.cases import CaseService, Effects
+from hub.services.cases import CaseService, Effects, bulk_execute, select_rows
 from hub.services.org import add_quarantine
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,19 @@ class Broker(Protocol):
 CHUNK_SIZE = 100
 
 
+_INSERT_EVENT = sa.insert(events_table)
+_STORED_UIDS = sa.select(events_table.c.uid).where(
+    events_table.c.uid.in_(sa.bindparam("uids", expanding=True))
+)
+
+
 def event_uid(edge_id: str, incarnation: str, seq: int) -> str:
     return f"{edge_id}:{incarnation}:{seq}"
+
+
+async def _stored_uids(conn: AsyncConnection, uids: list[str]) -> set[str]:
+    """Which of ``uids`` are already stored."""
+    return {str(row[0]) for row in await select_rows(conn, _STORED_UIDS, {"uids": uids})}
 
 
 class Ingest:
@@ -76,6 +87,7 @@ class Ingest:
         self._bulk: deque[Message] = deque()
         self._work = asyncio.Event()
         self.stats = {"batches": 0, "events": 0, "duplicates": 0, "quarantined": 0, "errors": 0}
+        self.events_by_lane = {lane.name.lower(): 0 for lane in Lane}  # for metrics
         #: For alarm batches: (seconds queued before handling, seconds to commit and notify).
         self.alarm_timings: deque[tuple[float, float]] = deque(maxlen=1000)
 
@@ -187,6 +199,7 @@ class Ingest:
                         conn,
                     )
                 self.stats["events"] += len(new_events)
+                self.events_by_lane[events[start].lane.name.lower()] += len(new_events)
                 self.stats["duplicates"] += len(chunk) - len(new_events)
         ack = Ack(edge_id, incarnation, tuple(e.seq for e in events[start:end]))
         self._broker.publish(topics.acks(edge_id), ack.encode(), qos=1)
@@ -198,15 +211,13 @@ class Ingest:
         self, conn: AsyncConnection, edge_id: str, incarnation: str, chunk: tuple[Event, ...]
     ) -> list[Event]:
         uids = {event_uid(edge_id, incarnation, e.seq): e for e in chunk}
-        t = events_table
-        seen = set(
-            (await conn.execute(sa.select(t.c.uid).where(t.c.uid.in_(list(uids))))).scalars()
-        )
+        seen = await _stored_uids(conn, list(uids))
         fresh = [(uid, e) for uid, e in uids.items() if uid not in seen]
         if fresh:
             now = self._clock()
-            await conn.execute(
-                sa.insert(t),
+            await bulk_execute(
+                conn,
+                _INSERT_EVENT,
                 [
                     {
                         "uid": uid,

@@ -14,6 +14,7 @@ from hub.escalation_timer import EscalationTimer
 from hub.ingest import Ingest
 from hub.notify.stream import WorkerStreams
 from hub.services.cases import CaseService
+from hub.services.remote_config import RemoteConfigService
 
 
 @dataclass(slots=True)
@@ -26,3 +27,4 @@ class HubRuntime:
     ingest: Ingest
     timer: EscalationTimer
     clock: Callable[[], datetime]
+    remote_config: RemoteConfigService | None = None  # issue #4

@@ -72,6 +72,16 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 @dataclass
 class Stack:
     """Files and processes of one running system under ``workdir``."""
@@ -82,6 +92,7 @@ class Stack:
     hub: ManagedProcess | None = None
     edges: dict[str, ManagedProcess] = field(default_factory=dict)
     hub_port: int = 0
+    hub_broker_password: str = ""  # set by start_with_broker_auth
 
     def start_broker(self) -> MosquittoProcess:
         self.broker = MosquittoProcess(self.workdir / "broker").start()
@@ -113,7 +124,13 @@ class Stack:
         path.write_text(yaml.safe_dump(config, allow_unicode=True))
         return path
 
-    def start_hub(self, *, seed_demo: bool = True, **overrides: Any) -> ManagedProcess:
+    def start_hub(
+        self,
+        *,
+        seed_demo: bool = True,
+        extra_env: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> ManagedProcess:
         path = self.write_hub_config(**overrides)
         argv = [sys.executable, "-m", "hub", "--config", str(path)]
         if seed_demo:
@@ -121,13 +138,49 @@ class Stack:
         self.hub = ManagedProcess(
             "hub",
             argv,
-            _child_env({"HUB__API__TOKEN": self.api_token}),
+            _child_env({"HUB__API__TOKEN": self.api_token, **(extra_env or {})}),
             self.workdir / "hub.log",
         ).start()
-        self.wait_for_hub()
+        self.wait_for_hub(60)
         return self.hub
 
-    def wait_for_hub(self, timeout_s: float = 30.0) -> None:
+    def start_with_broker_auth(self, *, seed_demo: bool = True, **overrides: Any) -> None:
+        """The production arrangement: no anonymous MQTT client gets in.
+
+        The hub runs with ``broker_auth`` and writes the broker's password and ACL files
+        (its own account included, password from ``HUB__BROKER__PASSWORD``); then the
+        broker starts on those files, and the hub reloads it (SIGHUP through the pid
+        file) whenever an edge is provisioned, rotated or retired. Edges started after
+        this need credentials from ``POST /api/v1/edges``.
+        """
+        files = self.workdir / "mosquitto"
+        broker_dir = self.workdir / "broker"
+        self.broker = MosquittoProcess(
+            broker_dir,
+            password_file=files / "passwd",
+            acl_file=files / "acl",
+            pid_file=broker_dir / "mosquitto.pid",
+            username_as_client_id=True,
+        )
+        self.hub_broker_password = secrets.token_urlsafe(24)
+        hub_settings: dict[str, Any] = {
+            "broker": {"username": "hub", "reconnect_max_s": 1},
+            "broker_auth": {
+                "password_file": str(files / "passwd"),
+                "acl_file": str(files / "acl"),
+                "reload": {"pid_file": str(self.broker.pid_file)},
+                "edge_broker": {"host": "127.0.0.1", "port": self.broker.port},
+            },
+        }
+        self.start_hub(
+            seed_demo=seed_demo,
+            extra_env={"HUB__BROKER__PASSWORD": self.hub_broker_password},
+            **_deep_merge(hub_settings, overrides),
+        )
+        self.broker.start()
+        self.wait_for_hub(60, path="/readyz")  # connected to the broker with its account
+
+    def wait_for_hub(self, timeout_s: float = 30.0, *, path: str = "/healthz") -> None:
         import httpx  # the hub extra; the edge-only install never starts a hub
 
         assert self.hub is not None
@@ -136,14 +189,23 @@ class Stack:
             if not self.hub.running:
                 raise RuntimeError(f"hub exited:\n{self.hub.log_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.hub_url}/healthz", timeout=0.5).status_code == 200:
+                if httpx.get(f"{self.hub_url}{path}", timeout=0.5).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"hub not healthy after {timeout_s} s:\n{self.hub.log_text()[-3000:]}")
 
-    def start_edge(self, edge_id: str, serial_ports: list[str], **overrides: Any) -> ManagedProcess:
+    def start_edge(
+        self,
+        edge_id: str,
+        serial_ports: list[str],
+        *,
+        extra_env: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> ManagedProcess:
+        """``extra_env`` is added to the edge's environment (the fault tests preload
+        libfaketime through it to move the edge's wall clock)."""
         config: dict[str, Any] = {
             "edge_id": edge_id,
             "data_dir": str(self.workdir / edge_id),
@@ -157,7 +219,7 @@ class Stack:
         edge = ManagedProcess(
             edge_id,
             [sys.executable, "-m", "edge", "--config", str(path)],
-            _child_env({}),
+            _child_env(extra_env or {}),
             self.workdir / f"{edge_id}.log",
         ).start()
         self.edges[edge_id] = edge

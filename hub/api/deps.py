@@ -5,9 +5,12 @@ answers 401 when nobody is authenticated and 403 when the caller's role is not l
 The resulting :class:`~hub.domain.access.Principal` carries the caller's grids, so
 services can narrow what a grid worker sees.
 
-Today the only credential is the operator bearer token (``HUB__API__TOKEN``), which
-authenticates as an admin. Per-user accounts with expiring tokens replace it as the
-normal way in (issue #4); the static token stays for bootstrap and automation.
+Two kinds of bearer token are accepted. The normal way in is an account's token from
+``POST /api/v1/auth/token`` (OAuth2 password flow), which expires and can be revoked and
+is checked against the database on every request, so a revocation or a disabled account
+takes effect at once. The configured static token (``HUB__API__TOKEN``) authenticates as
+an admin, for bootstrap and automation. Both answer the same 401 when wrong: the reply
+does not tell an expired token from a revoked or an invented one.
 """
 
 from __future__ import annotations
@@ -17,18 +20,27 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.auth.login import Authenticator
+from hub.auth.tokens import principal_for_token
 from hub.domain.access import Principal, Role
 from hub.runtime import HubRuntime
 
-_bearer = HTTPBearer(auto_error=False, description="Bearer token")
+TOKEN_URL = "/api/v1/auth/token"
+_bearer = OAuth2PasswordBearer(
+    tokenUrl=TOKEN_URL,
+    auto_error=False,
+    description="An account's token from the login endpoint, or the static API token",
+)
 
-__all__ = ["STAFF", "Principal", "Role", "require_roles"]
+__all__ = ["HUMANS", "STAFF", "Principal", "Role", "require_roles"]
 
 
 STAFF = (Role.ADMIN, Role.OPERATOR)
+#: Every role a person can have (everyone but edges).
+HUMANS = (Role.ADMIN, Role.OPERATOR, Role.HOTLINE, Role.WORKER)
 
 
 def get_runtime(request: Request) -> HubRuntime:
@@ -45,16 +57,38 @@ _UNAUTHENTICATED = HTTPException(
 )
 
 
-async def authenticate(
-    runtime: RuntimeDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    if credentials is None:
-        raise _UNAUTHENTICATED
+BearerToken = Annotated[str | None, Depends(_bearer)]
+
+
+def get_authenticator(request: Request) -> Authenticator:
+    authenticator: Authenticator = request.app.state.authenticator
+    return authenticator
+
+
+AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
+
+
+def is_static_token(runtime: HubRuntime, token: str) -> bool:
     expected = runtime.config.api.token.get_secret_value()
-    if secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
+    return secrets.compare_digest(token.encode(), expected.encode())
+
+
+async def principal_of(runtime: HubRuntime, token: str | None) -> Principal | None:
+    """Who ``token`` belongs to right now, or None (missing, unknown, expired, revoked)."""
+    if not token:
+        return None
+    if is_static_token(runtime, token):
         return Principal(kind="token", name="api", role=Role.ADMIN)
-    raise _UNAUTHENTICATED
+    async with runtime.engine.connect() as conn:
+        found = await principal_for_token(conn, token, runtime.clock())
+    return found[0] if found is not None else None
+
+
+async def authenticate(runtime: RuntimeDep, token: BearerToken) -> Principal:
+    principal = await principal_of(runtime, token)
+    if principal is None:
+        raise _UNAUTHENTICATED
+    return principal
 
 
 def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
@@ -75,8 +109,12 @@ def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]
     return dependency
 
 
-# Until every route declares its own roles: any human role.
-Authenticated = Depends(require_roles(Role.ADMIN, Role.OPERATOR, Role.HOTLINE, Role.WORKER))
+def forbidden(detail: str) -> HTTPException:
+    """403 for a caller whose role may call the route but not on this record (wrong grid)."""
+    return HTTPException(status.HTTP_403_FORBIDDEN, detail=detail)
+
+
+OUTSIDE_GRID = "outside your grids / 不在您负责的网格内"
 
 
 async def get_read_connection(runtime: RuntimeDep) -> AsyncIterator[AsyncConnection]:

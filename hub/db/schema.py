@@ -190,6 +190,7 @@ residents = Table(
     _fk("household_id", "households.id"),
     Column("name", String(100), nullable=False),
     Column("phone", String(32), nullable=True),
+    Column("birth_year", Integer, nullable=True),  # registry (issue #4)
 )
 
 emergency_contacts = Table(
@@ -213,6 +214,14 @@ devices = Table(
     _when("last_seen"),
     Column("battery_pct", Integer, nullable=True),
     _flag("online", default=False),
+    # device registry (issue #4), see the section at the end of this file
+    _fk("grid_id", "grids.id", nullable=True),
+    Column("bus", String(100), nullable=True),
+    Column("address", String(64), nullable=True),
+    _when("retired_at"),
+    _when("updated_at"),
+    Index(None, "grid_id"),
+    Index(None, "edge_id"),
 )
 
 shifts = Table(
@@ -392,4 +401,111 @@ audit_log = Table(
     Index(None, "target_type", "target_id"),
     Index(None, "at"),
     sqlite_autoincrement=True,
+)
+
+# --- accounts (issue #4) ---
+# People log in with a username and password (argon2id hash, never the password) and get
+# an opaque bearer token; only its SHA-256 digest is stored, so a copy of the database
+# does not let anyone log in. Edges are machine identities and never have a row here.
+accounts = Table(
+    "accounts",
+    metadata,
+    _id(),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),  # admin | operator | hotline | worker
+    _fk("worker_id", "workers.id", nullable=True),  # the workers row a worker account acts as
+    Column("password_hash", String(255), nullable=False),
+    _flag("active", default=True),
+    _when("created_at", nullable=False),
+    _when("disabled_at"),
+)
+
+auth_tokens = Table(
+    "auth_tokens",
+    metadata,
+    _id(),
+    Column("token_hash", String(64), nullable=False, unique=True),  # hex SHA-256 of the token
+    _fk("account_id", "accounts.id"),
+    _when("issued_at", nullable=False),
+    _when("expires_at", nullable=False),
+    _when("revoked_at"),
+    Index(None, "account_id"),
+)
+
+# Failed logins, kept so throttling survives a restart; pruned as they age out.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    _id(),
+    Column("username", String(64), nullable=False),
+    Column("client", String(64), nullable=False),  # remote address as the API saw it
+    _when("at", nullable=False),
+    Index(None, "username", "at"),
+    Index(None, "client", "at"),
+)
+
+# --- device registry and residents (issue #4) ---
+# No new tables: migration 0005 adds columns to two tables defined above.
+# devices.grid_id     the grid of a device that is not in a household (a compound gate, a
+#                     bin); a device in a household is in that household's grid, and its
+#                     own grid_id stays NULL, so moving a household moves its devices
+# devices.bus         the edge bus the device sits on, e.g. the serial port "/dev/ttyUSB0"
+# devices.address     its address on that bus: serial number, Modbus unit id, meter address
+# devices.retired_at  soft delete: a retired device keeps its history, and ingest
+#                     quarantines its events as from an unknown device
+# devices.updated_at  last change through the registry
+# residents.birth_year
+
+# --- registered edges (issue #4) ---
+# Machine identities for the broker, never user accounts. password_hash is the edge's
+# Mosquitto password-file entry (PBKDF2-SHA512, "$7$..."): what the broker needs, and
+# never the password, which the operator sees once. A retired edge keeps its row (and its
+# id) but leaves the broker's password and ACL files.
+edges = Table(
+    "edges",
+    metadata,
+    Column("edge_id", String(64), primary_key=True),
+    Column("password_hash", String(255), nullable=False),
+    _when("registered_at", nullable=False),
+    _when("rotated_at"),
+    _when("retired_at"),
+    _text("note"),
+)
+
+# --- notifications and metrics (issue #4) ---
+# One row per notification handed to an HTTP channel (webhook, wecom, dingtalk, sms), written
+# when its delivery ends: "sent", or "failed" with the last error. The live stream has no
+# rows (a phone that is not connected reads open cases on reconnect).
+notification_deliveries = Table(
+    "notification_deliveries",
+    metadata,
+    _id(),
+    _when("at", nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("state", String(8), nullable=False),  # sent | failed
+    Column("case_id", Integer, nullable=True),
+    Column("task_id", Integer, nullable=True),
+    Column("worker_id", Integer, nullable=False),
+    Column("tier", String(32), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    _text("error"),
+    Index(None, "state", "at"),
+    Index(None, "case_id"),
+    sqlite_autoincrement=True,
+)
+
+# --- remote configuration (issue #4) ---
+# Every configuration document issued to an edge, kept whole: what was pushed, when and
+# by whom. The newest version of an edge is the one published (retained) to it.
+edge_configs = Table(
+    "edge_configs",
+    metadata,
+    _id(),
+    Column("edge_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("document", JSONText(), nullable=False),  # the EdgeConfigDocument as sent
+    _when("issued_at", nullable=False),
+    Column("issued_by", String(100), nullable=False),  # the actor, e.g. "token:api"
+    UniqueConstraint("edge_id", "version"),
 )

@@ -132,6 +132,11 @@ def validate_shifts(shifts: Sequence[Shift]) -> list[str]:
     return problems
 
 
+def shifts_overlap(a: Shift, b: Shift) -> bool:
+    """Whether two weekly shifts share an instant, on the weekly circle (Sun night → Mon)."""
+    return _overlap(_interval(a), _interval(b))
+
+
 def _interval(shift: Shift) -> tuple[int, int]:
     """The shift as [start, end) seconds from Monday 00:00; end may pass the week's end."""
     start = shift.weekday * _DAY + _seconds(shift.start)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, Literal
 
 from contract.envelope import format_time
 from hub.domain.escalation import TIER_LABELS, Tier
@@ -99,3 +99,84 @@ def compose(
         zh = f"【已升级至{tier_zh}】" + zh
         en = f"[Escalated to {tier_en}] " + en
     return zh, en
+
+
+# --- channel text: one language per channel (issue #4) ---------------------------------
+
+#: The language a notification channel speaks; Simplified Chinese unless configured.
+Language = Literal["zh", "en"]
+
+#: Placeholders an SMS-gateway template may use (see :func:`template_fields`).
+TEMPLATE_FIELDS = frozenset(
+    {
+        "phone",
+        "message",
+        "title",
+        "case_id",
+        "task_id",
+        "worker_id",
+        "kind",
+        "tier",
+        "resident_name",
+        "address",
+        "grid_name",
+        "ack_url",
+        "language",
+    }
+)
+
+
+def message_in(notification: Notification, language: Language) -> str:
+    return notification.message_zh if language == "zh" else notification.message_en
+
+
+def title_in(notification: Notification, language: Language) -> str:
+    """A short title naming the call and the case (or task): a chat list's preview line."""
+    head_zh, head_en = _HEADLINES.get(notification.kind, ("【通知】", notification.kind))
+    if notification.task_id is not None:
+        ref_zh, ref_en = f"任务 {notification.task_id}", f"task {notification.task_id}"
+    else:
+        ref_zh, ref_en = f"工单 {notification.case_id}", f"case {notification.case_id}"
+    return f"{head_zh}{ref_zh}" if language == "zh" else f"{head_en} · {ref_en}"
+
+
+def _ack_line(notification: Notification, language: Language, *, markdown: bool) -> str:
+    label = "确认接单" if language == "zh" else "Acknowledge"
+    url = notification.ack_path
+    if markdown and url.startswith(("http://", "https://")):
+        return f"[{label}]({url})"
+    return f"{label}：{url}" if language == "zh" else f"{label}: {url}"
+
+
+def markdown_in(notification: Notification, language: Language) -> str:
+    """The chat-robot body: title, the full message, the acknowledge link."""
+    return (
+        f"### {title_in(notification, language)}\n"
+        f"{message_in(notification, language)}\n\n"
+        f"{_ack_line(notification, language, markdown=True)}"
+    )
+
+
+def text_in(notification: Notification, language: Language) -> str:
+    """The plain-text body: the message and the acknowledge link on its own line."""
+    ack = _ack_line(notification, language, markdown=False)
+    return f"{message_in(notification, language)}\n{ack}"
+
+
+def template_fields(notification: Notification, language: Language, phone: str) -> dict[str, str]:
+    """The values of :data:`TEMPLATE_FIELDS` for one notification to one phone number."""
+    return {
+        "phone": phone,
+        "message": message_in(notification, language),
+        "title": title_in(notification, language),
+        "case_id": "" if notification.case_id is None else str(notification.case_id),
+        "task_id": "" if notification.task_id is None else str(notification.task_id),
+        "worker_id": str(notification.worker_id),
+        "kind": notification.kind,
+        "tier": notification.tier,
+        "resident_name": notification.resident_name,
+        "address": notification.address,
+        "grid_name": notification.grid_name,
+        "ack_url": notification.ack_path,
+        "language": language,
+    }

@@ -8,7 +8,7 @@ every case carries its display label in Chinese and English (see ``hub.domain.ca
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -84,6 +84,7 @@ async def case_detail(conn: AsyncConnection, case: Case) -> dict[str, Any]:
         (
             await conn.execute(
                 select(
+                    households.c.grid_id,
                     households.c.address,
                     households.c.lives_alone,
                     households.c.medical_notes,
@@ -159,6 +160,21 @@ async def case_detail(conn: AsyncConnection, case: Case) -> dict[str, Any]:
     return detail
 
 
+def redact_medical_notes(detail: dict[str, Any], may_read: bool) -> bool:
+    """Blank the household's medical notes in a case detail unless the reader ``may_read``.
+
+    Returns True when notes were left in and are not empty: the caller must then record
+    ``medical_notes.read`` in the audit log (issue #4). Redacted notes become ``None`` with
+    ``medical_notes_redacted: true``, so a client can tell "hidden" from "none recorded".
+    """
+    household = detail["household"]
+    household["medical_notes_redacted"] = not may_read
+    if not may_read:
+        household["medical_notes"] = None
+        return False
+    return bool(household["medical_notes"])
+
+
 async def case_list(
     conn: AsyncConnection,
     *,
@@ -168,8 +184,12 @@ async def case_list(
     since: datetime | None = None,
     limit: int = 50,
     offset: int = 0,
+    grid_ids: Collection[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Cases newest first. ``state`` also accepts the overlays "escalated", "cancel_requested"."""
+    """Cases newest first. ``state`` also accepts the overlays "escalated", "cancel_requested".
+
+    ``grid_ids`` narrows to those grids (a grid worker's scope); ``None`` means every grid.
+    """
     query = select(cases, households.c.address, grids.c.name.label("grid_name")).join_from(
         cases, households, cases.c.household_id == households.c.id
     )
@@ -187,6 +207,8 @@ async def case_list(
         query = query.where(cases.c.grid_id == grid_id)
     if household_id is not None:
         query = query.where(cases.c.household_id == household_id)
+    if grid_ids is not None:
+        query = query.where(cases.c.grid_id.in_(sorted(grid_ids)))
     if since is not None:
         query = query.where(cases.c.opened_at >= since)
     query = query.order_by(cases.c.opened_at.desc(), cases.c.id.desc()).limit(limit).offset(offset)

@@ -4,9 +4,12 @@
 
     ServiceError
      ├── NotFound               no such case, household, worker or task   (API: 404)
+     ├── Forbidden              outside the caller's grids or rights      (API: 403)
+     ├── InvalidInput           values that name nothing or break a rule  (API: 422)
      ├── InvalidAct             the act is not allowed now                (API: 409)
      │    ├── InvalidTransition the case's state machine refuses the step
-     │    └── Conflict          the record changed meanwhile; reload, retry
+     │    ├── Conflict          the record changed meanwhile; reload, retry
+     │    └── AlreadyExists     a record with that id or natural key exists
      └── UnknownDevice          an event the hub cannot place            (ingest: quarantine)
 
 Messages are written for the operator who reads them in an API error body or in the
@@ -16,6 +19,9 @@ handled leniently (a resident's request is never dropped for a garbled field).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 class ServiceError(Exception):
@@ -36,6 +42,31 @@ class InvalidTransition(InvalidAct):
 
 class Conflict(InvalidAct):
     """Another transaction changed the record between our read and our write."""
+
+
+class Forbidden(ServiceError):
+    """The caller may not see or change this record (e.g. a household of another grid)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """One bad value: the field it is in, a readable (bilingual) message, the CSV row if any."""
+
+    field: str
+    message: str
+    row: int | None = None
+
+
+class InvalidInput(ServiceError):
+    """Values that are well-formed but wrong: an unknown grid, overlapping shifts, …"""
+
+    def __init__(self, problems: Sequence[FieldProblem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = tuple(problems)
+
+
+class AlreadyExists(InvalidAct):
+    """A record with this id or natural key (phone, address in a grid, …) already exists."""
 
 
 class UnknownDevice(ServiceError):

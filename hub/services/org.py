@@ -348,7 +348,7 @@ async def seed_demo_community(conn: AsyncConnection, now: datetime) -> None:
                     household_id=household_ids[household_index],
                     place=place,
                     edge_id=_DEMO_EDGE,
-                    profile="cb100",
+                    profile="cb-100",  # a profile's identity.name, as the registry checks
                 )
             )
 

@@ -8,6 +8,7 @@ them from button events; the API lists and advances them.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -97,8 +98,9 @@ async def list_tasks(
     household_id: int | None = None,
     limit: int = 50,
     offset: int = 0,
+    grid_ids: Collection[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Tasks, newest first, with the household's address for display."""
+    """Tasks, newest first, with the household's address; ``grid_ids`` narrows to grids."""
     query = select(tasks, households.c.address).join_from(
         tasks, households, tasks.c.household_id == households.c.id, isouter=True
     )
@@ -110,6 +112,8 @@ async def list_tasks(
     ):
         if value is not None:
             query = query.where(column == value)
+    if grid_ids is not None:
+        query = query.where(tasks.c.grid_id.in_(sorted(grid_ids)))
     query = query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit).offset(offset)
     return [dict(row) for row in (await conn.execute(query)).mappings()]
 

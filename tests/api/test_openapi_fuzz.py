@@ -1,6 +1,7 @@
 """Schemathesis against the hub's own OpenAPI document, over real HTTP.
 
-A real ``python -m hub`` (seeded demo community, private Mosquitto) is started once for the
+A real ``python -m hub`` (seeded demo community, a private Mosquitto whose password and ACL
+files the hub writes) is started once for the
 module; schemathesis generates requests for every operation from the hub's schema and
 checks that none answers 5xx and that every response matches its declared schema (status
 code, content type, body). The static admin token authenticates, so the generated
@@ -42,9 +43,8 @@ _SKIPPED_PATHS = ("/api/v1/workers/{worker_id}/stream",)
 @pytest.fixture(scope="module")
 def running_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(Path(tmp_path_factory.mktemp("openapi")))
-    stack.start_broker()
     try:
-        stack.start_hub()
+        stack.start_with_broker_auth()  # so edge provisioning is exercised too
         yield stack
     finally:
         stack.stop()

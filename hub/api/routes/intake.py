@@ -1,44 +1,136 @@
-"""What came in: quarantined messages, service/maintenance tasks, edge status, ingest stats."""
+"""What came in: quarantined messages, service/maintenance tasks, edge status, ingest stats.
+
+Quarantine, edge status and counters are for operators and admins. Tasks are for every
+person's role; a grid worker lists and advances only the tasks of their own grids, as
+themselves (the same ``worker_id`` rule as for cases, see :mod:`hub.api.routes.cases`).
+Advancing a task is recorded in the audit log.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
-from hub.api.deps import Authenticated, ReadConnection, RuntimeDep
-from hub.db.schema import edge_status
-from hub.services.org import list_quarantine, list_tasks
+from hub.api.deps import (
+    HUMANS,
+    OUTSIDE_GRID,
+    STAFF,
+    Principal,
+    ReadConnection,
+    RuntimeDep,
+    forbidden,
+    require_roles,
+)
+from hub.api.routes.cases import WorkerAct, acting_worker
+from hub.db.schema import edge_status, tasks
+from hub.runtime import HubRuntime
+from hub.services.audit import record_audit
+from hub.services.errors import InvalidAct, NotFound
+from hub.services.org import advance_task, list_quarantine, list_tasks
 
-router = APIRouter(prefix="/api/v1", tags=["intake"], dependencies=[Authenticated])
+router = APIRouter(prefix="/api/v1", tags=["intake"])
+
+Staff = Depends(require_roles(*STAFF))
+Person = Annotated[Principal, Depends(require_roles(*HUMANS))]
 
 
-@router.get("/quarantine", summary="Messages and events that could not be processed, with why")
+@router.get(
+    "/quarantine",
+    summary="Messages and events that could not be processed, with why",
+    dependencies=[Staff],
+)
 async def quarantine(
     conn: ReadConnection,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
     return await list_quarantine(conn, limit=limit, offset=offset)
 
 
 @router.get("/tasks", summary="Non-urgent tasks: service requests, maintenance")
-async def tasks(
+async def list_task_rows(
+    principal: Person,
     conn: ReadConnection,
+    state: Literal["open", "acknowledged", "done"] | None = None,
+    kind: Literal["service_request", "maintenance"] | None = None,
+    grid_id: Annotated[int | None, Query(gt=0)] = None,
+    household_id: Annotated[int | None, Query(gt=0)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
-    return await list_tasks(conn, limit=limit, offset=offset)
+    if grid_id is not None and not principal.sees_grid(grid_id):
+        raise forbidden(OUTSIDE_GRID)
+    return await list_tasks(
+        conn,
+        state=state,
+        kind=kind,
+        grid_id=grid_id,
+        household_id=household_id,
+        limit=limit,
+        offset=offset,
+        grid_ids=None if principal.sees_all_grids() else principal.grid_ids,
+    )
 
 
-@router.get("/edges", summary="Last reported status of every edge agent")
+@router.post("/tasks/{task_id}/acknowledge", summary="A worker takes the task (接单)")
+async def acknowledge_task(
+    task_id: int, body: WorkerAct, principal: Person, runtime: RuntimeDep
+) -> dict[str, str]:
+    await _advance(runtime, principal, task_id, body.worker_id, "acknowledged")
+    return {"status": "acknowledged"}
+
+
+@router.post("/tasks/{task_id}/done", summary="The task is done (已完成)")
+async def finish_task(
+    task_id: int, body: WorkerAct, principal: Person, runtime: RuntimeDep
+) -> dict[str, str]:
+    await _advance(runtime, principal, task_id, body.worker_id, "done")
+    return {"status": "done"}
+
+
+async def _advance(
+    runtime: HubRuntime, principal: Principal, task_id: int, worker_id: int | None, to: str
+) -> None:
+    worker = acting_worker(principal, worker_id)
+    columns = (tasks.c.grid_id, tasks.c.state, tasks.c.acknowledged_by)
+    try:
+        async with runtime.engine.begin() as conn:
+            query = sa.select(*columns).where(tasks.c.id == task_id)
+            before = (await conn.execute(query)).mappings().first()
+            if before is None:
+                raise NotFound(f"task {task_id} not found / 任务 {task_id} 不存在")
+            if not principal.sees_grid(before["grid_id"]):
+                raise forbidden(OUTSIDE_GRID)
+            now = runtime.clock()
+            await advance_task(conn, task_id, worker, to, now)
+            after = (await conn.execute(query)).mappings().one()
+            await record_audit(
+                conn,
+                actor=principal,
+                action=f"task.{to}",
+                target_type="task",
+                target_id=task_id,
+                before=dict(before),
+                after=dict(after),
+                at=now,
+            )
+    except NotFound as err:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(err)) from err
+    except InvalidAct as err:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(err)) from err
+
+
+@router.get("/edges", summary="Last reported status of every edge agent", dependencies=[Staff])
 async def edges(conn: ReadConnection) -> list[dict[str, Any]]:
     rows = (await conn.execute(sa.select(edge_status))).mappings().all()
     return [dict(r) for r in rows]
 
 
-@router.get("/stats", summary="Ingest and escalation counters of this hub process")
+@router.get(
+    "/stats", summary="Ingest and escalation counters of this hub process", dependencies=[Staff]
+)
 async def stats(runtime: RuntimeDep) -> dict[str, Any]:
     lateness = sorted(runtime.timer.lateness_s)
     return {

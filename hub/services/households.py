@@ -1,0 +1,429 @@
+"""Households, their residents and emergency contacts: create, change, list, with audit.
+
+Who sees what (rules in :mod:`hub.domain.access`): staff see every grid, a grid worker
+only the households of their grids (others: :class:`Forbidden`, lists are narrowed).
+Medical notes are narrower still: they are shown only to callers that
+``may_read_medical_notes`` the household's grid, and each showing is recorded in the audit
+log as ``medical_notes.read``; writing them needs the same right. The audit log itself
+never holds the notes (they appear as ``[redacted]``), because more people read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, exists, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.db.schema import devices, emergency_contacts, grids, households, inserted_id, residents
+from hub.domain.access import Principal
+from hub.services.audit import record_audit
+from hub.services.errors import AlreadyExists, Forbidden, NotFound
+from hub.services.records import contains, invalid, page, require_grid, snapshot
+
+_SUMMARY = (households.c.id, households.c.grid_id, households.c.address, households.c.lives_alone)
+_MEDICAL = ("medical_notes",)
+
+
+async def list_households(
+    conn: AsyncConnection,
+    viewer: Principal,
+    *,
+    grid_id: int | None = None,
+    q: str | None = None,
+    lives_alone: bool | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """Households the viewer may see; ``q`` searches the address and residents' names."""
+    query = select(*_SUMMARY).order_by(households.c.id)
+    if not viewer.sees_all_grids():
+        query = query.where(households.c.grid_id.in_(sorted(viewer.grid_ids)))
+    if grid_id is not None:
+        query = query.where(households.c.grid_id == grid_id)
+    if lives_alone is not None:
+        query = query.where(households.c.lives_alone.is_(lives_alone))
+    if q:
+        named = exists().where(
+            residents.c.household_id == households.c.id, contains(residents.c.name, q)
+        )
+        query = query.where(or_(contains(households.c.address, q), named))
+    rows, total = await page(conn, query, limit, offset)
+    names = await conn.execute(
+        select(residents.c.household_id, residents.c.name)
+        .where(residents.c.household_id.in_([r["id"] for r in rows]))
+        .order_by(residents.c.id)
+    )
+    by_household: dict[int, list[str]] = {}
+    for household_id, name in names:
+        by_household.setdefault(household_id, []).append(name)
+    for row in rows:
+        row["residents"] = by_household.get(row["id"], [])
+    return rows, total
+
+
+async def get_household(
+    conn: AsyncConnection, viewer: Principal, household_id: int, now: datetime
+) -> dict[str, Any]:
+    """One household with residents, contacts and device ids.
+
+    ``medical_notes`` is ``None`` unless the viewer may read it; when it is shown, the read
+    is audited in ``conn``'s transaction, so call this in a writing transaction.
+    """
+    household = await _household(conn, household_id)
+    require_grid(viewer, household["grid_id"], f"household {household_id}")
+    household["residents"] = [
+        dict(r)
+        for r in (
+            await conn.execute(
+                select(residents)
+                .where(residents.c.household_id == household_id)
+                .order_by(residents.c.id)
+            )
+        ).mappings()
+    ]
+    household["emergency_contacts"] = [
+        dict(r)
+        for r in (
+            await conn.execute(
+                select(emergency_contacts)
+                .where(emergency_contacts.c.household_id == household_id)
+                .order_by(emergency_contacts.c.id)
+            )
+        ).mappings()
+    ]
+    household["device_ids"] = list(
+        (
+            await conn.execute(
+                select(devices.c.id)
+                .where(devices.c.household_id == household_id, devices.c.retired_at.is_(None))
+                .order_by(devices.c.id)
+            )
+        ).scalars()
+    )
+    if viewer.may_read_medical_notes(household["grid_id"]):
+        await record_audit(
+            conn,
+            actor=viewer,
+            action="medical_notes.read",
+            target_type="household",
+            target_id=household_id,
+            at=now,
+        )
+    else:
+        household["medical_notes"] = None
+    return household
+
+
+async def create_household(
+    conn: AsyncConnection,
+    actor: Principal,
+    *,
+    grid_id: int,
+    address: str,
+    lives_alone: bool = False,
+    medical_notes: str = "",
+    notes: str = "",
+    now: datetime,
+) -> dict[str, Any]:
+    values = {
+        "grid_id": grid_id,
+        "address": address,
+        "lives_alone": lives_alone,
+        "medical_notes": medical_notes,
+        "notes": notes,
+    }
+    await _check_household(conn, actor, values, household_id=None, writes_notes=bool(medical_notes))
+    household_id = inserted_id(await conn.execute(insert(households).values(**values)))
+    after = await _household(conn, household_id)
+    await record_audit(
+        conn,
+        actor=actor,
+        action="household.create",
+        target_type="household",
+        target_id=household_id,
+        at=now,
+        after=snapshot(after, redact=_MEDICAL),
+    )
+    return _without_notes(after)
+
+
+async def update_household(
+    conn: AsyncConnection,
+    actor: Principal,
+    household_id: int,
+    changes: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """Change fields; a new ``grid_id`` moves the household and its devices to that grid."""
+    before = await _household(conn, household_id)
+    require_grid(actor, before["grid_id"], f"household {household_id}")
+    values = before | dict(changes)
+    writes_notes = (
+        "medical_notes" in changes and changes["medical_notes"] != before["medical_notes"]
+    )
+    await _check_household(conn, actor, values, household_id, writes_notes=writes_notes)
+    if writes_notes and not actor.may_read_medical_notes(before["grid_id"]):
+        raise _no_medical_notes()
+    if changes:
+        await conn.execute(
+            update(households).where(households.c.id == household_id).values(**changes)
+        )
+    after = await _household(conn, household_id)
+    await record_audit(
+        conn,
+        actor=actor,
+        action="household.update",
+        target_type="household",
+        target_id=household_id,
+        at=now,
+        before=snapshot(before, redact=_MEDICAL),
+        after=snapshot(after, redact=_MEDICAL),
+    )
+    return _without_notes(after)
+
+
+async def _check_household(
+    conn: AsyncConnection,
+    actor: Principal,
+    values: Mapping[str, Any],
+    household_id: int | None,
+    *,
+    writes_notes: bool,
+) -> None:
+    grid_id = values["grid_id"]
+    if (await conn.execute(select(grids.c.id).where(grids.c.id == grid_id))).first() is None:
+        raise invalid("grid_id", f"grid {grid_id} does not exist / 网格 {grid_id} 不存在")
+    require_grid(actor, grid_id, f"grid {grid_id}")
+    if writes_notes and not actor.may_read_medical_notes(grid_id):
+        raise _no_medical_notes()
+    query = select(households.c.id).where(
+        households.c.grid_id == grid_id, households.c.address == values["address"]
+    )
+    if household_id is not None:
+        query = query.where(households.c.id != household_id)
+    other = (await conn.execute(query)).scalar()
+    if other is not None:
+        raise AlreadyExists(
+            f"household {other} already has the address {values['address']!r} in grid "
+            f"{grid_id} / 网格 {grid_id} 中已有该地址的住户 {other}"
+        )
+
+
+def _no_medical_notes() -> Forbidden:
+    return Forbidden(
+        "only operators and the household's grid workers may write medical notes / "
+        "只有运营人员和该住户所在网格的网格员可以填写健康备注"
+    )
+
+
+# --- residents and emergency contacts -------------------------------------------------
+
+
+async def list_residents(
+    conn: AsyncConnection,
+    viewer: Principal,
+    *,
+    household_id: int | None = None,
+    grid_id: int | None = None,
+    q: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """Residents with their household's grid and address; ``q`` searches name and phone."""
+    query = (
+        select(residents, households.c.grid_id, households.c.address)
+        .join(households, households.c.id == residents.c.household_id)
+        .order_by(residents.c.id)
+    )
+    if not viewer.sees_all_grids():
+        query = query.where(households.c.grid_id.in_(sorted(viewer.grid_ids)))
+    if household_id is not None:
+        query = query.where(residents.c.household_id == household_id)
+    if grid_id is not None:
+        query = query.where(households.c.grid_id == grid_id)
+    if q:
+        query = query.where(or_(contains(residents.c.name, q), contains(residents.c.phone, q)))
+    return await page(conn, query, limit, offset)
+
+
+async def create_resident(
+    conn: AsyncConnection,
+    actor: Principal,
+    household_id: int,
+    values: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    await _writable_household(conn, actor, household_id)
+    resident_id = inserted_id(
+        await conn.execute(insert(residents).values(household_id=household_id, **values))
+    )
+    after = await _one(conn, residents, resident_id, "resident", "居民")
+    await record_audit(
+        conn,
+        actor=actor,
+        action="resident.create",
+        target_type="resident",
+        target_id=resident_id,
+        at=now,
+        after=snapshot(after),
+    )
+    return after
+
+
+async def update_resident(
+    conn: AsyncConnection,
+    actor: Principal,
+    resident_id: int,
+    changes: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """Change fields; a new ``household_id`` moves the resident (both must be in scope)."""
+    before = await _one(conn, residents, resident_id, "resident", "居民")
+    await _writable_household(conn, actor, before["household_id"])
+    if "household_id" in changes and changes["household_id"] != before["household_id"]:
+        await _writable_household(conn, actor, changes["household_id"], field="household_id")
+    if changes:
+        await conn.execute(update(residents).where(residents.c.id == resident_id).values(**changes))
+    after = await _one(conn, residents, resident_id, "resident", "居民")
+    await record_audit(
+        conn,
+        actor=actor,
+        action="resident.update",
+        target_type="resident",
+        target_id=resident_id,
+        at=now,
+        before=snapshot(before),
+        after=snapshot(after),
+    )
+    return after
+
+
+async def delete_resident(
+    conn: AsyncConnection, actor: Principal, resident_id: int, now: datetime
+) -> None:
+    """For a resident who moved out or died; the audit row keeps what was recorded."""
+    before = await _one(conn, residents, resident_id, "resident", "居民")
+    await _writable_household(conn, actor, before["household_id"])
+    await conn.execute(delete(residents).where(residents.c.id == resident_id))
+    await record_audit(
+        conn,
+        actor=actor,
+        action="resident.delete",
+        target_type="resident",
+        target_id=resident_id,
+        at=now,
+        before=snapshot(before),
+    )
+
+
+async def create_contact(
+    conn: AsyncConnection,
+    actor: Principal,
+    household_id: int,
+    values: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    await _writable_household(conn, actor, household_id)
+    contact_id = inserted_id(
+        await conn.execute(insert(emergency_contacts).values(household_id=household_id, **values))
+    )
+    after = await _one(conn, emergency_contacts, contact_id, "emergency contact", "紧急联系人")
+    await record_audit(
+        conn,
+        actor=actor,
+        action="emergency_contact.create",
+        target_type="emergency_contact",
+        target_id=contact_id,
+        at=now,
+        after=snapshot(after),
+    )
+    return after
+
+
+async def update_contact(
+    conn: AsyncConnection,
+    actor: Principal,
+    contact_id: int,
+    changes: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    before = await _one(conn, emergency_contacts, contact_id, "emergency contact", "紧急联系人")
+    await _writable_household(conn, actor, before["household_id"])
+    if changes:
+        await conn.execute(
+            update(emergency_contacts)
+            .where(emergency_contacts.c.id == contact_id)
+            .values(**changes)
+        )
+    after = await _one(conn, emergency_contacts, contact_id, "emergency contact", "紧急联系人")
+    await record_audit(
+        conn,
+        actor=actor,
+        action="emergency_contact.update",
+        target_type="emergency_contact",
+        target_id=contact_id,
+        at=now,
+        before=snapshot(before),
+        after=snapshot(after),
+    )
+    return after
+
+
+async def delete_contact(
+    conn: AsyncConnection, actor: Principal, contact_id: int, now: datetime
+) -> None:
+    before = await _one(conn, emergency_contacts, contact_id, "emergency contact", "紧急联系人")
+    await _writable_household(conn, actor, before["household_id"])
+    await conn.execute(delete(emergency_contacts).where(emergency_contacts.c.id == contact_id))
+    await record_audit(
+        conn,
+        actor=actor,
+        action="emergency_contact.delete",
+        target_type="emergency_contact",
+        target_id=contact_id,
+        at=now,
+        before=snapshot(before),
+    )
+
+
+# --- shared ---------------------------------------------------------------------------
+
+
+async def _household(conn: AsyncConnection, household_id: int) -> dict[str, Any]:
+    query = select(households).where(households.c.id == household_id)
+    row = (await conn.execute(query)).mappings().first()
+    if row is None:
+        raise NotFound(f"household {household_id} not found / 住户 {household_id} 不存在")
+    return dict(row)
+
+
+async def _writable_household(
+    conn: AsyncConnection, actor: Principal, household_id: int, *, field: str | None = None
+) -> None:
+    """The household exists (else 404, or 422 on ``field``) and is in the actor's grids."""
+    row = (
+        await conn.execute(select(households.c.grid_id).where(households.c.id == household_id))
+    ).first()
+    if row is None:
+        message = f"household {household_id} does not exist / 住户 {household_id} 不存在"
+        if field is not None:
+            raise invalid(field, message)
+        raise NotFound(message)
+    require_grid(actor, row.grid_id, f"household {household_id}")
+
+
+async def _one(
+    conn: AsyncConnection, table: Any, row_id: int, what: str, zh: str
+) -> dict[str, Any]:
+    row = (await conn.execute(select(table).where(table.c.id == row_id))).mappings().first()
+    if row is None:
+        raise NotFound(f"{what} {row_id} not found / {zh} {row_id} 不存在")
+    return dict(row)
+
+
+def _without_notes(household: dict[str, Any]) -> dict[str, Any]:
+    """Write answers do not echo medical notes (a read is what gets audited)."""
+    return {k: v for k, v in household.items() if k != "medical_notes"}

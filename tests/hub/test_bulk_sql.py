@@ -1,0 +1,114 @@
+"""The ingest fast path (``bulk_execute``, ``select_rows``) on SQLite stores and reads back
+exactly what SQLAlchemy's ordinary path does, inside the caller's transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.db.engine import create_engine
+from hub.db.migrate import upgrade_to_head
+from hub.db.schema import devices, events
+from hub.services.cases import _DEVICES_BY_ID, _TOUCH, bulk_execute, select_rows
+
+CHINA = timezone(timedelta(hours=8))
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+    await asyncio.to_thread(upgrade_to_head, url)
+    engine = create_engine(url)
+    yield engine
+    await engine.dispose()
+
+
+def raw(engine: AsyncEngine, sql: str) -> list[tuple[Any, ...]]:
+    database = engine.url.database
+    assert database is not None
+    with sqlite3.connect(database) as db:
+        return db.execute(sql).fetchall()
+
+
+def event_row(uid: str, occurred_at: datetime) -> dict[str, Any]:
+    return {
+        "uid": uid,
+        "edge_id": "edge-1",
+        "device_id": "cb100-1",
+        "kind": "heartbeat",
+        "lane": "telemetry",
+        "occurred_at": occurred_at,
+        "received_at": datetime(2026, 11, 25, 21, 0, 0, 123456, tzinfo=CHINA),
+        "data": {"battery_pct": 80, "备注": "客厅"},
+    }
+
+
+TIMES = [
+    datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: formatting differs
+    datetime(2026, 1, 2, 3, 4, 5, 999999, tzinfo=UTC),
+    datetime(2026, 1, 2, 11, 4, 5, 1, tzinfo=CHINA),
+]
+
+
+async def test_inserted_rows_are_byte_for_byte_what_sqlalchemy_stores(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await bulk_execute(
+            conn, sa.insert(events), [event_row(f"fast:{i}", t) for i, t in enumerate(TIMES)]
+        )
+        await conn.execute(
+            sa.insert(events), [event_row(f"slow:{i}", t) for i, t in enumerate(TIMES)]
+        )
+    columns = "edge_id, device_id, kind, lane, occurred_at, received_at, data"
+    fast = raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE 'fast:%' ORDER BY uid")
+    slow = raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE 'slow:%' ORDER BY uid")
+    assert fast == slow
+    assert len(fast) == len(TIMES)
+
+
+async def test_touch_updates_like_sqlalchemy(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(devices),
+            [{"id": d, "profile": "cb100", "battery_pct": 50} for d in ("fast", "slow")],
+        )
+        params = {"b_last_seen": TIMES[0], "b_online": True, "b_battery": None, "b_edge": "e1"}
+        await bulk_execute(conn, _TOUCH, [{**params, "b_id": "fast"}])
+        await conn.execute(_TOUCH, [{**params, "b_id": "slow"}])
+    rows = raw(engine, "SELECT last_seen, online, battery_pct, edge_id FROM devices ORDER BY id")
+    assert rows[0] == rows[1]
+    assert rows[0][2] == 50  # coalesce kept the battery level
+
+
+async def test_select_rows_reads_like_sqlalchemy(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(devices),
+            [
+                {"id": "cb100-1", "profile": "cb100", "last_seen": TIMES[2], "retired_at": None},
+                {"id": "cb100-2", "profile": "cb100", "last_seen": None, "retired_at": None},
+                {"id": "cb100-3", "profile": "cb100", "last_seen": None, "retired_at": TIMES[0]},
+            ],
+        )
+    params = {"ids": ["cb100-1", "cb100-2", "cb100-3", "cb100-9"]}
+    async with engine.connect() as conn:
+        fast = sorted(await select_rows(conn, _DEVICES_BY_ID, params))
+        slow = sorted(tuple(r) for r in await conn.execute(_DEVICES_BY_ID, params))
+    assert fast == slow
+    assert [r[0] for r in fast] == ["cb100-1", "cb100-2"]  # retired and unknown are absent
+    assert fast[0][3] == TIMES[2] and fast[0][3].tzinfo is UTC
+
+
+async def test_fast_path_writes_roll_back_with_the_transaction(engine: AsyncEngine) -> None:
+    with pytest.raises(RuntimeError):
+        async with engine.begin() as conn:
+            await bulk_execute(conn, sa.insert(events), [event_row("gone", TIMES[0])])
+            raise RuntimeError("crash before commit")
+    assert raw(engine, "SELECT COUNT(*) FROM events") == [(0,)]

@@ -1,0 +1,268 @@
+"""Edge provisioning service on a real SQLite file: shown once, stored hashed, audited,
+broker files rewritten in the same transaction; a fake reloader stands in for SIGHUP."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.config import BrokerAuthSettings, BrokerReloadSettings, EdgeBrokerAddress, HubConfig
+from hub.db.engine import create_engine
+from hub.db.migrate import upgrade_to_head
+from hub.db.schema import audit_log, edges
+from hub.domain.access import Principal, Role
+from hub.provisioning import (
+    BrokerFilesUnwritable,
+    EdgeAlreadyRegistered,
+    EdgeNotFound,
+    EdgeRegistry,
+    InvalidEdgeId,
+    edge_registry_for,
+    list_edges,
+)
+from hub.provisioning.mosquitto_files import verify_password
+from hub.provisioning.reload import ReloadOutcome
+
+T0 = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
+OPERATOR = Principal(kind="user", name="wang", role=Role.OPERATOR)
+HUB_PASSWORD = "hub-password-from-the-environment"
+
+
+class FakeReloader:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.ok = True
+
+    async def reload(self) -> ReloadOutcome:
+        self.calls += 1
+        return ReloadOutcome(self.ok, "sent" if self.ok else "pid file not found")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db' / 'hub.db'}"
+    upgrade_to_head(url)
+    engine = create_engine(url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def settings(tmp_path: Path) -> BrokerAuthSettings:
+    return BrokerAuthSettings(
+        password_file=tmp_path / "mosquitto" / "passwd",
+        acl_file=tmp_path / "mosquitto" / "acl",
+        reload=BrokerReloadSettings(command=["true"]),
+    )
+
+
+@pytest.fixture
+def reloader() -> FakeReloader:
+    return FakeReloader()
+
+
+@pytest.fixture
+def registry(engine: AsyncEngine, tmp_path: Path, reloader: FakeReloader) -> EdgeRegistry:
+    return EdgeRegistry(
+        settings(tmp_path),
+        engine,
+        Clock(),
+        hub_username="hub",
+        hub_password=HUB_PASSWORD,
+        edge_broker=EdgeBrokerAddress(host="mqtt.example", port=8883),
+        reloader=reloader,
+    )
+
+
+def password_lines(tmp_path: Path) -> dict[str, str]:
+    text = (tmp_path / "mosquitto" / "passwd").read_text()
+    return dict(line.split(":", 1) for line in text.splitlines())
+
+
+def acl_users(tmp_path: Path) -> list[str]:
+    text = (tmp_path / "mosquitto" / "acl").read_text()
+    return [line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("user ")]
+
+
+async def test_register_shows_the_password_once_and_stores_only_the_brokers_hash(
+    registry: EdgeRegistry,
+    engine: AsyncEngine,
+    tmp_path: Path,
+    reloader: FakeReloader,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    issued = await registry.register(OPERATOR, "edge-a", note="3号楼")
+    assert (issued.edge_id, issued.username) == ("edge-a", "edge-a")
+    assert len(issued.password) >= 43 and issued.reload.ok and reloader.calls == 1
+    assert (issued.broker.host, issued.broker.port, issued.broker.tls) == (
+        "mqtt.example",
+        8883,
+        True,
+    )
+    assert issued.password not in repr(issued)
+
+    async with engine.connect() as conn:
+        [row] = (await conn.execute(sa.select(edges))).mappings().all()
+        audit = (await conn.execute(sa.select(audit_log))).mappings().all()
+    assert row["registered_at"] > T0 and row["note"] == "3号楼" and row["retired_at"] is None
+    assert verify_password(issued.password, row["password_hash"])
+    passwords = password_lines(tmp_path)
+    assert passwords["edge-a"] == row["password_hash"]  # the file holds exactly the stored hash
+    assert verify_password(HUB_PASSWORD, passwords["hub"])
+    assert acl_users(tmp_path) == ["hub", "edge-a"]
+    assert [(a["action"], a["actor"], a["target_id"]) for a in audit] == [
+        ("edge.register", "user:wang", "edge-a")
+    ]
+
+    everything = " ".join(
+        [
+            caplog.text,
+            (tmp_path / "mosquitto" / "passwd").read_text(),
+            (tmp_path / "mosquitto" / "acl").read_text(),
+            str([dict(a) for a in audit]),
+            str(dict(row)),
+        ]
+    )
+    assert issued.password not in everything and HUB_PASSWORD not in everything
+    listed = await _list(engine, include_retired=False)
+    assert listed == [
+        {
+            "edge_id": "edge-a",
+            "username": "edge-a",
+            "active": True,
+            "registered_at": row["registered_at"],
+            "rotated_at": None,
+            "retired_at": None,
+            "note": "3号楼",
+        }
+    ]
+
+
+async def test_rotate_replaces_the_hash_and_retire_takes_the_edge_out_of_both_files(
+    registry: EdgeRegistry, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    first = await registry.register(OPERATOR, "edge-a")
+    await registry.register(OPERATOR, "edge-b")
+    rotated = await registry.rotate(OPERATOR, "edge-a")
+    assert rotated.password != first.password
+    stored = password_lines(tmp_path)["edge-a"]
+    assert verify_password(rotated.password, stored) and not verify_password(first.password, stored)
+
+    retired = await registry.retire(OPERATOR, "edge-a")
+    assert retired.reload.ok
+    assert set(password_lines(tmp_path)) == {"hub", "edge-b"}
+    assert acl_users(tmp_path) == ["hub", "edge-b"]
+    assert [e["edge_id"] for e in await _list(engine, include_retired=False)] == ["edge-b"]
+    everything = await _list(engine, include_retired=True)
+    assert [(e["edge_id"], e["active"]) for e in everything] == [
+        ("edge-b", True),
+        ("edge-a", False),
+    ]
+
+    with pytest.raises(EdgeNotFound):
+        await registry.rotate(OPERATOR, "edge-a")
+    with pytest.raises(EdgeNotFound):
+        await registry.retire(OPERATOR, "edge-a")
+    with pytest.raises(EdgeNotFound):
+        await registry.retire(OPERATOR, "never-registered")
+
+    again = await registry.register(OPERATOR, "edge-a")  # a retired id comes back afresh
+    assert verify_password(again.password, password_lines(tmp_path)["edge-a"])
+    async with engine.connect() as conn:
+        actions = (await conn.execute(sa.select(audit_log.c.action))).scalars().all()
+    assert actions == [
+        "edge.register",
+        "edge.register",
+        "edge.rotate_credentials",
+        "edge.retire",
+        "edge.register",
+    ]
+
+
+async def test_refusals_change_nothing(
+    registry: EdgeRegistry, engine: AsyncEngine, tmp_path: Path, reloader: FakeReloader
+) -> None:
+    await registry.register(OPERATOR, "edge-a")
+    before = (tmp_path / "mosquitto" / "passwd").read_text()
+    with pytest.raises(EdgeAlreadyRegistered):
+        await registry.register(OPERATOR, "edge-a")
+    with pytest.raises(InvalidEdgeId, match="hub's own broker username"):
+        await registry.register(OPERATOR, "hub")
+    with pytest.raises(InvalidEdgeId, match="invalid account name"):
+        await registry.register(OPERATOR, "edge/a")
+    assert (tmp_path / "mosquitto" / "passwd").read_text() == before
+    assert reloader.calls == 1
+    async with engine.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(audit_log))).scalar() == 1
+
+
+async def test_unwritable_files_roll_the_change_back(
+    registry: EdgeRegistry, engine: AsyncEngine, tmp_path: Path, reloader: FakeReloader
+) -> None:
+    (tmp_path / "mosquitto").write_text("a file where the directory should be")
+    with pytest.raises(BrokerFilesUnwritable, match="cannot write"):
+        await registry.register(OPERATOR, "edge-a")
+    assert await _list(engine, include_retired=True) == []
+    assert reloader.calls == 0
+
+
+async def test_a_failed_reload_still_returns_the_credentials(
+    registry: EdgeRegistry, tmp_path: Path, reloader: FakeReloader
+) -> None:
+    reloader.ok = False
+    issued = await registry.register(OPERATOR, "edge-a")
+    assert not issued.reload.ok and "pid file" in issued.reload.detail
+    assert verify_password(issued.password, password_lines(tmp_path)["edge-a"])
+
+
+async def test_sync_rewrites_the_files_from_the_table(
+    registry: EdgeRegistry, tmp_path: Path, reloader: FakeReloader
+) -> None:
+    await registry.register(OPERATOR, "edge-a")
+    (tmp_path / "mosquitto" / "passwd").write_text("tampered:x\n")
+    (tmp_path / "mosquitto" / "acl").unlink()
+    assert (await registry.sync()).ok
+    assert set(password_lines(tmp_path)) == {"hub", "edge-a"}
+    assert acl_users(tmp_path) == ["hub", "edge-a"]
+
+
+def test_config_needs_the_hubs_account_and_gives_a_default_edge_address(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    auth = settings(tmp_path).model_dump()
+    base = {"api": {"token": "t" * 24}, "broker_auth": auth}
+    with pytest.raises(ValueError, match=r"broker_auth needs broker\.username"):
+        HubConfig.model_validate({**base, "broker": {"username": "hub"}})
+    with pytest.raises(ValueError, match=r"broker\.username: 1-64"):
+        HubConfig.model_validate({**base, "broker": {"username": "h:b", "password": "x"}})
+    config = HubConfig.model_validate(
+        {**base, "broker": {"host": "10.0.0.2", "port": 1884, "username": "hub", "password": "x"}}
+    )
+    registry = edge_registry_for(config, engine, Clock())
+    assert registry is not None
+    assert (registry.edge_broker.host, registry.edge_broker.port) == ("10.0.0.2", 1884)
+    assert registry.edge_broker.tls is False
+    plain = HubConfig.model_validate({"api": {"token": "t" * 24}})
+    assert edge_registry_for(plain, engine, Clock()) is None
+
+
+async def _list(engine: AsyncEngine, *, include_retired: bool) -> list[dict[str, object]]:
+    async with engine.connect() as conn:
+        return await list_edges(conn, include_retired=include_retired)
