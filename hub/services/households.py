@@ -11,10 +11,11 @@ never holds the notes (they appear as ``[redacted]``), because more people read 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, or_, select, update
+from sqlalchemy import Table, delete, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db.schema import devices, emergency_contacts, grids, households, inserted_id, residents
@@ -249,6 +250,20 @@ async def list_residents(
     return await page(conn, query, limit, offset)
 
 
+@dataclass(frozen=True)
+class _Member:
+    """A kind of record that belongs to one household (a resident, an emergency contact)."""
+
+    table: Table
+    kind: str  # audit target type and action prefix
+    what: str
+    zh: str
+
+
+_RESIDENT = _Member(residents, "resident", "resident", "居民")
+_CONTACT = _Member(emergency_contacts, "emergency_contact", "emergency contact", "紧急联系人")
+
+
 async def create_resident(
     conn: AsyncConnection,
     actor: Principal,
@@ -256,21 +271,7 @@ async def create_resident(
     values: Mapping[str, Any],
     now: datetime,
 ) -> dict[str, Any]:
-    await _writable_household(conn, actor, household_id)
-    resident_id = inserted_id(
-        await conn.execute(insert(residents).values(household_id=household_id, **values))
-    )
-    after = await _one(conn, residents, resident_id, "resident", "居民")
-    await record_audit(
-        conn,
-        actor=actor,
-        action="resident.create",
-        target_type="resident",
-        target_id=resident_id,
-        at=now,
-        after=snapshot(after),
-    )
-    return after
+    return await _create_member(conn, _RESIDENT, actor, household_id, values, now)
 
 
 async def update_resident(
@@ -281,42 +282,14 @@ async def update_resident(
     now: datetime,
 ) -> dict[str, Any]:
     """Change fields; a new ``household_id`` moves the resident (both must be in scope)."""
-    before = await _one(conn, residents, resident_id, "resident", "居民")
-    await _writable_household(conn, actor, before["household_id"])
-    if "household_id" in changes and changes["household_id"] != before["household_id"]:
-        await _writable_household(conn, actor, changes["household_id"], field="household_id")
-    if changes:
-        await conn.execute(update(residents).where(residents.c.id == resident_id).values(**changes))
-    after = await _one(conn, residents, resident_id, "resident", "居民")
-    await record_audit(
-        conn,
-        actor=actor,
-        action="resident.update",
-        target_type="resident",
-        target_id=resident_id,
-        at=now,
-        before=snapshot(before),
-        after=snapshot(after),
-    )
-    return after
+    return await _update_member(conn, _RESIDENT, actor, resident_id, changes, now)
 
 
 async def delete_resident(
     conn: AsyncConnection, actor: Principal, resident_id: int, now: datetime
 ) -> None:
     """For a resident who moved out or died; the audit row keeps what was recorded."""
-    before = await _one(conn, residents, resident_id, "resident", "居民")
-    await _writable_household(conn, actor, before["household_id"])
-    await conn.execute(delete(residents).where(residents.c.id == resident_id))
-    await record_audit(
-        conn,
-        actor=actor,
-        action="resident.delete",
-        target_type="resident",
-        target_id=resident_id,
-        at=now,
-        before=snapshot(before),
-    )
+    await _delete_member(conn, _RESIDENT, actor, resident_id, now)
 
 
 async def create_contact(
@@ -326,21 +299,7 @@ async def create_contact(
     values: Mapping[str, Any],
     now: datetime,
 ) -> dict[str, Any]:
-    await _writable_household(conn, actor, household_id)
-    contact_id = inserted_id(
-        await conn.execute(insert(emergency_contacts).values(household_id=household_id, **values))
-    )
-    after = await _one(conn, emergency_contacts, contact_id, "emergency contact", "紧急联系人")
-    await record_audit(
-        conn,
-        actor=actor,
-        action="emergency_contact.create",
-        target_type="emergency_contact",
-        target_id=contact_id,
-        at=now,
-        after=snapshot(after),
-    )
-    return after
+    return await _create_member(conn, _CONTACT, actor, household_id, values, now)
 
 
 async def update_contact(
@@ -350,21 +309,63 @@ async def update_contact(
     changes: Mapping[str, Any],
     now: datetime,
 ) -> dict[str, Any]:
-    before = await _one(conn, emergency_contacts, contact_id, "emergency contact", "紧急联系人")
-    await _writable_household(conn, actor, before["household_id"])
-    if changes:
-        await conn.execute(
-            update(emergency_contacts)
-            .where(emergency_contacts.c.id == contact_id)
-            .values(**changes)
-        )
-    after = await _one(conn, emergency_contacts, contact_id, "emergency contact", "紧急联系人")
+    return await _update_member(conn, _CONTACT, actor, contact_id, changes, now)
+
+
+async def delete_contact(
+    conn: AsyncConnection, actor: Principal, contact_id: int, now: datetime
+) -> None:
+    await _delete_member(conn, _CONTACT, actor, contact_id, now)
+
+
+async def _create_member(
+    conn: AsyncConnection,
+    member: _Member,
+    actor: Principal,
+    household_id: int,
+    values: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    await _writable_household(conn, actor, household_id)
+    table = member.table
+    row_id = inserted_id(
+        await conn.execute(insert(table).values(household_id=household_id, **values))
+    )
+    after = await _one(conn, table, row_id, member.what, member.zh)
     await record_audit(
         conn,
         actor=actor,
-        action="emergency_contact.update",
-        target_type="emergency_contact",
-        target_id=contact_id,
+        action=f"{member.kind}.create",
+        target_type=member.kind,
+        target_id=row_id,
+        at=now,
+        after=snapshot(after),
+    )
+    return after
+
+
+async def _update_member(
+    conn: AsyncConnection,
+    member: _Member,
+    actor: Principal,
+    row_id: int,
+    changes: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    table = member.table
+    before = await _one(conn, table, row_id, member.what, member.zh)
+    await _writable_household(conn, actor, before["household_id"])
+    if "household_id" in changes and changes["household_id"] != before["household_id"]:
+        await _writable_household(conn, actor, changes["household_id"], field="household_id")
+    if changes:
+        await conn.execute(update(table).where(table.c.id == row_id).values(**changes))
+    after = await _one(conn, table, row_id, member.what, member.zh)
+    await record_audit(
+        conn,
+        actor=actor,
+        action=f"{member.kind}.update",
+        target_type=member.kind,
+        target_id=row_id,
         at=now,
         before=snapshot(before),
         after=snapshot(after),
@@ -372,18 +373,19 @@ async def update_contact(
     return after
 
 
-async def delete_contact(
-    conn: AsyncConnection, actor: Principal, contact_id: int, now: datetime
+async def _delete_member(
+    conn: AsyncConnection, member: _Member, actor: Principal, row_id: int, now: datetime
 ) -> None:
-    before = await _one(conn, emergency_contacts, contact_id, "emergency contact", "紧急联系人")
+    table = member.table
+    before = await _one(conn, table, row_id, member.what, member.zh)
     await _writable_household(conn, actor, before["household_id"])
-    await conn.execute(delete(emergency_contacts).where(emergency_contacts.c.id == contact_id))
+    await conn.execute(delete(table).where(table.c.id == row_id))
     await record_audit(
         conn,
         actor=actor,
-        action="emergency_contact.delete",
-        target_type="emergency_contact",
-        target_id=contact_id,
+        action=f"{member.kind}.delete",
+        target_type=member.kind,
+        target_id=row_id,
         at=now,
         before=snapshot(before),
     )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -22,27 +20,11 @@ from hub.auth.tokens import (
     token_digest,
 )
 from hub.db import schema
-from hub.db.engine import create_engine
-from hub.db.migrate import upgrade_to_head
 from hub.domain.access import Role
-from hub.services.org import seed_demo_community
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db' / 'hub.db'}"
-    upgrade_to_head(url)
-    engine = create_engine(url)
-    async with engine.begin() as conn:
-        await seed_demo_community(conn, T0)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,7 @@ from hub.auth.throttle import ThrottlePolicy
 from hub.auth.tokens import principal_for_token
 from hub.db import schema
 from hub.domain.access import Role
-from tests.hub.test_auth import PASSWORD, T0, engine, make_account
-
-__all__ = ["engine"]  # the fixture, shared with test_auth
+from tests.hub.test_auth import PASSWORD, T0, make_account
 
 WINDOW = timedelta(minutes=15)
 

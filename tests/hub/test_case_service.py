@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contract import Event, Lane
 from hub.db import schema
-from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
 from hub.domain.case import CaseState, Outcome
 from hub.domain.escalation import EscalationPolicy
@@ -32,19 +30,6 @@ T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
 EDGE = "edge-demo"
 BUTTON = "cb100-77626"  # 张桂英, 幸福里小区3号楼2单元301室, 第一网格, lives alone
 BUTTON_GRID2 = "cb100-77628"  # 刘建国, 第二网格
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db' / 'hub.db'}"
-    upgrade_to_head(url)
-    engine = create_engine(url)
-    async with engine.begin() as conn:
-        await seed_demo_community(conn, T0)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

@@ -6,41 +6,23 @@ SQLite file with the demo community, so "nothing imported" is checked in the dat
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.db import schema
-from hub.db.engine import create_engine
-from hub.db.migrate import upgrade_to_head
 from hub.domain.access import Principal, Role
 from hub.domain.device_rows import MAX_ROWS, Placement, RegistryView, check_rows, read_csv
 from hub.services.csv_import import decode_csv, import_devices
 from hub.services.errors import InvalidInput
-from hub.services.org import seed_demo_community
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 PROFILES = frozenset({"cb-100"})
 OPERATOR = Principal(kind="user", name="op", role=Role.OPERATOR)
 HEADER = "device_id,profile,household_id,household_address,place,grid_id,edge_id,bus,address"
 ADDRESS_1 = "幸福里小区3号楼2单元301室"  # household 1, grid 1
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
-    upgrade_to_head(url)
-    engine = create_engine(url)
-    async with engine.begin() as conn:
-        await seed_demo_community(conn, T0)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 async def run_import(engine: AsyncEngine, text: str | bytes) -> list[str]:

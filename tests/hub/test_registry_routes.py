@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,13 +27,10 @@ from hub.api.deps import authenticate
 from hub.app import create_app
 from hub.config import ApiSettings, HubConfig
 from hub.db import schema
-from hub.db.engine import create_engine
-from hub.db.migrate import upgrade_to_head
 from hub.domain.access import Principal, Role
 from hub.domain.escalation import EscalationPolicy
 from hub.services.cases import CaseService
 from hub.services.errors import UnknownDevice
-from hub.services.org import seed_demo_community
 from simulators.stack import REPO_ROOT
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
@@ -46,19 +42,6 @@ PRINCIPALS = {
         kind="user", name="wangli", role=Role.WORKER, worker_id=1, grid_ids=frozenset({1})
     ),
 }
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
-    upgrade_to_head(url)
-    engine = create_engine(url)
-    async with engine.begin() as conn:
-        await seed_demo_community(conn, T0)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

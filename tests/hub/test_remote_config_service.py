@@ -3,7 +3,6 @@ document is built from the registry, checked, stored, audited and published reta
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,10 +15,7 @@ from contract import topics
 from contract.remote_config import EdgeConfigDocument, SerialBusSpec
 from edge.profiles.config_check import check_config_document
 from hub.db import schema
-from hub.db.engine import create_engine
-from hub.db.migrate import upgrade_to_head
 from hub.domain.access import Principal, Role
-from hub.services.org import seed_demo_community
 from hub.services.remote_config import ConfigRefused, RemoteConfigService, latest_config
 
 T0 = datetime(2026, 3, 3, 1, 0, tzinfo=UTC)
@@ -43,16 +39,8 @@ class FakeBroker:
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db' / 'hub.db'}"
-    upgrade_to_head(url)
-    engine = create_engine(url)
-    async with engine.begin() as conn:
-        await seed_demo_community(conn, T0)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
+def seed_time() -> datetime:
+    return T0
 
 
 def service(
