@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the project needs on a fresh Debian machine:
-# the Mosquitto broker (tests and the demo start their own private instance of it),
-# Python's venv module and libfaketime (the fault tests move the edge's clock with it).
-# As root it installs them; otherwise it says what to install.
+# the Mosquitto broker (tests and the demo start their own private instance of it)
+# and Python's venv module. As root it installs them; otherwise it says what to install.
 set -euo pipefail
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
@@ -10,8 +9,6 @@ command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # openssl: the broker TLS test makes a throw-away CA and server certificate with it.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-# libfaketime: the fault tests move the edge's wall clock with it (LD_PRELOAD).
-ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || missing+=(faketime)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "Installing system packages: ${missing[*]}"
