@@ -197,6 +197,11 @@ class EdgeAgent:
             except EdgeError as err:
                 log.warning("status report skipped: %s", err)
                 continue
+            except Exception:  # a status report is never worth the agent: the bus runs on
+                log.exception(
+                    "status report failed; the next one is in %s s", self.config.status_interval_s
+                )
+                continue
             self.mqtt.publish(self._status_topic, payload, qos=1, retain=True)
 
     async def _report_status_now(self) -> None:

@@ -12,7 +12,9 @@ Durability (see docs/reliability.md):
   PUBACK is never taken as delivery.
 - ``recent_keys`` remembers the dedupe keys (device + frame seq) of the last
   ``dedupe_window_s`` seconds in the same transaction as the event, so a retransmitted frame
-  is recorded once even across an edge restart. A copy that arrives while the first is
+  is recorded once even across an edge restart. While running, the window is measured on
+  the monotonic clock, so a wall-clock jump (NTP, a dead RTC battery) neither reopens nor
+  closes it. A copy that arrives while the first is
   still waiting for its commit returns only after that commit.
 
 Bounds (issue #5; :class:`OutboxSettings`):
@@ -128,7 +130,8 @@ class Outbox:
         self._pending: list[_Pending] = []
         self._flush_task: asyncio.Task[None] | None = None
         self._flush_wanted = asyncio.Event()
-        self._recent: dict[str, float] = {}
+        self._recent: dict[str, float] = {}  # dedupe key → when recorded, monotonic
+        self._last_recent_prune = 0.0
         self._unsettled: dict[str, asyncio.Future[None]] = {}  # dedupe key → its commit
         self._last_prune = 0.0
         self._reserve = SpaceReserve(
@@ -206,11 +209,17 @@ class Outbox:
             )
         for lane in DROP_ORDER:
             self._dropped[lane] = int(meta.get(_dropped_key(lane), "0"))
-        horizon = self._wall_clock() - self._dedupe_window_s
+        wall_now, mono_now = self._wall_clock(), self._monotonic()
+        horizon = wall_now - self._dedupe_window_s
         async with self._db.execute(
             "SELECT key, recorded_at FROM recent_keys WHERE recorded_at >= ?", (horizon,)
         ) as cur:
-            self._recent = {str(k): float(t) for k, t in await cur.fetchall()}
+            # Stored in wall time (it survives restarts), kept in monotonic time (a clock
+            # jump while running must not reopen the window); a key "from the future"
+            # (the clock went back while we were down) counts as just recorded.
+            self._recent = {
+                str(k): mono_now - max(0.0, wall_now - float(t)) for k, t in await cur.fetchall()
+            }
         async with self._db.execute("PRAGMA page_size") as cur:
             row = await cur.fetchone()
             self._page_size = int(row[0]) if row else 4096
@@ -267,7 +276,7 @@ class Outbox:
         dedupe_key: str | None = None,
     ) -> bool:
         now = self._wall_clock()
-        if self._is_duplicate(dedupe_key, now):
+        if self._is_duplicate(dedupe_key, self._monotonic()):
             self.stats["duplicates"] += 1
             first = self._unsettled.get(dedupe_key) if dedupe_key is not None else None
             if first is not None:
@@ -278,7 +287,8 @@ class Outbox:
         at = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
         row = (int(lane), device_id, kind, at, json.dumps(data, ensure_ascii=False))
         if dedupe_key is not None:
-            self._recent[dedupe_key] = now  # claimed now; released again if the write fails
+            # Claimed now; released again if the write fails.
+            self._recent[dedupe_key] = self._monotonic()
         pending = _Pending(row, dedupe_key, asyncio.get_running_loop().create_future())
         if dedupe_key is not None:
             self._unsettled[dedupe_key] = pending.done
@@ -323,9 +333,10 @@ class Outbox:
         if failure is not None:
             self._fail(batch, failure)
             return
-        if now - self._last_prune > 10:
-            self._last_prune = now
-            horizon = now - self._dedupe_window_s
+        mono_now = self._monotonic()
+        if abs(mono_now - self._last_recent_prune) > 10:
+            self._last_recent_prune = mono_now
+            horizon = mono_now - self._dedupe_window_s
             self._recent = {k: t for k, t in self._recent.items() if t >= horizon}
         self.stats["recorded"] += len(batch)
         for p in batch:
@@ -388,7 +399,8 @@ class Outbox:
                 await db.executemany(
                     "INSERT OR REPLACE INTO recent_keys (key, recorded_at) VALUES (?, ?)", keys
                 )
-            if now - self._last_prune > 10:
+            if abs(now - self._last_prune) > 10:  # wall time: abs() survives a jump back
+                self._last_prune = now
                 await db.execute(
                     "DELETE FROM recent_keys WHERE recorded_at < ?",
                     (now - self._dedupe_window_s,),
@@ -641,10 +653,10 @@ class Outbox:
 
     async def oldest_age_s(self) -> float:
         try:
-            async with self._conn.execute("SELECT MIN(at) FROM outbox") as cur:
-                row = await cur.fetchone()
-        except sqlite3.Error as err:
+            rows = list(await self._conn.execute_fetchall("SELECT MIN(at) FROM outbox"))
+        except sqlite3.Error as err:  # one hop, like depth(): see fetch()
             raise OutboxError(f"outbox: cannot read: {err}") from err
+        row = rows[0] if rows else None
         if row is None or row[0] is None:
             return 0.0
         return max(0.0, self._wall_clock() - datetime.fromisoformat(str(row[0])).timestamp())

@@ -52,6 +52,9 @@ class Broker(Protocol):
 #: alarm is handled before the rest. An SOS behind a 250-event telemetry batch thus waits
 #: for about 10 ms of work rather than 25 (smaller chunks cost more statements per batch).
 CHUNK_SIZE = 100
+RETRY_FIRST_S = 0.05  # a message that failed unexpectedly is retried in place, backing off
+RETRY_MAX_S = 2.0
+RETRY_FOR_S = 60.0  # ... for this long, then left to the broker's and the edge's resend
 
 
 _INSERT_EVENT = sa.insert(events_table)
@@ -115,15 +118,38 @@ class Ingest:
             await self._handle_safely(self._alarms.popleft(), alarm=True)
 
     async def _handle_safely(self, message: Message, *, alarm: bool) -> None:
+        """Handle one message; on an unexpected error, retry it in place before the next.
+
+        Skipping a failed batch and going on would let the lane's later batches commit
+        first when the edge resends it, breaking per-device order; the usual cause is
+        transient (the database locked beyond its busy timeout), so the message is retried
+        with backoff for up to ``RETRY_FOR_S``. Only then is it left, un-PUBACKed, to the
+        broker's redelivery and the edge's resend, so one poisonous message cannot stop
+        ingest for good. Contract errors never get here: they are quarantined.
+        """
         started = time.monotonic()
-        try:
-            await self.handle(message)
-        except Exception:  # one bad message must not stop ingest
-            # Not PUBACKed: the broker redelivers it after a reconnect, the edge resends
-            # it after its ack timeout. The error is logged and counted for operators.
-            self.stats["errors"] += 1
-            log.exception("ingest of a message on %s failed", message.topic)
-            return
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                await self.handle(message)
+                break
+            except Exception:
+                self.stats["errors"] += 1
+                if time.monotonic() - started > RETRY_FOR_S:
+                    log.exception(
+                        "ingest of a message on %s failed for %.0f s; left to the edge's resend",
+                        message.topic,
+                        RETRY_FOR_S,
+                    )
+                    return
+                log.warning(
+                    "ingest of a message on %s failed; retrying in %.2f s",
+                    message.topic,
+                    delay,
+                    exc_info=delay == RETRY_FIRST_S,  # the traceback once, not every retry
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
         if alarm:
             self.alarm_timings.append((started - message.received, time.monotonic() - started))
 

@@ -41,17 +41,32 @@ async def test_group_commit_settles_all_waiters(tmp_path: Path) -> None:
 async def test_dedupe_within_window_survives_restart(tmp_path: Path) -> None:
     now = [1000.0]
     path = tmp_path / "o.db"
-    async with Outbox(path, wall_clock=lambda: now[0]) as outbox:
+    async with Outbox(path, wall_clock=lambda: now[0], monotonic=lambda: now[0]) as outbox:
         assert await outbox.record("d1", "sos", Lane.ALARM, {}, dedupe_key="d1:7")
         assert not await outbox.record("d1", "sos", Lane.ALARM, {}, dedupe_key="d1:7")
         incarnation = outbox.incarnation
     now[0] += 30
-    async with Outbox(path, wall_clock=lambda: now[0]) as outbox:
+    async with Outbox(path, wall_clock=lambda: now[0], monotonic=lambda: now[0]) as outbox:
         assert outbox.incarnation == incarnation
         assert not await outbox.record("d1", "sos", Lane.ALARM, {}, dedupe_key="d1:7")
         now[0] += 31  # 61 s after the first: a new press that reuses the seq
         assert await outbox.record("d1", "sos", Lane.ALARM, {}, dedupe_key="d1:7")
         assert outbox.stats["duplicates"] == 1  # this instance saw one
+    assert len(rows(path)) == 2
+
+
+async def test_wall_clock_jumps_neither_reopen_nor_close_the_dedupe_window(tmp_path: Path) -> None:
+    wall, mono = [1000.0], [50.0]
+    path = tmp_path / "o.db"
+    async with Outbox(path, wall_clock=lambda: wall[0], monotonic=lambda: mono[0]) as outbox:
+        assert await outbox.record("d1", "hb", Lane.TELEMETRY, {}, dedupe_key="d1:9")
+        wall[0] += 7200  # NTP steps the clock two hours ahead; 1 s really passed
+        mono[0] += 1
+        assert not await outbox.record("d1", "hb", Lane.TELEMETRY, {}, dedupe_key="d1:9")
+        wall[0] -= 3 * 3600  # and then three hours back
+        assert not await outbox.record("d1", "hb", Lane.TELEMETRY, {}, dedupe_key="d1:9")
+        mono[0] += 60  # a minute really passed: a new frame that reuses the seq
+        assert await outbox.record("d1", "hb", Lane.TELEMETRY, {}, dedupe_key="d1:9")
     assert len(rows(path)) == 2
 
 
