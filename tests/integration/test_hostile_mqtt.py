@@ -43,6 +43,7 @@ HUB_TOPICS = [topics.events(EDGE, lane) for lane in Lane] + [
     topics.status("edge-other"),
 ]
 EDGE_TOPICS = [topics.acks(EDGE), topics.commands(EDGE), topics.HUB_STATUS]
+CONFIG_TOPIC = topics.config(EDGE)  # refused as configuration, reported as config_refused
 
 
 def publish(stack: Stack, topic: str, payload: bytes, tmp_path: Path) -> None:
@@ -69,7 +70,7 @@ async def test_garbage_on_every_topic_is_counted_and_nothing_stops(
                 return next((r["info"] for r in rows if r["edge_id"] == EDGE and r["online"]), {})
 
             await wait_until(edge_info, 30, message="edge online")
-            for topic in HUB_TOPICS + EDGE_TOPICS:
+            for topic in [*HUB_TOPICS, *EDGE_TOPICS, CONFIG_TOPIC]:
                 for payload in [*PAYLOADS, OVERSIZED]:
                     publish(stack, topic, payload, tmp_path)
 
@@ -89,6 +90,10 @@ async def test_garbage_on_every_topic_is_counted_and_nothing_stops(
                 message="edge counted the bad messages",
             )
             assert info["bad_messages"] >= len(EDGE_TOPICS) * len(PAYLOADS)
+            refused = await wait_until(
+                lambda: _refusals(edge_info), 60, message="config garbage reported refused"
+            )
+            assert refused["reason"]
             assert stack.hub is not None and stack.hub.running
             assert edge.running
 
@@ -116,3 +121,8 @@ async def _edge_counted(
 ) -> dict[str, Any] | None:
     info = await edge_info()
     return info if info.get("bad_messages", 0) >= n else None
+
+
+async def _refusals(edge_info: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any] | None:
+    refused: dict[str, Any] | None = (await edge_info()).get("config_refused")
+    return refused
