@@ -70,12 +70,14 @@ class MqttConnection:
         manual_ack: bool = False,
         will: tuple[str, bytes, int, bool] | None = None,
         on_connect_publish: Callable[[], list[tuple[str, bytes, int, bool]]] | None = None,
+        resent_by_owner: Callable[[str], bool] | None = None,
     ) -> None:
         self._settings = settings
         self._subscriptions = subscriptions
         self._on_message = on_message
         self._on_connection_change = on_connection_change
         self._on_connect_publish = on_connect_publish
+        self._resent_by_owner = resent_by_owner
         self._loop: asyncio.AbstractEventLoop | None = None
         self.connected = False
         self._client = paho.Client(
@@ -143,12 +145,34 @@ class MqttConnection:
                 reason,
             )
             return
+        if self._resent_by_owner is not None:
+            self._discard_owner_resends(client)
         for topic, qos in self._subscriptions:
             client.subscribe(topic, qos)
         if self._on_connect_publish is not None:
             for topic, payload, qos, retain in self._on_connect_publish():
                 client.publish(topic, payload, qos, retain)
         self._post(self._set_connected, True)
+
+    def _discard_owner_resends(self, client: paho.Client) -> None:
+        """Drop the QoS 1 messages the owner resends itself from paho's session store.
+
+        On reconnect paho redelivers every un-PUBACKed QoS 1 message by itself, right after
+        this callback. A broker that crashed without persistence has lost messages it had
+        already PUBACKed, so paho's redelivery of the *later* ones would reach the hub ahead
+        of the owner's own go-back-N resend of the lost *earlier* ones, and a lane's order
+        would break (found by the fault soak). The edge's uplink resends every unacked
+        batch in order after a reconnect anyway, so its batches are dropped here. paho has
+        no public API for this; its outgoing-message table and lock are used directly.
+        """
+        predicate = self._resent_by_owner
+        assert predicate is not None
+        with client._out_message_mutex:
+            stale = [mid for mid, m in client._out_messages.items() if predicate(m.topic)]
+            for mid in stale:
+                del client._out_messages[mid]
+        if stale:
+            log.info("MQTT: %d unacknowledged batch(es) left to the owner's resend", len(stale))
 
     def _handle_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self._post(self._set_connected, False)

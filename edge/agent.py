@@ -15,7 +15,7 @@ import asyncio
 import logging
 from typing import Any
 
-from contract import Ack, Command, CommandResult, ContractError, EdgeStatus, HubStatus, topics
+from contract import Ack, Command, CommandResult, ContractError, EdgeStatus, HubStatus, Lane, topics
 from contract.envelope import utc_now
 from contract.mqtt import Message, MqttConnection
 from edge.config import ConfigError, EdgeConfig
@@ -83,6 +83,7 @@ class EdgeAgent:
         self._bus_tasks: list[tuple[asyncio.Task[None], GatedSink]] = []
         self._group: asyncio.TaskGroup | None = None
         self._config_topic = topics.config(edge_id)
+        self._events_prefix = topics.events(edge_id, Lane.ALARM).rsplit("/", 1)[0] + "/"
         self.mqtt = MqttConnection(
             config.broker,
             client_id=f"edge-{edge_id}",
@@ -95,6 +96,8 @@ class EdgeAgent:
             on_message=self._on_message,
             on_connection_change=self._on_connection_change,
             persistent_session=True,
+            # The uplink resends unacked batches itself, in order, after every reconnect.
+            resent_by_owner=lambda topic: topic.startswith(self._events_prefix),
             will=(self._status_topic, self._status(online=False), 1, True),
             on_connect_publish=lambda: [
                 (self._status_topic, self._status(True, self._last_info), 1, True)
