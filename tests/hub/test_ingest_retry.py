@@ -70,3 +70,28 @@ async def test_a_message_that_keeps_failing_is_left_to_the_resend(
     finally:
         task.cancel()
     assert ingest.stats["errors"] >= 2
+
+
+async def test_alarms_are_taken_while_a_bulk_batch_is_retried(
+    ingest: Ingest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handled: list[str] = []
+    failures = {"telemetry": 5}
+
+    async def handle(msg: Message) -> None:
+        lane = msg.topic.rsplit("/", 1)[1]
+        if failures.get(lane, 0):
+            failures[lane] -= 1
+            raise RuntimeError("database is locked")
+        handled.append(lane)
+
+    monkeypatch.setattr(ingest, "handle", handle)
+    task = asyncio.create_task(ingest.run())
+    try:
+        ingest.on_message(message("community/v1/edge/e/events/telemetry", 0))
+        await wait_until(lambda: ingest.stats["errors"] >= 1, 10, message="first failure")
+        ingest.on_message(message("community/v1/edge/e/events/alarm", 1))
+        await wait_until(lambda: len(handled) == 2, 10, message="both handled")
+    finally:
+        task.cancel()
+    assert handled == ["alarm", "telemetry"]
