@@ -30,7 +30,7 @@ test-fast: system-deps $(STAMP)
 bench: system-deps $(STAMP)
 	$(BIN)/python -m bench
 
-# The full fault campaign (about 15 min): >= 100 kill -9, partitions, a 1 M-event backlog.
+# The full fault campaign (about 10 min): >= 100 kill -9, partitions, a 1 M-event backlog.
 # FAULTS_SEED=N replays a run; its verdict and counts are printed at the end, and the
 # logs and databases of the last run stay in var/soak/.
 soak: system-deps $(STAMP)
