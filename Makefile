@@ -34,6 +34,7 @@ bench: system-deps $(STAMP)
 # FAULTS_SEED=N replays a run; its verdict and counts are printed at the end, and the
 # logs and databases of the last run stay in var/soak/.
 soak: system-deps $(STAMP)
+	mkdir -p var
 	FAULTS_SOAK=1 $(BIN)/python -m pytest tests/faults -m soak -s -q -p no:cacheprovider \
 		--basetemp=var/soak
 

@@ -146,11 +146,21 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class EventBatch:
-    """Events of one lane from one edge, in outbox order."""
+    """Events of one lane from one edge, in outbox order.
+
+    ``follows`` is the seq of the lane's event the edge sent just before this batch, or 0
+    when the batch starts with the lane's oldest unacknowledged event (after a start, a
+    reconnect or a rewind). The hub commits a batch only when it already has ``follows``:
+    a batch whose predecessor was lost on the way (a broker killed with messages queued)
+    is refused rather than committed ahead of it, so commit order is seq order per lane
+    whatever the broker does. A batch with ``follows == 0`` is always safe: every earlier
+    event of the lane has been acknowledged, hence committed.
+    """
 
     edge_id: str
     incarnation: str
     events: tuple[Event, ...]
+    follows: int = 0
 
     def encode(self) -> bytes:
         return _dumps(
@@ -158,6 +168,7 @@ class EventBatch:
                 "v": 1,
                 "edge_id": self.edge_id,
                 "incarnation": self.incarnation,
+                "follows": self.follows,
                 "events": [e.to_obj() for e in self.events],
             }
         )
@@ -168,30 +179,41 @@ class EventBatch:
         events = obj.get("events")
         if not isinstance(events, list) or not events:
             raise ContractError("event batch.events: expected a non-empty list")
-        return cls(
+        batch = cls(
             edge_id=_str(obj, "edge_id", "event batch"),
             incarnation=_str(obj, "incarnation", "event batch", max_len=64),
             events=tuple(Event.from_obj(e, f"events[{i}]") for i, e in enumerate(events)),
+            follows=_int(obj, "follows", "event batch") if "follows" in obj else 0,
         )
+        if batch.follows and batch.follows >= batch.events[0].seq:
+            raise ContractError("event batch.follows: must be below the first event's seq")
+        return batch
 
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """End-to-end acknowledgement: the hub has committed these seqs (or already had them)."""
+    """End-to-end acknowledgement: the hub has committed these seqs (or already had them).
+
+    ``gap`` names a lane in which the hub refused a batch because it lacks the event the
+    batch follows (see :attr:`EventBatch.follows`): the edge should resend that lane from
+    its oldest unacknowledged event now rather than wait for the ack timeout.
+    """
 
     edge_id: str
     incarnation: str
     seqs: tuple[int, ...]
+    gap: Lane | None = None
 
     def encode(self) -> bytes:
-        return _dumps(
-            {
-                "v": 1,
-                "edge_id": self.edge_id,
-                "incarnation": self.incarnation,
-                "seqs": list(self.seqs),
-            }
-        )
+        obj: dict[str, Any] = {
+            "v": 1,
+            "edge_id": self.edge_id,
+            "incarnation": self.incarnation,
+            "seqs": list(self.seqs),
+        }
+        if self.gap is not None:
+            obj["gap"] = self.gap.name.lower()
+        return _dumps(obj)
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Ack:
@@ -201,10 +223,17 @@ class Ack:
             isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in seqs
         ):
             raise ContractError("ack.seqs: expected a list of non-negative 64-bit integers")
+        gap: Lane | None = None
+        if "gap" in obj:
+            try:
+                gap = Lane[str(obj["gap"]).upper()]
+            except KeyError:
+                raise ContractError(f"ack.gap: unknown lane {obj['gap']!r}") from None
         return cls(
             edge_id=_str(obj, "edge_id", "ack"),
             incarnation=_str(obj, "incarnation", "ack", max_len=64),
             seqs=tuple(seqs),
+            gap=gap,
         )
 
 

@@ -12,7 +12,11 @@ Rules:
 - **Go-back-N on doubt.** When an ack is overdue (``ack_timeout_s``) or the connection was
   re-established, the lane's cursor is rewound and unacknowledged events are sent again in
   seq order. The hub ingests idempotently, so this costs bandwidth, never duplicates.
-- Order is kept per lane (hence per device within a lane): batches are built in seq order.
+- Order is kept per lane (hence per device within a lane): batches are built in seq order,
+  and each names the seq it follows (``EventBatch.follows``, 0 after a rewind). The hub
+  refuses a batch whose predecessor it lacks and says so in an ack with ``gap``; the lane
+  is then rewound at once (at most once per ``gap_holdoff_s``: the refusals of the other
+  batches that were in flight behind the lost one arrive together and need no more).
 - **Only while the hub listens.** Nothing is sent until the hub's retained status says it
   is online (after a broker restart the broker has forgotten the hub's subscription, and a
   message published before the hub re-subscribes is silently dropped). Each time the hub
@@ -49,6 +53,7 @@ class UplinkSettings(BaseModel):
     alarm_window: int = Field(default=16, ge=1, le=256)
     ack_timeout_s: float = Field(default=10.0, gt=0, le=600)
     group_commit_ms: int = Field(default=200, ge=1, le=5000)
+    gap_holdoff_s: float = Field(default=1.0, ge=0, le=60)
 
 
 class Publisher(Protocol):
@@ -73,6 +78,7 @@ class _LaneState:
     #: The outbox's commit count when a query found this lane empty: while it has not
     #: changed, nothing new can be there and the lane is not queried again.
     empty_at: int | None = None
+    rewound_at: float = float("-inf")  # monotonic time of the last rewind
 
 
 class Uplink:
@@ -99,7 +105,7 @@ class Uplink:
         self._last_yield = time.perf_counter()
         self._to_forget: set[int] = set()
         self._forget_wanted = asyncio.Event()
-        self.stats = {"batches_sent": 0, "events_sent": 0, "rewinds": 0, "acks": 0}
+        self.stats = {"batches_sent": 0, "events_sent": 0, "rewinds": 0, "acks": 0, "gaps": 0}
 
     # -- inputs -------------------------------------------------------------------------
     def wake(self) -> None:
@@ -119,6 +125,8 @@ class Uplink:
         if ack.edge_id != self._edge_id or ack.incarnation != self._outbox.incarnation:
             log.warning("ignoring ack for %s/%s", ack.edge_id, ack.incarnation)
             return
+        if ack.gap is not None:
+            self._on_gap(ack.gap)
         acked = set(ack.seqs)
         self.stats["acks"] += 1
         for state in self._lanes.values():
@@ -128,6 +136,13 @@ class Uplink:
         self._to_forget |= acked
         self._forget_wanted.set()
         self.wake()
+
+    def _on_gap(self, lane: Lane) -> None:
+        self.stats["gaps"] += 1
+        state = self._lanes[lane]
+        if self._monotonic() - state.rewound_at < self._settings.gap_holdoff_s:
+            return  # a refusal of a batch sent before the last rewind: its resend is out
+        self._rewind([lane], "the hub lacks an earlier batch")
 
     async def _forget_acked(self) -> None:
         """Delete acknowledged rows, all that have arrived meanwhile in one transaction.
@@ -186,7 +201,9 @@ class Uplink:
             if not state.ahead and not await self._read_ahead(lane, state, limit * room):
                 continue
             events = [state.ahead.popleft() for _ in range(min(limit, len(state.ahead)))]
-            payload = EventBatch(self._edge_id, self._outbox.incarnation, tuple(events)).encode()
+            payload = EventBatch(
+                self._edge_id, self._outbox.incarnation, tuple(events), follows=state.cursor
+            ).encode()
             if not self._publisher.publish(self._topics[lane], payload, qos=1):
                 state.ahead.clear()  # read again from the cursor when the link is back
                 return False  # connection dropped; the hub's return rewinds
@@ -229,6 +246,7 @@ class Uplink:
             state.in_flight.clear()
             state.ahead.clear()
             state.empty_at = None
+            state.rewound_at = self._monotonic()
 
     def in_flight_events(self) -> int:
         return sum(len(b.seqs) for s in self._lanes.values() for b in s.in_flight)

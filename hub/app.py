@@ -45,6 +45,8 @@ from hub.auth.throttle import ThrottlePolicy
 from hub.config import HubConfig
 from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
+from hub.device_features import device_handlers
+from hub.device_timer import DeviceTimer
 from hub.domain.escalation import EscalationPolicy, Tier
 from hub.effects import EffectDispatcher
 from hub.escalation_timer import EscalationTimer
@@ -56,6 +58,7 @@ from hub.notify.stream import WorkerStreams
 from hub.provisioning import edge_registry_for
 from hub.runtime import HubRuntime
 from hub.services.cases import CaseService
+from hub.services.device_handlers import DeviceEventRouter
 from hub.services.notify_store import DeliveryLog, WorkerPhones
 from hub.services.org import seed_demo_community
 from hub.services.remote_config import RemoteConfigService
@@ -131,7 +134,9 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         effects = EffectDispatcher(
             engine, broker, Fanout(channels), utc_now, retry_s=config.command_retry_s
         )
-        ingest = Ingest(engine, service, broker, effects, utc_now)
+        router = DeviceEventRouter(device_handlers(config))  # issue #3
+        ingest = Ingest(engine, service, broker, effects, utc_now, router)
+        device_timer = DeviceTimer(engine, router, effects, utc_now, config.device_tick_s)
         timer = EscalationTimer(engine, service, effects, utc_now)
         remote_config = RemoteConfigService(  # issue #4
             engine, broker, utc_now, profiles_dir=config.profiles_dir
@@ -155,6 +160,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             asyncio.create_task(timer.run(), name="escalation-timer"),
             asyncio.create_task(effects.run_retry_loop(), name="command-resend"),
             asyncio.create_task(remote_config.run(), name="edge-config-republish"),
+            asyncio.create_task(device_timer.run(), name="device-timer"),
         ]
         log.info(
             "hub started: database %s, broker %s:%s",

@@ -174,6 +174,8 @@ class HubConfig(BaseModel):
     timezone: str = "Asia/Shanghai"
     profiles_dir: Path = Path("device_profiles")  # device registry: the known profiles
     command_retry_s: float = Field(default=15.0, gt=0)
+    # How often time-driven device rules run (overdue parcels, leak windows, outages).
+    device_tick_s: float = Field(default=30.0, gt=0, le=3600)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     @model_validator(mode="after")

@@ -12,6 +12,12 @@ Order of work for one batch (one MQTT message):
 
 Alarm-lane messages are taken ahead of queued bulk messages: an SOS that arrives behind a
 telemetry backlog waits for at most the one batch already being written.
+
+Per-lane order is enforced here, not trusted to the path: a batch names the seq it follows
+(``EventBatch.follows``), and a batch whose predecessor is not stored is refused (PUBACKed,
+not committed, not acked) with an ``Ack`` carrying ``gap`` so the edge resends the lane
+from its oldest unacknowledged event. Without this a broker that lost queued messages
+(``kill -9`` without persistence) let later batches commit ahead of the lost ones.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from hub.db.schema import edge_status as edge_status_table
 from hub.db.schema import events as events_table
 from hub.effects import EffectDispatcher
 from hub.services.cases import CaseService, Effects, bulk_execute, select_rows
+from hub.services.device_handlers import DeviceEventRouter
 from hub.services.org import add_quarantine
 
 log = logging.getLogger(__name__)
@@ -80,16 +87,28 @@ class Ingest:
         broker: Broker,
         effects: EffectDispatcher,
         clock: Callable[[], datetime],
+        router: DeviceEventRouter | None = None,
     ) -> None:
         self._engine = engine
         self._service = service
+        self._router = router or DeviceEventRouter()
         self._broker = broker
         self._effects = effects
         self._clock = clock
         self._alarms: deque[Message] = deque()
         self._bulk: deque[Message] = deque()
         self._work = asyncio.Event()
-        self.stats = {"batches": 0, "events": 0, "duplicates": 0, "quarantined": 0, "errors": 0}
+        self.stats = {
+            "batches": 0,
+            "events": 0,
+            "duplicates": 0,
+            "quarantined": 0,
+            "errors": 0,
+            "gaps": 0,
+        }
+        #: (edge, incarnation, lane) → a seq known to be stored (the last one committed
+        #: here), so the order check of a batch that follows it needs no query.
+        self._stored_tail: dict[tuple[str, str, Lane], int] = {}
         self.events_by_lane = {lane.name.lower(): 0 for lane in Lane}  # for metrics
         #: For alarm batches: (seconds queued before handling, seconds to commit and notify).
         self.alarm_timings: deque[tuple[float, float]] = deque(maxlen=1000)
@@ -195,13 +214,35 @@ class Ingest:
         wrong_lane = [e.seq for e in batch.events if e.lane != lane]
         if wrong_lane:
             raise ContractError(f"events {wrong_lane[:5]} are not in lane {lane.name.lower()}")
+        if not await self._follows_stored(edge_id, batch, lane):
+            self.stats["gaps"] += 1
+            log.info(
+                "refused %s batch from %s at seq %d: the hub lacks seq %d it follows",
+                lane.name.lower(),
+                edge_id,
+                batch.events[0].seq,
+                batch.follows,
+            )
+            gap = Ack(edge_id, batch.incarnation, (), gap=lane)
+            self._broker.publish(topics.acks(edge_id), gap.encode(), qos=1)
+            return
         events = batch.events
         done = 0
         while done < len(events):
             done = await self._commit_part(edge_id, batch.incarnation, events, done, message.topic)
+            self._stored_tail[(edge_id, batch.incarnation, lane)] = events[done - 1].seq
             if lane != Lane.ALARM:
                 await self._take_alarms()
         self.stats["batches"] += 1
+
+    async def _follows_stored(self, edge_id: str, batch: EventBatch, lane: Lane) -> bool:
+        if batch.follows == 0:
+            return True  # starts at the edge's oldest unacknowledged event of the lane
+        if self._stored_tail.get((edge_id, batch.incarnation, lane)) == batch.follows:
+            return True
+        uid = event_uid(edge_id, batch.incarnation, batch.follows)
+        async with self._engine.connect() as conn:
+            return bool(await _stored_uids(conn, [uid]))
 
     async def _commit_part(
         self, edge_id: str, incarnation: str, events: tuple[Event, ...], start: int, topic: str
@@ -220,6 +261,9 @@ class Ingest:
                     conn, edge_id, new_events, self._clock()
                 )
                 effects.extend(chunk_effects)
+                refused_seqs = {event.seq for event, _ in refused}
+                placed = [e for e in new_events if e.seq not in refused_seqs]
+                effects.extend(await self._router.on_events(conn, placed, self._clock()))
                 for event, err in refused:
                     single = json.dumps(event.to_obj(), ensure_ascii=False).encode()
                     await self._quarantine(

@@ -190,6 +190,7 @@ class HubMetrics(Collector):
             ("duplicates", "Events received again and skipped"),
             ("quarantined", "Messages and events quarantined with a reason"),
             ("errors", "Messages whose processing failed (redelivered later)"),
+            ("gaps", "Batches refused because an earlier batch of their lane was missing"),
         ):
             yield CounterMetricFamily(f"hub_ingest_{key}", text, value=float(stats.get(key, 0)))
         yield GaugeMetricFamily(

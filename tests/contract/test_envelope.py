@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -79,3 +80,17 @@ def test_topics() -> None:
         topics.parse_edge_topic("other/v1/edge/e1/acks")
     with pytest.raises(ContractError):
         topics.lane_of_events_topic("events/bogus")
+
+
+def test_batch_follows_and_ack_gap_round_trip_and_are_checked() -> None:
+    batch = EventBatch("edge-1", "abc", (_event(5), _event(6)), follows=4)
+    assert EventBatch.decode(batch.encode()) == batch
+    old = json.loads(EventBatch("edge-1", "abc", (_event(5),)).encode())
+    del old["follows"]  # an edge from before the field: read as "no predecessor named"
+    assert EventBatch.decode(json.dumps(old)).follows == 0
+    with pytest.raises(ContractError, match="follows"):
+        EventBatch.decode(EventBatch("edge-1", "abc", (_event(5),), follows=5).encode())
+    gap = Ack("edge-1", "abc", (), gap=Lane.ALARM)
+    assert Ack.decode(gap.encode()) == gap
+    with pytest.raises(ContractError, match=r"ack\.gap"):
+        Ack.decode(b'{"v":1,"edge_id":"e","incarnation":"i","seqs":[],"gap":"urgent"}')

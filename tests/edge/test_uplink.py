@@ -168,3 +168,40 @@ async def test_nothing_is_sent_while_the_hub_is_offline(outbox: Outbox) -> None:
 
 async def _telemetry_depth(outbox: Outbox, want: int) -> bool:
     return (await outbox.depth())["telemetry"] == want
+
+
+async def test_batches_name_the_seq_they_follow_and_a_gap_rewinds_the_lane_once(
+    outbox: Outbox,
+) -> None:
+    await fill(outbox, 30, 0)
+    pub = FakePublisher()
+    clock = [100.0]
+    uplink = Uplink(
+        outbox,
+        pub,
+        "e1",
+        UplinkSettings(batch_size=10, window=3, gap_holdoff_s=1.0),
+        monotonic=lambda: clock[0],
+    )
+    task = await start(uplink)
+    try:
+        await wait_until(lambda: len(pub.sent) == 3)
+        first = [b for _, b in pub.sent]
+        assert [b.follows for b in first] == [0, first[0].events[-1].seq, first[1].events[-1].seq]
+        # the hub lacks the first batch (the broker lost it): it refuses the second and third
+        clock[0] += 2.0  # well after the rewind the hub's coming online made
+        gap = Ack("e1", outbox.incarnation, (), gap=Lane.TELEMETRY)
+        await uplink.on_ack(gap)
+        await wait_until(lambda: len(pub.sent) == 6)
+        resent = [b for _, b in pub.sent[3:]]
+        assert resent[0].follows == 0 and resent[0].events == first[0].events
+        await uplink.on_ack(gap)  # the refusal of the third batch: within the hold-off
+        await asyncio.sleep(0)
+        assert len(pub.sent) == 6 and uplink.stats["gaps"] == 2
+        assert uplink.stats["rewinds"] == 1
+        clock[0] += 2.0  # later refusals are news: the resend was lost too
+        await uplink.on_ack(gap)
+        await wait_until(lambda: len(pub.sent) == 9)
+        assert pub.sent[6][1].follows == 0
+    finally:
+        task.cancel()

@@ -1,0 +1,99 @@
+"""How device events other than help calls reach the hub's features.
+
+The case service handles what call buttons say (SOS, fall, service requests). Everything
+else a device says (a door forced, a parcel deposited, a bin reading, a device gone
+offline) goes through the :class:`DeviceEventRouter` to the handlers registered for its
+kind: each feature (device state, doors, parcels, meters, bins, supervision) is one
+handler in its own module and knows nothing of the others or of MQTT.
+
+Handlers run inside ingest's transaction, after the events are stored, so what they write
+commits with the events or not at all; the :class:`~hub.services.cases.Effects` they return
+(notifications, device commands) are dispatched after the commit. ``on_tick`` runs
+periodically for what depends on time passing rather than on an event (a parcel overdue
+after 48 h, a night without zero flow, an outage grouped after its window).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contract import Event
+from hub.db.schema import devices
+from hub.services.cases import Effects
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    """The registry's view of the device an event came from."""
+
+    id: str
+    profile: str
+    household_id: int | None
+    grid_id: int | None
+    place: str
+    edge_id: str | None
+
+
+class DeviceEventHandler(Protocol):
+    #: The event kinds this handler wants; ``None``: every kind.
+    kinds: frozenset[str] | None
+
+    async def on_events(
+        self, conn: AsyncConnection, events: Sequence[tuple[DeviceRow, Event]], now: datetime
+    ) -> Effects:
+        """Act on newly stored events (in commit order) inside ingest's transaction."""
+        ...
+
+    async def on_tick(self, conn: AsyncConnection, now: datetime) -> Effects:
+        """Act on the passing of time; called every ``tick_s`` in its own transaction."""
+        ...
+
+
+_DEVICE_ROWS = sa.select(
+    devices.c.id,
+    devices.c.profile,
+    devices.c.household_id,
+    devices.c.grid_id,
+    devices.c.place,
+    devices.c.edge_id,
+).where(devices.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+
+class DeviceEventRouter:
+    def __init__(self, handlers: Sequence[DeviceEventHandler] = ()) -> None:
+        self.handlers = list(handlers)
+
+    async def on_events(
+        self, conn: AsyncConnection, events: Sequence[Event], now: datetime
+    ) -> Effects:
+        effects = Effects()
+        if not self.handlers or not events:
+            return effects
+        rows = await conn.execute(_DEVICE_ROWS, {"ids": sorted({e.device_id for e in events})})
+        known = {
+            str(r.id): DeviceRow(
+                str(r.id), str(r.profile), r.household_id, r.grid_id, str(r.place), r.edge_id
+            )
+            for r in rows
+        }
+        placed = [(known[e.device_id], e) for e in events if e.device_id in known]
+        for handler in self.handlers:
+            wanted = [(d, e) for d, e in placed if handler.kinds is None or e.kind in handler.kinds]
+            if wanted:
+                effects.extend(await handler.on_events(conn, wanted, now))
+        return effects
+
+    async def on_tick(self, conn: AsyncConnection, now: datetime) -> Effects:
+        effects = Effects()
+        for handler in self.handlers:
+            effects.extend(await handler.on_tick(conn, now))
+        return effects
