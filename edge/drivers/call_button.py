@@ -108,7 +108,7 @@ class CallButtonBus:
         cls, port: str, profile: DeviceProfile, sink: EventSink, **kwargs: Any
     ) -> CallButtonBus:
         """A bus on ``port`` with the line settings of ``profile.transport``."""
-        return cls(SerialLink(port, profile.transport), profile, sink, name=port, **kwargs)
+        return cls(SerialLink(port, profile.serial_line()), profile, sink, name=port, **kwargs)
 
     async def run(self) -> None:
         """Read, decode, record and ack until cancelled."""

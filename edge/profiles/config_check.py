@@ -32,6 +32,7 @@ __all__ = [
 
 _MAX_SERIAL = 0xFFFFFFFF
 _PLACEHOLDER = re.compile(r"\{serial(?::[^}]*)?\}")  # {serial} or {serial:08d}
+_ADDRESS = "{address}"  # the v2 template placeholder (every codec but cb100)
 
 
 class ConfigDocumentError(EdgeError):
@@ -59,11 +60,20 @@ class CheckedConfig:
 
 
 def address_from_device_id(profile: DeviceProfile, device_id: str) -> str | None:
-    """The bus address a device id stands for under ``profile``'s template, if it fits.
+    """The address a device id stands for under ``profile``'s template, if it fits.
 
-    ``cb100-{serial}`` and ``cb100-77626`` give ``"77626"``. The hub uses it for devices
-    whose registry row has no address of its own.
+    ``cb100-{serial}`` and ``cb100-77626`` give ``"77626"``; ``wm-{address}`` and
+    ``wm-7`` give ``"7"``. The hub uses it for devices whose registry row has no address
+    of its own. The address must also be one the profile's transport can have.
     """
+    if profile.codec != "cb100":
+        head, found, tail = profile.device_id.partition(_ADDRESS)
+        if not found or not device_id.startswith(head) or not device_id.endswith(tail):
+            return None
+        address = device_id[len(head) : len(device_id) - len(tail)]
+        if len(head) + len(tail) > len(device_id) or profile.address_problem(address):
+            return None
+        return address
     parts = _PLACEHOLDER.split(profile.device_id, maxsplit=1)
     if len(parts) != 2:
         return None

@@ -20,7 +20,7 @@ from yaml.error import Mark
 from yaml.nodes import MappingNode
 
 from edge.errors import ProfileError
-from edge.profiles.model import RULE_ERROR, DeviceProfile
+from edge.profiles.model import RULE_ERROR, UNION_TAGS, DeviceProfile
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
 
@@ -45,9 +45,20 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _without_tags(loc: tuple[int | str, ...]) -> list[int | str]:
+    """``loc`` without the union tags pydantic inserts (``points[0].modbus.table``)."""
+    kept: list[int | str] = []
+    for part in loc:
+        after_choice = bool(kept) and (isinstance(kept[-1], int) or kept[-1] == "transport")
+        if isinstance(part, str) and part in UNION_TAGS and after_choice:
+            continue
+        kept.append(part)
+    return kept
+
+
 def _location(loc: tuple[int | str, ...], extra: str = "") -> str:
     where = ""
-    for part in loc:
+    for part in _without_tags(loc):
         where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
     if extra:
         where += extra if extra.startswith("[") or not where else f".{extra}"

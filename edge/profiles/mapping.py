@@ -16,8 +16,10 @@ from typing import Any
 
 from contract import Lane
 from edge.codecs import cb100
-from edge.errors import DeviceError
+from edge.profiles.errors import MappingError
 from edge.profiles.model import DeviceProfile, FieldType, PayloadField
+
+__all__ = ["MappedEvent", "MappingError", "build_command_frame", "decode_field", "map_frame"]
 
 _STRUCT_FORMATS: dict[FieldType, str] = {
     "uint8": ">B",
@@ -31,15 +33,6 @@ _STRUCT_FORMATS: dict[FieldType, str] = {
     "int32be": ">i",
     "int32le": "<i",
 }
-
-
-class MappingError(DeviceError):
-    """A frame or command its profile cannot map. ``reason`` is a short counter key:
-    ``unknown_type``, ``payload_short``, ``out_of_range``, ``unknown_command``, ``bad_args``."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
