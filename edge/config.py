@@ -6,10 +6,16 @@ Example (``docs/configuration.md`` has the full annotated version)::
     data_dir: /var/lib/community-edge      # the outbox database lives here
     profiles_dir: device_profiles
     broker: {host: hub.example, port: 8883, username: edge-building-7, tls_ca_file: ca.pem}
-    serial_buses:
+    serial_buses:                         # buses of listening devices (call buttons)
       - {port: /dev/ttyUSB0, profile: cb-100}
+    devices:                              # polled and MQTT devices (issue #3)
+      - {profile: water-meter, address: "7", port: /dev/ttyUSB1}
+      - {profile: bin-sensor, address: "1", host: 10.0.0.8, port: 502}
+      - {profile: fr-door, address: gate-3}
+    local_broker: {host: 127.0.0.1, port: 1884, username: edge-local}
 
-The broker password comes from ``EDGE__BROKER__PASSWORD``, never from the file.
+The broker passwords come from ``EDGE__BROKER__PASSWORD`` and
+``EDGE__LOCAL_BROKER__PASSWORD``, never from the file.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from contract.mqtt import BrokerSettings
 from edge.outbox import OutboxSettings
 from edge.uplink import UplinkSettings
 
-__all__ = ["ConfigError", "EdgeConfig", "SerialBusConfig", "load_edge_config"]
+__all__ = ["ConfigError", "DeviceConfig", "EdgeConfig", "SerialBusConfig", "load_edge_config"]
 
 
 class SerialBusConfig(BaseModel):
@@ -31,6 +37,33 @@ class SerialBusConfig(BaseModel):
 
     port: str = Field(min_length=1, description="device path, e.g. /dev/ttyUSB0 or a pty link")
     profile: str = Field(min_length=1, description="device profile name, e.g. cb-100")
+
+
+class DeviceConfig(BaseModel):
+    """One device of the installation; what it is comes from its profile."""
+
+    model_config = {"extra": "forbid"}
+
+    profile: str = Field(min_length=1, description="device profile name, e.g. water-meter")
+    address: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Modbus unit id, 12-digit DL/T 645 meter address or MQTT device name",
+    )
+    id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="device id; default: the profile's device_id template",
+    )
+    port: str | int | None = Field(
+        default=None, description="serial device of an RS-485 bus, or the TCP port"
+    )
+    host: str | None = Field(default=None, min_length=1, description="Modbus TCP host")
+    household_id: int | None = Field(default=None, ge=1)
+    grid_id: int | None = Field(default=None, ge=1)
+    place: str = Field(default="", max_length=100)
 
 
 class EdgeConfig(BaseModel):
@@ -43,6 +76,9 @@ class EdgeConfig(BaseModel):
     uplink: UplinkSettings = UplinkSettings()
     outbox: OutboxSettings = OutboxSettings()  # caps, pressure level, alarm reserve
     serial_buses: list[SerialBusConfig] = []
+    devices: list[DeviceConfig] = []
+    # The local Mosquitto the MQTT devices (doors, lockers) talk to; None: no MQTT devices.
+    local_broker: BrokerSettings | None = None
     status_interval_s: float = Field(default=30.0, gt=0, le=3600)
     # Prometheus metrics on 127.0.0.1:<port>/metrics (edge.metrics); 0 or unset: off.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)

@@ -89,6 +89,52 @@ async def file_maintenance(
     return inserted_id(result)
 
 
+#: Task kinds filed from device events (issue #3); each has the same simple lifecycle.
+DEVICE_TASK_KINDS = frozenset(
+    {"maintenance", "collection", "delivery", "door_alert", "bin_alert", "leak_check", "outage"}
+)
+
+
+async def file_device_task(
+    conn: AsyncConnection,
+    *,
+    kind: str,
+    device_id: str | None,
+    household_id: int | None,
+    grid_id: int | None,
+    detail: str,
+    now: datetime,
+    assigned_worker_id: int | None = None,
+) -> int | None:
+    """File a task about a device, at most one open per (kind, device).
+
+    Returns the new task's id, or None when the device already has an open task of that
+    kind (a bin reported full every five seconds is one collection, not a thousand).
+    ``detail`` is shown to the worker: Chinese first, then English.
+    """
+    if kind not in DEVICE_TASK_KINDS:
+        raise InvalidAct(f"task kind {kind!r} is not one of {sorted(DEVICE_TASK_KINDS)}")
+    if device_id is not None:
+        query = select(tasks.c.id).where(
+            tasks.c.device_id == device_id, tasks.c.kind == kind, tasks.c.state != "done"
+        )
+        if (await conn.execute(query)).first() is not None:
+            return None
+    result = await conn.execute(
+        insert(tasks).values(
+            kind=kind,
+            household_id=household_id,
+            grid_id=grid_id,
+            device_id=device_id,
+            assigned_worker_id=assigned_worker_id,
+            state="open",
+            detail=detail,
+            created_at=now,
+        )
+    )
+    return inserted_id(result)
+
+
 async def list_tasks(
     conn: AsyncConnection,
     *,
