@@ -14,8 +14,17 @@ next one lets one broken device stall every other. Here:
 * a device that fails ``offline_after`` transactions in a row is reported offline and
   retried with exponential backoff (``backoff_s`` doubling up to ``backoff_max_s``);
   its next success reports it online again;
-* a transaction that raises anything is a failure of that device, counted by reason;
-  the scheduler itself never stops until :meth:`close`.
+* a transaction that raises anything is a failure of that device, counted by reason
+  (the error's ``reason`` attribute when it has one, e.g. ``bad_crc``, else its class
+  name; ``timeout`` for a :class:`TimeoutError`); the scheduler itself never stops until
+  :meth:`close`.
+
+Schedules: a poll runs every ``interval_s``, or at the times a ``next_due`` function
+gives (an APScheduler trigger through :class:`TriggerSchedule`: cron-like hourly meter
+reads). Per-poll and per-command ``timeout_s`` override the bus default (devices of
+different models share a bus). An optional ``gate`` (an :class:`asyncio.Semaphore`
+shared by many schedulers) bounds the transactions in flight across them, as Modbus TCP
+needs; waiting for it does not count against a transaction's timeout.
 
 The transport is whatever the transactions close over (pyserial, pymodbus); the
 scheduler knows only devices, deadlines and outcomes, so it is tested with fakes and a
@@ -30,15 +39,69 @@ import heapq
 import itertools
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
 Transaction = Callable[[], Awaitable[Any]]
 StateListener = Callable[[str, bool, str], None]  # device, online, reason
+#: (previous due time, now) → the next due time, all on the scheduler's clock.
+NextDue = Callable[[float, float], float]
+LATENESS_SAMPLES = 10_000
+
+
+class FireSchedule(Protocol):
+    """An APScheduler 3 trigger (``IntervalTrigger``, ``CronTrigger``) as far as we use it."""
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None: ...
+
+
+class TriggerSchedule:
+    """Due times of a poll from an APScheduler trigger, on the scheduler's monotonic clock.
+
+    The trigger speaks wall-clock time (a cron "every full hour" is local time); the
+    scheduler waits on a monotonic clock. The two are tied once, at construction, so a
+    wall-clock step (NTP) does not make polls burst or stall. A slot that has passed is
+    skipped, not made up: the next due time is the first fire time after both the previous
+    due time and now. A trigger that has ended (an end date) gives no more due times:
+    :data:`NEVER`.
+    """
+
+    def __init__(
+        self,
+        trigger: FireSchedule,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+    ) -> None:
+        self._trigger = trigger
+        self._mono0 = clock()
+        self._wall0 = wall_clock()
+        self._clock = clock
+
+    def _wall(self, mono: float) -> datetime:
+        return self._wall0 + timedelta(seconds=mono - self._mono0)
+
+    def first_due(self) -> float:
+        return self._due_after(self._clock() - 1e-6)
+
+    def __call__(self, previous_due: float, now: float) -> float:
+        return self._due_after(max(previous_due, now))
+
+    def _due_after(self, after: float) -> float:
+        fire = self._trigger.get_next_fire_time(None, self._wall(after) + timedelta(microseconds=1))
+        if fire is None:
+            return NEVER
+        return self._mono0 + (fire - self._wall0).total_seconds()
+
+
+NEVER = float("inf")
 
 
 @dataclass
@@ -55,12 +118,14 @@ class DeviceHealth:
 
 
 @dataclass
-class _Poll:
+class ScheduledPoll:
     device: str
-    interval_s: float
+    interval_s: float  # with ``next_due``: only a hint (for rates in stats)
     transaction: Transaction
     on_result: Callable[[Any], None] | None
     due: float
+    next_due: NextDue | None = None
+    timeout_s: float | None = None
     runs: int = 0
     skipped: int = 0
 
@@ -79,6 +144,7 @@ class BusScheduler:
         backoff_max_s: float = 60.0,
         on_state: StateListener | None = None,
         clock: Callable[[], float] = time.monotonic,
+        gate: asyncio.Semaphore | None = None,
     ) -> None:
         self.name = name
         self._gap = inter_frame_gap_s
@@ -88,16 +154,20 @@ class BusScheduler:
         self._backoff_max_s = backoff_max_s
         self._on_state = on_state
         self._clock = clock
-        self._polls: list[tuple[float, int, _Poll]] = []
-        self._commands: asyncio.Queue[tuple[str, Transaction, asyncio.Future[Any]]] = (
-            asyncio.Queue()
-        )
+        self._gate = gate
+        self._polls: list[tuple[float, int, ScheduledPoll]] = []
+        self._commands: asyncio.Queue[
+            tuple[str, Transaction, float | None, asyncio.Future[Any]]
+        ] = asyncio.Queue()
         self._order = itertools.count()
         self._wake = asyncio.Event()
         self._closed = False
         self.health: dict[str, DeviceHealth] = {}
         self.transactions = 0
         self.busy_s = 0.0  # time with a transaction on the wire, for utilisation figures
+        #: how late each poll started (s after its due time), the latest samples
+        self.lateness: deque[float] = deque(maxlen=LATENESS_SAMPLES)
+        self._offline_after_of: dict[str, int] = {}
 
     # ---- configuration -------------------------------------------------------------
 
@@ -109,16 +179,31 @@ class BusScheduler:
         on_result: Callable[[Any], None] | None = None,
         *,
         first_due: float | None = None,
-    ) -> None:
+        next_due: NextDue | None = None,
+        timeout_s: float | None = None,
+    ) -> ScheduledPoll:
+        """Poll ``device`` every ``interval_s`` (or when ``next_due`` says), first at
+        ``first_due`` (default: now); ``on_result`` gets each successful result."""
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
         due = self._clock() if first_due is None else first_due
-        poll = _Poll(device, interval_s, transaction, on_result, due)
+        poll = ScheduledPoll(
+            device, interval_s, transaction, on_result, due, next_due=next_due, timeout_s=timeout_s
+        )
         heapq.heappush(self._polls, (due, next(self._order), poll))
         self.health.setdefault(device, DeviceHealth())
         self._wake.set()
+        return poll
 
-    async def command(self, device: str, transaction: Transaction) -> Any:
+    def set_offline_after(self, device: str, failures: int) -> None:
+        """``device`` is offline after ``failures`` in a row (its profile's setting)."""
+        if failures < 1:
+            raise ValueError("offline_after must be at least 1")
+        self._offline_after_of[device] = failures
+
+    async def command(
+        self, device: str, transaction: Transaction, *, timeout_s: float | None = None
+    ) -> Any:
         """Run ``transaction`` ahead of every poll; returns its result or raises its error.
 
         Commands are not skipped for a device in backoff: the hub asked, and the answer
@@ -126,20 +211,26 @@ class BusScheduler:
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.health.setdefault(device, DeviceHealth())
-        await self._commands.put((device, transaction, future))
+        await self._commands.put((device, transaction, timeout_s, future))
         self._wake.set()
         return await future
 
     # ---- running -------------------------------------------------------------------
 
     async def run(self) -> None:
+        me = asyncio.current_task()
         while not self._closed:
+            # Python 3.11's asyncio.wait_for (inside libraries such as pymodbus) can swallow
+            # a cancellation that arrives just as its awaitable completes; a scheduler that
+            # went on looping would hold up the shutdown of its task group for ever.
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             if not self._commands.empty():
-                device, transaction, future = self._commands.get_nowait()
+                device, transaction, timeout_s, future = self._commands.get_nowait()
                 if future.cancelled():
                     continue
                 try:
-                    result = await self._transact(device, transaction)
+                    result = await self._transact(device, transaction, timeout_s)
                 except Exception as err:  # noqa: BLE001 - the caller hears it through the future
                     if not future.done():
                         future.set_exception(err)
@@ -158,18 +249,24 @@ class BusScheduler:
         self._closed = True
         self._wake.set()
 
-    def _next_due_poll(self) -> _Poll | None:
+    def _next_due_poll(self) -> ScheduledPoll | None:
         now = self._clock()
         while self._polls and self._polls[0][0] <= now:
             _, _, poll = heapq.heappop(self._polls)
             health = self.health[poll.device]
+            late = now - poll.due
             # Next due time from the schedule, not from now: no drift, and a late poll
             # is not followed by a burst (missed slots are skipped, not made up).
-            poll.due += poll.interval_s * max(1, int((now - poll.due) // poll.interval_s) + 1)
-            heapq.heappush(self._polls, (poll.due, next(self._order), poll))
+            if poll.next_due is not None:
+                poll.due = poll.next_due(poll.due, now)
+            else:
+                poll.due += poll.interval_s * max(1, int(late // poll.interval_s) + 1)
+            if poll.due != NEVER:
+                heapq.heappush(self._polls, (poll.due, next(self._order), poll))
             if health.backoff_until > now:
                 poll.skipped += 1
                 continue
+            self.lateness.append(late)
             return poll
         return None
 
@@ -179,11 +276,12 @@ class BusScheduler:
             return
         delay = self._polls[0][0] - self._clock() if self._polls else None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
 
-    async def _run_poll(self, poll: _Poll) -> None:
+    async def _run_poll(self, poll: ScheduledPoll) -> None:
         try:
-            result = await self._transact(poll.device, poll.transaction)
+            result = await self._transact(poll.device, poll.transaction, poll.timeout_s)
         except Exception:  # noqa: BLE001 - counted in the device's health; the schedule goes on
             pass
         else:
@@ -195,16 +293,25 @@ class BusScheduler:
                     log.exception("bus %s: handling a result of %s failed", self.name, poll.device)
         await self._gap_sleep()
 
-    async def _transact(self, device: str, transaction: Transaction) -> Any:
+    async def _transact(
+        self, device: str, transaction: Transaction, timeout_s: float | None = None
+    ) -> Any:
+        if self._gate is not None:
+            async with self._gate:
+                return await self._timed(device, transaction, timeout_s)
+        return await self._timed(device, transaction, timeout_s)
+
+    async def _timed(self, device: str, transaction: Transaction, timeout_s: float | None) -> Any:
         started = time.monotonic()
         self.transactions += 1
         try:
-            result = await asyncio.wait_for(transaction(), self._timeout)
-        except TimeoutError:
-            self._failed(device, "timeout")
+            async with asyncio.timeout(self._timeout if timeout_s is None else timeout_s):
+                result = await transaction()
+        except TimeoutError as err:
+            self._failed(device, "timeout", err if str(err) else None)
             raise
         except Exception as err:
-            self._failed(device, type(err).__name__, err)
+            self._failed(device, str(getattr(err, "reason", "") or type(err).__name__), err)
             raise
         finally:
             self.busy_s += time.monotonic() - started
@@ -232,7 +339,7 @@ class BusScheduler:
         health.failures[reason] += 1
         health.failures_in_row += 1
         health.last_error = f"{reason}: {err}" if err is not None else reason
-        if health.failures_in_row < self._offline_after:
+        if health.failures_in_row < self._offline_after_of.get(device, self._offline_after):
             return
         health.backoff_s = min(
             self._backoff_max_s, health.backoff_s * 2 if health.backoff_s else self._backoff_s
