@@ -35,8 +35,10 @@ from hub.api.routes import (
     stream,
     workers,
 )
+from hub.api.routes import device_data as device_data_route
 from hub.api.routes import edge_config as edge_config_route
 from hub.api.routes import edges as edges_route
+from hub.api.routes import facilities as facilities_route
 from hub.api.routes import metrics as metrics_route
 from hub.api.routes import notifications as notifications_route
 from hub.auth.login import Authenticator
@@ -213,6 +215,8 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
     app.include_router(edge_config_route.router)  # remote configuration (issue #4)
     app.include_router(metrics_route.router)
     app.include_router(notifications_route.router)
+    app.include_router(facilities_route.router)  # doors, parcels (issue #3)
+    app.include_router(device_data_route.router)  # state, history, commands (issue #3)
     return app
 
 

@@ -15,8 +15,10 @@ from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, field_validator, m
 
 from contract.config_file import ConfigError, load_config
 from contract.mqtt import BrokerSettings
+from hub.domain.facility_rules import FacilitySettings
 from hub.domain.notification import TEMPLATE_FIELDS
 from hub.notify.sms import placeholders
+from hub.services.supervision import SupervisionSettings
 
 __all__ = ["ConfigError", "HubConfig", "load_hub_config"]
 
@@ -174,6 +176,10 @@ class HubConfig(BaseModel):
     timezone: str = "Asia/Shanghai"
     profiles_dir: Path = Path("device_profiles")  # device registry: the known profiles
     command_retry_s: float = Field(default=15.0, gt=0)
+    # Thresholds and windows of the door, parcel, water and bin rules (issue #3).
+    facilities: FacilitySettings = FacilitySettings()
+    # When simultaneous device.offline events are one outage (one task, not hundreds).
+    supervision: SupervisionSettings = SupervisionSettings()
     # How often time-driven device rules run (overdue parcels, leak windows, outages).
     device_tick_s: float = Field(default=30.0, gt=0, le=3600)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")

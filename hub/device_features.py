@@ -5,9 +5,22 @@ One place lists them, so a newcomer sees every rule the hub applies to device ev
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from hub.config import HubConfig
 from hub.services.device_handlers import DeviceEventHandler
+from hub.services.device_state import DeviceStateHandler
+from hub.services.facilities import facility_handlers
+from hub.services.supervision import SupervisionHandler
 
 
 def device_handlers(config: HubConfig) -> list[DeviceEventHandler]:
-    return []
+    tz = ZoneInfo(config.timezone)
+    base_url = config.api.public_base_url
+    return [
+        DeviceStateHandler(),  # latest state per device, for the API
+        # offline / online / low battery: maintenance tasks, one outage alert per power cut
+        SupervisionHandler(config.supervision, tz=tz, ack_base_url=base_url),
+        # doors, parcels, water meters, bins
+        *facility_handlers(config.facilities, tz, base_url),
+    ]

@@ -68,7 +68,10 @@ class EffectDispatcher:
         if not isinstance(edge_id, str):
             log.error("command %s has no edge_id; not sent", command.command_id)
             return False
-        return self._publisher.publish(topics.commands(edge_id), command.encode(), qos=1)
+        # edge_id routes the command here; the device's arguments are the rest
+        args = {k: v for k, v in command.args.items() if k != "edge_id"}
+        wire = Command(command.command_id, command.device_id, command.name, args)
+        return self._publisher.publish(topics.commands(edge_id), wire.encode(), qos=1)
 
     async def _mark_sent(self, command_ids: list[str]) -> None:
         async with self._engine.begin() as conn:

@@ -27,8 +27,10 @@ from sqlalchemy import (
     Boolean,
     Column,
     CursorResult,
+    Date,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -508,4 +510,119 @@ edge_configs = Table(
     _when("issued_at", nullable=False),
     Column("issued_by", String(100), nullable=False),  # the actor, e.g. "token:api"
     UniqueConstraint("edge_id", "version"),
+)
+
+# --- issue #3: device state ---
+# The latest of what each device said (one row per device, rewritten in bulk by ingest's
+# DeviceStateHandler), and device supervision: devices seen going offline, waiting to be
+# grouped into an outage or to get a maintenance task, and the outages filed.
+device_state = Table(
+    "device_state",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("last_event_kind", String(64), nullable=False),
+    _when("last_event_at", nullable=False),  # the device's time (occurred_at)
+    Column("readings", JSONText(), nullable=False),  # {field: latest value}
+    Column("reading_times", JSONText(), nullable=False),  # {field: ISO time of that value}
+    _when("readings_at"),  # the newest reading merged in (older ones arriving late are not)
+    Column("online", Boolean, nullable=True),  # NULL: never reported either way
+    _when("online_changed_at"),
+    _text("offline_reason"),
+    _when("updated_at", nullable=False),  # hub time of the last change
+)
+
+offline_devices = Table(
+    "offline_devices",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    _when("offline_at", nullable=False),  # when the edge saw it go (occurred_at)
+    _when("noticed_at", nullable=False),  # when the hub learnt it
+    Column("edge_id", String(64), nullable=True),
+    Column("building", String(200), nullable=True),  # e.g. "幸福里小区3号楼", if derivable
+    Column("grid_id", Integer, nullable=True),
+    Column("household_id", Integer, nullable=True),
+    _text("reason"),
+    Column("state", String(16), nullable=False),  # pending | maintenance | outage
+    Column("task_id", Integer, nullable=True),
+    Column("outage_id", Integer, nullable=True),
+    Index(None, "state"),
+)
+
+outages = Table(
+    "outages",
+    metadata,
+    _id(),
+    Column("group_key", String(300), nullable=False),  # "edge:<id>" or "building:<name>"
+    Column("label", String(300), nullable=False),
+    Column("grid_id", Integer, nullable=True),
+    Column("task_id", Integer, nullable=True),
+    _when("started_at", nullable=False),
+    Column("devices", Integer, nullable=False),
+    Column("back_online", Integer, nullable=False, server_default=text("0")),
+    _when("ended_at"),  # set when its task is done; a later offline starts a new outage
+    Index(None, "group_key"),
+    sqlite_autoincrement=True,
+)
+
+# --- issue #3: facilities ---
+# Door access log: every pass, unknown face, forced or held-open door, written in bulk by
+# hub.services.facilities.doors (one row per event; the event itself stays in "events").
+door_access_log = Table(
+    "door_access_log",
+    metadata,
+    _id(),
+    Column("device_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),  # face_pass | face_unknown | card_pass | ...
+    Column("person_id", String(64), nullable=True),
+    Column("card_id", String(64), nullable=True),
+    Column("similarity", Float, nullable=True),
+    Column("seconds", Integer, nullable=True),  # door_held_open
+    _when("at", nullable=False),  # the device's time (occurred_at)
+    Index(None, "device_id", "at"),
+    sqlite_autoincrement=True,
+)
+
+# Parcels in locker compartments. State: waiting (picked_up_at NULL), picked_up, overdue
+# (overdue_at set, not picked up). notice_*: the household's webhook (none | pending | sent
+# | failed), sent after commit by the parcel handler's tick.
+parcels = Table(
+    "parcels",
+    metadata,
+    _id(),
+    Column("device_id", String(64), nullable=False),  # the locker
+    Column("compartment", Integer, nullable=False),
+    Column("parcel_id", String(64), nullable=False),
+    _fk("household_id", "households.id", nullable=True),  # NULL: not a known household
+    _when("deposited_at", nullable=False),
+    _when("picked_up_at"),
+    _when("overdue_at"),
+    Column("delivery_task_id", Integer, nullable=True),  # lone resident: the task filed
+    Column("notice_state", String(8), nullable=False, server_default=text("'none'")),
+    Column("notice_attempts", Integer, nullable=False, server_default=text("0")),
+    _text("notice_error"),
+    _when("noticed_at"),
+    Index(None, "device_id", "parcel_id"),
+    Index(None, "household_id", "deposited_at"),
+    Index(None, "picked_up_at", "overdue_at", "deposited_at"),
+    Index(None, "notice_state"),
+    sqlite_autoincrement=True,
+)
+
+# One row per water meter per night: readings inside the night window and how many showed
+# no flow, kept up to date as readings arrive and judged once after the window ends.
+water_nights = Table(
+    "water_nights",
+    metadata,
+    _id(),
+    Column("device_id", String(64), nullable=False),
+    Column("night", Date, nullable=False),  # the local date the window starts
+    _when("ends_at", nullable=False),  # when the window closes
+    Column("readings", Integer, nullable=False),
+    Column("zero_readings", Integer, nullable=False),
+    Column("min_flow_m3h", Float, nullable=True),
+    _when("evaluated_at"),
+    Column("verdict", String(16), nullable=True),  # leak | no_leak | too_few
+    Column("task_id", Integer, nullable=True),
+    UniqueConstraint("device_id", "night"),
+    Index(None, "evaluated_at", "ends_at"),
 )

@@ -34,6 +34,12 @@ _HEADLINES: dict[str, tuple[str, str]] = {
     "fall": ("【跌倒报警】", "Fall alarm"),
     "phone": ("【热线求助】", "Hotline help call"),
     "service_request": ("【便民服务】", "Service request"),
+    "door_alert": ("【门禁告警】", "Door alert"),
+    "bin_alert": ("【垃圾桶告警】", "Bin alert"),
+    "leak_check": ("【疑似漏水】", "Suspected leak"),
+    "delivery": ("【包裹送上门】", "Parcel delivery"),
+    "outage": ("【疑似停电】", "Suspected power cut"),
+    "maintenance": ("【设备维护】", "Device maintenance"),
 }
 
 

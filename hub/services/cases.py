@@ -72,7 +72,10 @@ from hub.services.tasks import file_maintenance, file_service_request
 
 DEFAULT_DEDUPE_WINDOW = timedelta(minutes=10)
 ALARM_KINDS = frozenset({"sos", "fall"})
-_OFFLINE_KINDS = frozenset({"offline", "device_offline"})
+_OFFLINE_KINDS = frozenset({"offline", "device_offline", "device.offline"})
+#: Profiles whose low-battery reports the case service files (call buttons, in homes);
+#: other devices' go to the supervision handler (``hub.services.supervision``).
+_BUTTON_PROFILES = frozenset({"cb-100"})
 #: Kinds that do more than prove the device alive.
 _ROUTED_KINDS = ALARM_KINDS | {"service_request", "low_battery", "cancel", "presence"}
 #: One statement for every device touched by a batch (see ``CaseService._touch``).
@@ -90,7 +93,7 @@ _TOUCH = (
 
 #: The devices of a batch (``CaseService._devices``); a retired device counts as unknown.
 _DEVICES_BY_ID = select(
-    devices.c.id, devices.c.household_id, devices.c.edge_id, devices.c.last_seen
+    devices.c.id, devices.c.household_id, devices.c.edge_id, devices.c.last_seen, devices.c.profile
 ).where(devices.c.id.in_(bindparam("ids", expanding=True)), devices.c.retired_at.is_(None))
 
 
@@ -206,6 +209,7 @@ class _Device:
     household_id: int | None
     edge_id: str | None
     last_seen: datetime | None
+    profile: str = "cb-100"
 
 
 class CaseService:
@@ -276,7 +280,7 @@ class CaseService:
             return await self._on_alarm(conn, edge_id, device, event, now)
         if event.kind == "service_request":
             return await self._on_service_request(conn, device, event, now)
-        if event.kind == "low_battery":
+        if event.kind == "low_battery" and device.profile in _BUTTON_PROFILES:
             await self._on_low_battery(conn, device, event, now)
         elif event.kind in ("cancel", "presence") and device.household_id is not None:
             await self._on_follow_up(conn, device, device.household_id, event.kind, now)

@@ -129,3 +129,12 @@ def test_the_walk_sees_routes_inside_included_routers() -> None:
     found = {r.path: declared_roles(r.dependant) for r in endpoints(app)}
     assert found["/outer/inner/open"] == set()
     assert found["/outer/inner/closed"] == {frozenset({Role.ADMIN})}
+
+
+def test_the_task_kind_filter_knows_every_device_task_kind() -> None:
+    from typing import get_args
+
+    from hub.api.routes.intake import TaskKind
+    from hub.services.tasks import DEVICE_TASK_KINDS
+
+    assert set(get_args(TaskKind)) == DEVICE_TASK_KINDS | {"service_request"}

@@ -30,6 +30,19 @@ from hub.services.audit import record_audit
 from hub.services.errors import InvalidAct, NotFound
 from hub.services.org import advance_task, list_quarantine, list_tasks
 
+#: Task kinds: service requests from call buttons and the device tasks of issue #3
+#: (``hub.services.tasks.DEVICE_TASK_KINDS``).
+TaskKind = Literal[
+    "service_request",
+    "maintenance",
+    "collection",
+    "delivery",
+    "door_alert",
+    "bin_alert",
+    "leak_check",
+    "outage",
+]
+
 router = APIRouter(prefix="/api/v1", tags=["intake"])
 
 Staff = Depends(require_roles(*STAFF))
@@ -54,7 +67,7 @@ async def list_task_rows(
     principal: Person,
     conn: ReadConnection,
     state: Literal["open", "acknowledged", "done"] | None = None,
-    kind: Literal["service_request", "maintenance"] | None = None,
+    kind: TaskKind | None = None,
     grid_id: Annotated[int | None, Query(gt=0)] = None,
     household_id: Annotated[int | None, Query(gt=0)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
