@@ -19,14 +19,22 @@ from contract import Ack, Command, CommandResult, ContractError, EdgeStatus, Hub
 from contract.envelope import utc_now
 from contract.mqtt import Message, MqttConnection
 from edge.config import ConfigError, EdgeConfig
+from edge.device_plan import DevicePlan, plan_devices
+from edge.drivers.base import DeviceDriver
 from edge.drivers.call_button import CallButtonBus
+from edge.drivers.dlt645_meter import Dlt645MeterDriver
+from edge.drivers.modbus_rtu import ModbusRtuDriver
+from edge.drivers.modbus_tcp import ModbusTcpDriver
+from edge.drivers.mqtt_devices import MqttDeviceDriver
 from edge.errors import DeviceError, EdgeError, TransportError
+from edge.local_broker import edge_settings
 from edge.metrics import EdgeMetrics
 from edge.outbox import Outbox
 from edge.profiles.config_check import CheckedConfig
 from edge.profiles.loader import load_profiles
 from edge.profiles.model import DeviceProfile
 from edge.remote_config import ConfigStore, GatedSink, RemoteConfig
+from edge.supervision import Supervisor
 from edge.uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -45,11 +53,47 @@ def check_buses(config: EdgeConfig, profiles: dict[str, DeviceProfile], source: 
             )
 
 
+def build_drivers(
+    plan: DevicePlan, config: EdgeConfig, outbox: Outbox, supervisor: Supervisor
+) -> list[DeviceDriver]:
+    """The drivers of the configured devices; nothing is opened until they run."""
+    drivers: list[DeviceDriver] = []
+    tz = config.timezone
+    for (codec, port), entries in plan.serial.items():
+        if codec == "modbus":
+            drivers.append(
+                ModbusRtuDriver.from_entries(port, entries, outbox, supervisor, timezone=tz)
+            )
+        elif codec == "dlt645":
+            drivers.append(Dlt645MeterDriver.from_entries(entries, outbox, supervisor, timezone=tz))
+        else:
+            raise ConfigError(f"devices on {port}: no driver for codec {codec!r}")
+    if plan.modbus_tcp:
+        drivers.append(
+            ModbusTcpDriver.from_entries(plan.modbus_tcp, outbox, supervisor, timezone=tz)
+        )
+    if plan.mqtt:
+        assert config.local_broker is not None  # checked by plan_devices
+        drivers.append(
+            MqttDeviceDriver(
+                # the edge's own password: EDGE__LOCAL_BROKER__PASSWORD, else the store
+                # edge.local_broker keeps under the data dir
+                edge_settings(config.local_broker, config.data_dir),
+                plan.mqtt,
+                outbox,
+                supervisor,
+                client_id=f"edge-{config.edge_id}-devices",
+            )
+        )
+    return drivers
+
+
 class EdgeAgent:
     def __init__(self, config: EdgeConfig, *, source: str = "edge config") -> None:
         self.config = config
         self.profiles = load_profiles(config.profiles_dir)
         check_buses(config, self.profiles, source)
+        self.device_plan = plan_devices(config, self.profiles, source)  # issue #3
         # Set when the status should go out before the next interval: a (re)connect, or a
         # change of buffer pressure / disk-full state (issue #5).
         self._status_due = asyncio.Event()
@@ -104,6 +148,10 @@ class EdgeAgent:
             ],
         )
         self.uplink = Uplink(self.outbox, self.mqtt, edge_id, config.uplink)
+        # Polled and MQTT devices (issue #3): one driver per RS-485 port, one for every
+        # Modbus TCP device, one for every MQTT device; liveness through one supervisor.
+        self.supervisor = Supervisor(self.outbox)
+        self.drivers: list[DeviceDriver] = []  # built in run(): pymodbus needs the loop
 
     def _status(self, online: bool, info: dict[str, Any] | None = None) -> bytes:
         return EdgeStatus(self.config.edge_id, online, utc_now(), info or {}).encode()
@@ -138,15 +186,23 @@ class EdgeAgent:
     async def _run_command(self, command: Command) -> None:
         self.stats["commands"] += 1
         result: CommandResult
-        if command.name != "button_feedback":
+        driver = next((d for d in self.drivers if d.knows(command.device_id)), None)
+        if command.name == "button_feedback":
+            result = await self._button_feedback(command)
+        elif driver is not None:
+            try:
+                status, detail = await driver.command(command.device_id, command.name, command.args)
+            except Exception as err:  # a driver bug must still answer the hub
+                log.exception("command %s on %s failed", command.name, command.device_id)
+                status, detail = "device_error", f"edge error: {err}"
+            result = CommandResult(command.command_id, command.device_id, status, detail)
+        else:
             result = CommandResult(
                 command.command_id,
                 command.device_id,
                 "rejected",
-                f"unknown command {command.name!r}",
+                f"device {command.device_id!r} is not configured on this edge",
             )
-        else:
-            result = await self._button_feedback(command)
         self.mqtt.publish(topics.command_results(self.config.edge_id), result.encode(), qos=1)
 
     async def _button_feedback(self, command: Command) -> CommandResult:
@@ -182,6 +238,8 @@ class EdgeAgent:
             "outbox": dict(self.outbox.stats),
             "uplink": dict(self.uplink.stats),
             "buses": [bus.stats() for bus in self.buses],
+            "drivers": {d.name: d.stats() for d in self.drivers},
+            "devices_online": self.supervisor.online_count(),
             "bad_messages": self.stats["bad_messages"],
             **self.remote_config.status_info(),  # config_version, config_refused (issue #4)
             **await self.outbox.buffer_status(),  # buffer_pressure, fill_pct, dropped, buffer
@@ -260,6 +318,13 @@ class EdgeAgent:
                     metrics = EdgeMetrics(self).serve(self.config.metrics_port)
                     group.create_task(metrics, name="metrics")
                 self._start_buses(self._bus_plan)
+                # before the supervisor runs: drivers register their heartbeat watches
+                self.drivers = build_drivers(
+                    self.device_plan, self.config, self.outbox, self.supervisor
+                )
+                group.create_task(self.supervisor.run(), name="supervision")
+                for driver in self.drivers:
+                    group.create_task(driver.run(), name=f"driver {driver.name}")
                 self.remote_config.ready()
         finally:
             await self.mqtt.stop(

@@ -21,8 +21,9 @@ The broker passwords come from ``EDGE__BROKER__PASSWORD`` and
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from contract.config_file import ConfigError, load_config
 from contract.mqtt import BrokerSettings
@@ -79,10 +80,21 @@ class EdgeConfig(BaseModel):
     devices: list[DeviceConfig] = []
     # The local Mosquitto the MQTT devices (doors, lockers) talk to; None: no MQTT devices.
     local_broker: BrokerSettings | None = None
+    # Time zone of cron poll schedules ("0 * * * *": every full hour, local time).
+    timezone: str = Field(default="Asia/Shanghai", min_length=1)
     status_interval_s: float = Field(default=30.0, gt=0, le=3600)
     # Prometheus metrics on 127.0.0.1:<port>/metrics (edge.metrics); 0 or unset: off.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
+        return value
 
     @property
     def outbox_path(self) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from contract.mosquitto_auth import check_account_name
 from edge.config import ConfigError, DeviceConfig, EdgeConfig
 from edge.drivers.base import DeviceEntry
 from edge.profiles.model import DeviceProfile
@@ -63,15 +64,13 @@ def _entry(device: DeviceConfig, profile: DeviceProfile, where: str) -> DeviceEn
             )
         port = None
     try:
-        device_id = device.id or profile.device_id_for_address(device.address)
+        device_id = profile.device_id_for_address(device.address)  # checks the address too
     except ValueError as err:
         raise ConfigError(f"{where}address: {err}") from None
-    return DeviceEntry(device_id, profile, device.address, port, device.host)
+    return DeviceEntry(device.id or device_id, profile, device.address, port, device.host)
 
 
-def plan_devices(
-    config: EdgeConfig, profiles: dict[str, DeviceProfile], source: str
-) -> DevicePlan:
+def plan_devices(config: EdgeConfig, profiles: dict[str, DeviceProfile], source: str) -> DevicePlan:
     plan = DevicePlan()
     seen_ids: dict[str, int] = {}
     seen_slots: dict[tuple[str, str, str], int] = {}
@@ -124,11 +123,15 @@ def plan_devices(
         elif kind == "modbus-tcp":
             plan.modbus_tcp.append(entry)
         else:
-            if config.local_broker is None:
+            if config.local_broker is None or config.local_broker.username is None:
                 raise ConfigError(
                     f"{_where(source, index, 'profile')}: {device.profile} is an MQTT device; "
                     "set local_broker (host, port, username) for the edge to reach it"
                 )
+            try:  # the device logs in to the local broker under its id
+                check_account_name(entry.device_id)
+            except ValueError as err:
+                raise ConfigError(f"{_where(source, index, 'id')}: {err}") from None
             plan.mqtt.append(entry)
     return plan
 

@@ -7,9 +7,14 @@ by then the event is durably in the outbox.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from contract import Lane
+
+log = logging.getLogger(__name__)
 
 
 class EventSink(Protocol):
@@ -26,3 +31,34 @@ class EventSink(Protocol):
         within the dedupe window (a retransmission): the caller acks it again but it is not
         stored twice. Raises :class:`edge.errors.OutboxError` when it cannot be stored."""
         ...
+
+
+class RecordPipeline:
+    """Starts records in order without waiting for each to commit.
+
+    Why: the outbox commits non-alarm events in groups (``group_commit_ms``, 200 ms), so a
+    driver that awaited each record before the next would store at most one reading per
+    group commit: five a second, whatever the bus delivers. Records are *started* in the
+    order given (so the outbox assigns seqs in that order) and at most ``max_in_flight``
+    wait for their commit at once; :meth:`start` waits for room beyond that.
+    """
+
+    def __init__(self, max_in_flight: int = 256) -> None:
+        self._room = asyncio.Semaphore(max_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, record: Coroutine[Any, Any, None]) -> None:
+        await self._room.acquire()
+        task = asyncio.create_task(record)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._room.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("recording a reading failed", exc_info=task.exception())
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)

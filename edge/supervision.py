@@ -19,6 +19,7 @@ callbacks, MQTT callbacks), so transitions are queued and recorded in order by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -107,10 +108,9 @@ class Supervisor:
     async def run(self) -> None:
         tick = min([w.interval_s for w in self._watches.values()] + [1.0])
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), tick)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(tick):  # not wait_for: 3.11 can swallow a cancel
+                    await self._wake.wait()
             self._wake.clear()
             self.check_heartbeats()
             while self._queue:

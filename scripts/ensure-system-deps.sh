@@ -9,6 +9,10 @@ command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # openssl: the broker TLS test makes a throw-away CA and server certificate with it.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# socat: pty pairs for the RS-485 tests; mbpoll: a Modbus master we did not write (libmodbus),
+# for the interoperability tests of the Modbus simulators.
+command -v socat >/dev/null 2>&1 || missing+=(socat)
+command -v mbpoll >/dev/null 2>&1 || missing+=(mbpoll)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "Installing system packages: ${missing[*]}"

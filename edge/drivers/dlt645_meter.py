@@ -51,7 +51,7 @@ from contract.envelope import format_time
 from edge.codecs import dlt645
 from edge.drivers.base import CommandOutcome, DeviceEntry
 from edge.errors import DeviceError, OutboxError
-from edge.sink import EventSink
+from edge.sink import EventSink, RecordPipeline
 from edge.transports.bus_scheduler import (
     NEVER,
     BusScheduler,
@@ -436,19 +436,22 @@ class Dlt645MeterDriver:
             self._log(reading.meter, "dropped", "outbox too slow: reading dropped")
 
     async def _record_readings(self) -> None:
+        pipeline = RecordPipeline()  # readings are not awaited one by one (see there)
         while True:
-            reading = await self._readings.get()
-            meter, poll = reading.meter, reading.poll
-            stats = self._stats[meter.device_id]
-            try:
-                await self._sink.record(meter.device_id, poll.kind, poll.lane, reading.values)
-            except OutboxError as err:
-                stats.dropped += 1
-                self._log(meter, "record", f"reading not stored: {err}")
-                continue
-            stats.readings += 1
-            stats.last_reading = reading.values
-            stats.last_read_at = self._now()
+            await pipeline.start(self._record(await self._readings.get()))
+
+    async def _record(self, reading: _Reading) -> None:
+        meter, poll = reading.meter, reading.poll
+        stats = self._stats[meter.device_id]
+        try:
+            await self._sink.record(meter.device_id, poll.kind, poll.lane, reading.values)
+        except OutboxError as err:
+            stats.dropped += 1
+            self._log(meter, "record", f"reading not stored: {err}")
+            return
+        stats.readings += 1
+        stats.last_reading = reading.values
+        stats.last_read_at = self._now()
 
     # ---- one read ------------------------------------------------------------------
 
