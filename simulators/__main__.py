@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from simulators import button_cli, demo
+from simulators import button_cli, community, demo
 
 # name → (help, add_arguments, main).
 SUBCOMMANDS: dict[
@@ -22,6 +22,12 @@ SUBCOMMANDS: dict[
         "CB-100 call buttons on a pty, driven from stdin",
         button_cli.add_arguments,
         button_cli.main,
+    ),
+    "community": (
+        "a community of doors, lockers, meters, bins and buttons behind one edge, "
+        "with scenarios (power cut, stuck water meter, full bin, forced door)",
+        community.add_arguments,
+        community.main,
     ),
     "demo": (
         "the whole system (broker, hub, edge, buttons) with a help call played through",

@@ -4,8 +4,14 @@ Starts a private Mosquitto, the hub on SQLite (seeded with the 示范区 demo co
 edge agent and three simulated CB-100 buttons on a pty; presses SOS on one button and
 shows live what happens: the case is dispatched to the on-duty grid worker, nobody answers,
 it escalates to the backup worker, who acknowledges; the button shows "help is coming";
-the worker's presence press moves it on site, then it is resolved and closed. The system
-keeps running (heartbeats flow, the API is open) until Ctrl-C, which stops every process.
+the worker's presence press moves it on site, then it is resolved and closed.
+
+Then the community (:mod:`simulators.community`) joins the same hub: households in a few
+buildings with doors, a parcel locker, electricity and water meters, bin sensors and call
+buttons behind a second edge and a local Mosquitto, and its scenarios are played (a full
+bin, a forced door, a stuck water meter, a power cut; ``--households 0`` skips it). The
+system keeps running (heartbeats flow, the API is open) until Ctrl-C, which stops every
+process.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from simulators import community_scenarios
 from simulators.button import LED_TEXT, LedState, SimulatedButton, SimulatedButtonBus
+from simulators.community import NIGHT_S, hub_settings, quiet_device_logs
 from simulators.stack import REPO_ROOT, Stack
 from simulators.worker_phone import stream_events
 
@@ -50,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="seconds each tier has to acknowledge (default 10)",
     )
+    parser.add_argument(
+        "--households",
+        type=int,
+        default=12,
+        help="households of the community played after the help call (0: none; default 12)",
+    )
 
 
 async def follow_stream(client: httpx.AsyncClient, worker: dict[str, Any]) -> None:
@@ -72,7 +86,7 @@ async def wait_for(
     raise TimeoutError(f"demo: {path} did not reach the expected state in {timeout} s")
 
 
-async def play(stack: Stack, bus: SimulatedButtonBus) -> None:
+async def play(stack: Stack, bus: SimulatedButtonBus, households: int = 0) -> None:
     async with httpx.AsyncClient(
         base_url=stack.hub_url, headers=stack.headers(), timeout=10
     ) as client:
@@ -151,6 +165,9 @@ async def play(stack: Stack, bus: SimulatedButtonBus) -> None:
             "help call played through; the system keeps running, Ctrl-C stops it",
         )
         say("demo", f"API docs: {stack.hub_url}/docs   token: {stack.api_token}")
+        if households:
+            say("demo", "接下来: 整个社区的设备 / next: the devices of a whole community")
+            await community_scenarios.run_community(stack, client, households, phones=False)
         await asyncio.gather(*streams)
 
 
@@ -178,7 +195,10 @@ async def running_system(
                 "community_station_s": escalation_s * 3,
                 "street_centre_s": escalation_s * 3,
                 "hotline_desk_s": escalation_s * 3,
-            }
+            },
+            # The community after the help call: device rules every second, and a "night"
+            # (for the stuck water meter) from now until after the help call is done.
+            **hub_settings(night_s=NIGHT_S + 60),
         )
         say("hub", f"{stack.hub_url}  API docs: {stack.hub_url}/docs")
         say("hub", f"API token (demo only, new each run): {stack.api_token}")
@@ -202,7 +222,7 @@ async def running_system(
 
 async def run(args: argparse.Namespace) -> None:
     async with running_system(args.workdir, args.escalation_s) as (stack, bus):
-        await play(stack, bus)
+        await play(stack, bus, args.households)
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
@@ -211,6 +231,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the children like Ctrl-C does
+    quiet_device_logs()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(args))
     return 0

@@ -177,7 +177,7 @@ class JsonMqttDevice:
             **fields,
         }
         code = await self.publish_json(message)
-        if code != 0:
+        if code >= 0x80:  # 0x10 "no matching subscribers" is a success
             raise DeviceRefused(f"{self.address}: {kind} refused by the broker (0x{code:02X})")
         return message
 

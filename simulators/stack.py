@@ -93,6 +93,8 @@ class Stack:
     edges: dict[str, ManagedProcess] = field(default_factory=dict)
     hub_port: int = 0
     hub_broker_password: str = ""  # set by start_with_broker_auth
+    # Brokers on an edge's own network (doors, lockers), stopped after the edges.
+    local_brokers: dict[str, MosquittoProcess] = field(default_factory=dict)
 
     def start_broker(self) -> MosquittoProcess:
         self.broker = MosquittoProcess(self.workdir / "broker").start()
@@ -225,12 +227,25 @@ class Stack:
         self.edges[edge_id] = edge
         return edge
 
+    def start_local_broker(
+        self, name: str, *, password_file: Path, acl_file: Path, port: int | None = None
+    ) -> MosquittoProcess:
+        """A second Mosquitto, for the MQTT devices of an edge (``edge.local_broker``
+        writes its per-device password file and ACL): no anonymous client gets in."""
+        broker = MosquittoProcess(
+            self.workdir / name, port, password_file=password_file, acl_file=acl_file
+        ).start()
+        self.local_brokers[name] = broker
+        return broker
+
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_token}"}
 
     def stop(self) -> None:
         for edge in self.edges.values():
             edge.stop()
+        for local in self.local_brokers.values():
+            local.stop()
         if self.hub is not None:
             self.hub.stop()
         if self.broker is not None:

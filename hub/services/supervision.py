@@ -371,8 +371,8 @@ class SupervisionHandler:
             conn,
             grid_id=grid_id,
             kind="outage",
-            message_zh=f"【疑似停电】{zh}",
-            message_en=f"Suspected power cut: {en}",
+            message_zh=zh,  # the headline (【疑似停电】) comes from the notification kind
+            message_en=en[:1].upper() + en[1:],
             task_id=task_id,
             household_id=None,
             device_id=None,
