@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from simulators import button_cli, community, demo
+from simulators import button_cli, community, demo, dlt645_meter, door, locker, modbus_devices
 
 # name → (help, add_arguments, main).
 SUBCOMMANDS: dict[
@@ -23,6 +23,18 @@ SUBCOMMANDS: dict[
         button_cli.add_arguments,
         button_cli.main,
     ),
+    "dlt645-meter": (
+        "DL/T 645-2007 electricity meters on a pty",
+        dlt645_meter.add_arguments,
+        dlt645_meter.main,
+    ),
+    "modbus": (
+        "Modbus water meters (RTU on a pty) and bin sensors (TCP)",
+        modbus_devices.add_arguments,
+        modbus_devices.main,
+    ),
+    "door": ("a face-recognition door controller over MQTT", door.add_arguments, door.main),
+    "locker": ("a smart parcel locker over MQTT", locker.add_arguments, locker.main),
     "community": (
         "a community of doors, lockers, meters, bins and buttons behind one edge, "
         "with scenarios (power cut, stuck water meter, full bin, forced door)",
