@@ -44,8 +44,9 @@ class DeviceRow:
 
 
 class DeviceEventHandler(Protocol):
-    #: The event kinds this handler wants; ``None``: every kind.
+    #: The event kinds this handler wants; ``None``: every kind but ``ignored_kinds``.
     kinds: frozenset[str] | None
+    ignored_kinds: frozenset[str]
 
     async def on_events(
         self, conn: AsyncConnection, events: Sequence[tuple[DeviceRow, Event]], now: datetime
@@ -68,6 +69,12 @@ _DEVICE_ROWS = sa.select(
 ).where(devices.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
+def _wants(handler: DeviceEventHandler, kind: str) -> bool:
+    if handler.kinds is None:
+        return kind not in handler.ignored_kinds
+    return kind in handler.kinds
+
+
 class DeviceEventRouter:
     def __init__(self, handlers: Sequence[DeviceEventHandler] = ()) -> None:
         self.handlers = list(handlers)
@@ -76,9 +83,11 @@ class DeviceEventRouter:
         self, conn: AsyncConnection, events: Sequence[Event], now: datetime
     ) -> Effects:
         effects = Effects()
-        if not self.handlers or not events:
-            return effects
-        rows = await conn.execute(_DEVICE_ROWS, {"ids": sorted({e.device_id for e in events})})
+        wanted_by = [[e for e in events if _wants(h, e.kind)] for h in self.handlers]
+        if not any(wanted_by):
+            return effects  # e.g. a batch of heartbeats: no device lookup at all
+        ids = sorted({e.device_id for wanted in wanted_by for e in wanted})
+        rows = await conn.execute(_DEVICE_ROWS, {"ids": ids})
         known = {
             str(r.id): DeviceRow(
                 str(r.id), str(r.profile), r.household_id, r.grid_id, str(r.place), r.edge_id

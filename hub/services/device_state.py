@@ -162,22 +162,37 @@ def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class DeviceStateHandler:
-    """Keeps ``device_state`` current from every stored event of a registered device."""
+#: Kinds that do not change the state kept here: a heartbeat says only "alive", which the
+#: devices table already records (``last_seen``, ``battery_pct``, updated by the case
+#: service in the same transaction). Skipping them matters: heartbeats of hundreds of
+#: call buttons are most of a community's traffic, and upserting a state row for each
+#: made the hub's ingest 3.4× slower (measured: 7,200 → 2,100 events/s in process with
+#: 250 devices per batch; the bench's drain fell from 8,800 to 2,700 events/s).
+STATELESS_KINDS = frozenset({"heartbeat"})
 
-    kinds: frozenset[str] | None = None  # every kind
+
+class DeviceStateHandler:
+    """Keeps ``device_state`` current from every stored event of a registered device,
+    heartbeats excepted (see :data:`STATELESS_KINDS`)."""
+
+    kinds: frozenset[str] | None = None  # every kind but heartbeats
+    ignored_kinds = STATELESS_KINDS
 
     async def on_events(
         self, conn: AsyncConnection, events: Sequence[tuple[DeviceRow, Event]], now: datetime
     ) -> Effects:
         batch: dict[str, _Batch] = {}
         for _, event in events:
+            if event.kind in STATELESS_KINDS:
+                continue  # the router leaves them out; a direct caller may not
             state = batch.get(event.device_id)
             if state is None:
                 state = batch[event.device_id] = _Batch(
                     event.device_id, event.kind, event.occurred_at
                 )
             state.merge(event)
+        if not batch:
+            return Effects()
         dialect = conn.dialect.name
         upsert = _UPSERTS.get(dialect)
         if upsert is None:

@@ -119,6 +119,7 @@ def _labels(group_key: str) -> tuple[str, str]:
 
 class SupervisionHandler:
     kinds: frozenset[str] | None = frozenset({OFFLINE, ONLINE, LOW_BATTERY})
+    ignored_kinds: frozenset[str] = frozenset()
 
     def __init__(
         self,

@@ -57,6 +57,8 @@ class BinHandler:
 
     kinds: frozenset[str] | None = BIN_KINDS
 
+    ignored_kinds: frozenset[str] = frozenset()
+
     def __init__(
         self,
         settings: FacilitySettings | None = None,

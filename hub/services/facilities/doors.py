@@ -61,6 +61,8 @@ class DoorHandler:
 
     kinds: frozenset[str] | None = DOOR_KINDS
 
+    ignored_kinds: frozenset[str] = frozenset()
+
     def __init__(self, tz: tzinfo = DEFAULT_TZ, ack_base_url: str = "") -> None:
         self.tz = tz
         self.ack_base_url = ack_base_url

@@ -139,6 +139,8 @@ class ParcelHandler:
 
     kinds: frozenset[str] | None = PARCEL_KINDS
 
+    ignored_kinds: frozenset[str] = frozenset()
+
     def __init__(
         self,
         settings: FacilitySettings | None = None,

@@ -84,6 +84,8 @@ class WaterHandler:
 
     kinds: frozenset[str] | None = WATER_KINDS
 
+    ignored_kinds: frozenset[str] = frozenset()
+
     def __init__(
         self,
         settings: FacilitySettings | None = None,
