@@ -47,6 +47,7 @@ from hub.auth.throttle import ThrottlePolicy
 from hub.config import HubConfig
 from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
+from hub.db.write_gate import WriteGate
 from hub.device_features import device_handlers
 from hub.device_timer import DeviceTimer
 from hub.domain.escalation import EscalationPolicy, Tier
@@ -107,6 +108,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             escalation_policy(config),
             ZoneInfo(config.timezone),
             dedupe_window=timedelta(seconds=config.escalation.dedupe_window_s),
+            repeat_notify_interval=timedelta(seconds=config.escalation.repeat_notify_interval_s),
             ack_base_url=config.api.public_base_url,
         )
 
@@ -137,7 +139,9 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             engine, broker, Fanout(channels), utc_now, retry_s=config.command_retry_s
         )
         router = DeviceEventRouter(device_handlers(config))  # issue #3
-        ingest = Ingest(engine, service, broker, effects, utc_now, router)
+        gate = WriteGate()  # ingest lets the API's writes in between its transactions
+        gate.install(engine)
+        ingest = Ingest(engine, service, broker, effects, utc_now, router, config.ingest, gate)
         device_timer = DeviceTimer(engine, router, effects, utc_now, config.device_tick_s)
         timer = EscalationTimer(engine, service, effects, utc_now)
         remote_config = RemoteConfigService(  # issue #4

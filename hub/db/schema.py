@@ -277,6 +277,8 @@ quarantine = Table(
     Column("topic", String(300), nullable=False),
     Column("reason", Text, nullable=False),
     Column("payload", Text, nullable=False),
+    Column("device_id", String(64), nullable=True),  # (issue #11) NULL: a whole message
+    Index(None, "edge_id", "device_id"),
     sqlite_autoincrement=True,
 )
 
@@ -356,6 +358,7 @@ tasks = Table(
     _fk("acknowledged_by", "workers.id", nullable=True),
     _when("acknowledged_at"),
     _when("done_at"),
+    Column("press_count", Integer, nullable=False, server_default=text("1")),  # issue #11
     Index(None, "state", "grid_id"),
 )
 
@@ -625,4 +628,21 @@ water_nights = Table(
     Column("task_id", Integer, nullable=True),
     UniqueConstraint("device_id", "night"),
     Index(None, "evaluated_at", "ends_at"),
+)
+
+
+# --- quarantine caps (issue #11) ---
+# What ingest refused but did not keep, counted so that a flood stays visible after a
+# restart. cause: "device_cap" / "edge_cap" (a sending edge's rows for one device, or all
+# its rows, over ``ingest.quarantine_per_device`` / ``quarantine_per_edge``: the oldest
+# went) or "pruned" (the whole table over ``ingest.quarantine_max_rows``). edge_id "": a
+# message whose topic names no edge.
+quarantine_dropped = Table(
+    "quarantine_dropped",
+    metadata,
+    Column("edge_id", String(64), primary_key=True),
+    Column("cause", String(16), primary_key=True),
+    Column("count", Integer, nullable=False),
+    _when("first_at", nullable=False),
+    _when("last_at", nullable=False),
 )
