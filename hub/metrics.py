@@ -191,6 +191,7 @@ class HubMetrics(Collector):
             ("quarantined", "Messages and events quarantined with a reason"),
             ("errors", "Messages whose processing failed (redelivered later)"),
             ("gaps", "Batches refused because an earlier batch of their lane was missing"),
+            ("clamped", "Events whose time was outside the window around the hub's clock"),
         ):
             yield CounterMetricFamily(f"hub_ingest_{key}", text, value=float(stats.get(key, 0)))
         yield GaugeMetricFamily(
