@@ -322,10 +322,18 @@ class CaseService:
             taken = new.state in (CaseState.ACKNOWLEDGED, CaseState.ON_SITE)
             effects = Effects()
             await self._renotify(conn, effects, new, now)
-            code = "help_coming" if taken else "received"
-            if new.device_id == device.id:
-                # This press's own frame is answered; "case closed" later answers the first.
-                await self._feedback(conn, effects, new, code, now, device.edge_id, frame_seq)
+            # This press's own button and frame are answered (another button of the household,
+            # or on a phone case, too); "case closed" later answers the case's first frame.
+            await self._feedback(
+                conn,
+                effects,
+                new,
+                "help_coming" if taken else "received",
+                now,
+                device.edge_id,
+                ref_seq=frame_seq,
+                device_id=device.id,
+            )
             return effects
         place = await household_place(conn, device.household_id)
         case, audit = domain.open_case(
@@ -792,24 +800,27 @@ class CaseService:
         code: str,
         now: datetime,
         edge_id: str | None = None,
+        *,
         ref_seq: int | None = None,
+        device_id: str | None = None,
     ) -> None:
-        """Queue a ``button_feedback`` command for the case's button, if it came from one.
+        """Queue a ``button_feedback`` command for a button.
 
-        It goes to the edge the button is registered behind (``edge_id`` is that edge when
-        the caller has the registry row at hand), never to whoever sent an event; it
-        answers ``ref_seq`` if given, else the case's first frame.
+        By default for the case's button, if it came from one, answering the case's first
+        frame; a repeat press passes its own ``device_id`` and ``ref_seq``. It goes to the
+        edge the button is registered behind (``edge_id`` is that edge when the caller has
+        the registry row at hand), never to whoever sent an event.
         """
-        if case.channel != "button" or case.device_id is None:
-            return
+        if device_id is None:
+            if case.channel != "button" or case.device_id is None:
+                return
+            device_id, ref_seq = case.device_id, case.ref_seq
         if edge_id is None:
-            query = select(devices.c.edge_id).where(devices.c.id == case.device_id)
+            query = select(devices.c.edge_id).where(devices.c.id == device_id)
             edge_id = (await conn.execute(query)).scalar()
             if edge_id is None:
                 return  # the device is behind no edge now: nowhere to send it
         args: dict[str, Any] = {"code": code, "case_id": case.id}
-        if ref_seq is None:
-            ref_seq = case.ref_seq
         if ref_seq is not None:
             args["ref_seq"] = ref_seq
         command_id = str(uuid.uuid4())
@@ -817,7 +828,7 @@ class CaseService:
             insert(commands).values(
                 id=command_id,
                 edge_id=edge_id,
-                device_id=case.device_id,
+                device_id=device_id,
                 name="button_feedback",
                 args=args,
                 state="pending",
@@ -826,7 +837,7 @@ class CaseService:
             )
         )
         effects.commands.append(
-            Command(command_id, case.device_id, "button_feedback", {**args, "edge_id": edge_id})
+            Command(command_id, device_id, "button_feedback", {**args, "edge_id": edge_id})
         )
 
 

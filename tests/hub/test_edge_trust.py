@@ -286,6 +286,33 @@ async def test_repeat_presses_join_count_renotify_at_a_bounded_rate_and_answer_e
     assert [(c.args["code"], c.args["ref_seq"]) for c in closed.commands] == [("case_closed", 41)]
 
 
+async def test_a_press_of_another_button_of_the_household_is_answered_on_that_button(
+    engine: AsyncEngine, service: CaseService
+) -> None:
+    case_id = await open_sos(engine, service)
+    async with engine.begin() as conn:
+        household = int(
+            await one(
+                conn,
+                sa.select(schema.devices.c.household_id).where(schema.devices.c.id == BUTTON),
+            )
+        )
+        await conn.execute(
+            sa.insert(schema.devices).values(
+                id="cb100-55556", household_id=household, profile="cb-100", edge_id=EDGE
+            )
+        )
+        effects = await service.on_event(conn, EDGE, ev("fall", "cb100-55556", 2, frame_seq=9), T0)
+        row = await case_row(conn, case_id)
+    assert (row["press_count"], row["device_id"], row["ref_seq"]) == (2, BUTTON, 41)
+    [command] = effects.commands
+    assert (command.device_id, command.args["ref_seq"], command.args["code"]) == (
+        "cb100-55556",
+        9,
+        "received",
+    )
+
+
 async def test_repeat_press_of_an_escalated_case_renotifies_the_current_tier(
     engine: AsyncEngine,
 ) -> None:
