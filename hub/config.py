@@ -52,13 +52,13 @@ class IngestSettings(BaseModel):
 
     ``max_future_s`` / ``max_past_s``: an event time further than this from the hub's clock
     is replaced by the hub's receive time (the edge's time is kept in the event's data
-    with the reason). 5 minutes ahead covers an edge whose NTP has drifted; 30 days back
-    covers an edge that was cut off for weeks and replays its outbox (its default
-    ``max_rows`` holds about that much telemetry) while refusing epoch-zero clocks.
-    ``quarantine_*``: caps on refused events kept for inspection; what is over a cap is
-    counted (``quarantine_dropped``), never silently lost. ``transaction_budget_s``: ingest
-    commits at the next chunk boundary once a transaction has run this long, so a flood
-    cannot hold SQLite's write lock for long.
+    with the reason). 5 minutes ahead is far beyond the drift of an edge whose clock is
+    kept by NTP, yet stops a year-9999 time; 30 days back lets an edge that was cut off for
+    weeks replay its outbox with its own times, while an epoch-zero clock (a lost RTC) is
+    caught. ``quarantine_*``: caps on refused events kept for inspection; what is over a
+    cap is counted (``quarantine_dropped``), never silently lost. ``transaction_budget_s``:
+    ingest commits at the next chunk boundary once a transaction has run this long, so a
+    flood cannot hold SQLite's write lock for long. See ``docs/security.md``.
     """
 
     model_config = {"extra": "forbid"}
