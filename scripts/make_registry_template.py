@@ -80,7 +80,7 @@ def build() -> Workbook:
         for cell in sheet[1]:
             cell.font = Font(bold=True)
         for row in EXAMPLES[kind.key]:
-            sheet.append(row)
+            sheet.append([value if value != "" else None for value in row])
             for cell in sheet[sheet.max_row]:
                 cell.number_format = "@"  # text: phone numbers and 00:00 stay as written
         for index, column in enumerate(kind.columns):

@@ -150,7 +150,7 @@ DEVICES = SheetKind(
         Column("device_id", "设备编号", required=True, max_length=64),
         Column("profile", "型号", required=True, max_length=64, aliases=("设备型号",)),
         Column("edge_id", "边缘网关", required=True, max_length=64, aliases=("网关",)),
-        _COMMUNITY,
+        Column("community", "社区"),
         Column("household_address", "住户地址", max_length=200),
         Column("grid", "网格"),
         Column("place", "位置", aliases=("安装位置",)),

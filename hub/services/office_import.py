@@ -190,7 +190,10 @@ async def import_files(
         try:
             importer = _Importer(conn, actor, now, report, profiles, medical_notes)
             await importer.run(sheets)
-            if commit and not report.problems:
+            if commit and not report.problems and report.changes == 0:
+                await transaction.rollback()  # the same file again: nothing to write
+                report.committed = True
+            elif commit and not report.problems:
                 await record_audit(
                     conn,
                     actor=actor,

@@ -5,7 +5,7 @@ officedocument.spreadsheetml.sheet`` or ``text/csv``, with ``name`` naming a CSV
 e.g. ``name=住户.csv``), or a ``multipart/form-data`` upload with one or more ``file``
 parts (their file names name CSV sheets). Without ``commit=true`` it is a dry run: the
 whole import runs and is rolled back. The answer is 200 with the counts (created,
-updated, unchanged per sheet) and warnings, or 422 with every problem as
+updated, unchanged per sheet) and warnings, or 422 with every problem in ``errors`` as
 ``{"sheet", "row", "column", "message"}`` (nothing written). ``medical_notes=true`` is the
 explicitly authorised path for medical notes (audited per household). Rules:
 :mod:`hub.services.office_import`. The body may be up to 5 MiB
@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from hub.api.deps import RuntimeDep
+from hub.api.errors import InvalidBody
 from hub.api.fields import Staff
 from hub.services import registry
 from hub.services.office_import import ImportFile, ImportReport, import_files
@@ -48,13 +49,6 @@ class Counts(BaseModel):
     unchanged: int
 
 
-class ImportProblem(BaseModel):
-    sheet: str
-    row: int | None
-    column: str | None
-    message: str
-
-
 class ImportOutcome(BaseModel):
     dry_run: bool
     committed: bool
@@ -62,14 +56,17 @@ class ImportOutcome(BaseModel):
     sheets: list[str]
     counts: dict[str, Counts]
     warnings: list[str]
-    problems: list[ImportProblem]
 
 
 @router.post(
     "/import",
     summary="Import the office's registers (XLSX or CSV): dry run unless commit=true",
     responses={
-        422: {"model": ImportOutcome, "description": "every problem; nothing was written"},
+        422: {
+            "model": InvalidBody,
+            "description": "every problem, each in errors with sheet, row, column and "
+            "message; nothing was written",
+        },
         415: {"description": "neither a spreadsheet, CSV nor a form upload"},
     },
 )
@@ -101,6 +98,18 @@ async def import_registers(
         body = outcome.model_dump() | {
             "detail": f"{len(report.problems)} problems; nothing was written / "
             f"共 {len(report.problems)} 个问题，未写入任何数据",
+            "errors": [
+                {
+                    "loc": [p.sheet, p.row, p.column],
+                    "msg": p.message,
+                    "type": "sheet_cell",
+                    "sheet": p.sheet,
+                    "row": p.row,
+                    "column": p.column,
+                    "message": p.message,
+                }
+                for p in report.problems
+            ],
         }
         return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content=body)
     return outcome
@@ -114,10 +123,6 @@ def outcome_of(report: ImportReport) -> ImportOutcome:
         sheets=report.sheets,
         counts={k: Counts(**vars(v)) for k, v in report.counts.items()},
         warnings=report.warnings,
-        problems=[
-            ImportProblem(sheet=p.sheet, row=p.row, column=p.column, message=p.message)
-            for p in report.problems
-        ],
     )
 
 
