@@ -227,7 +227,7 @@ async def test_the_operations_guide_followed_literally_gets_a_help_call_through(
         imported = "\n".join(t for t in shell.transcript if "hub import" in t)
         assert "dry run: no problems" in imported and "imported:" in imported
     except BaseException:
-        print("\n".join([*shell.transcript, *shell.logs()]))  # noqa: T201 - for the reader
+        print("\n".join([*shell.transcript, *shell.logs()]))
         raise
     finally:
         shell.stop()
