@@ -70,13 +70,19 @@ class GridPublic(BaseModel):
     worker_ids: list[int]
 
 
+_END = (
+    "local time; end <= start crosses midnight (20:00-08:00), end == start is 24 hours "
+    "(00:00-00:00); 23:59 is refused (a minute uncovered every night: write 00:00)"
+)
+
+
 class ShiftCreate(BaseModel):
     model_config = {"extra": "forbid"}
     worker_id: Id
     grid_id: Id | None = Field(default=None, description="null: a desk shift")
     weekday: Weekday
     start_local: LocalTime
-    end_local: LocalTime
+    end_local: LocalTime = Field(description=_END)
     role: ShiftRole = "primary"
 
     def as_input(self) -> ShiftInput:
@@ -98,7 +104,7 @@ class GridShift(BaseModel):
     worker_id: Id
     weekday: Weekday
     start_local: LocalTime
-    end_local: LocalTime
+    end_local: LocalTime = Field(description=_END)
     role: ShiftRole = "primary"
 
 
