@@ -586,8 +586,12 @@ class _Importer:
                     self.tally(WORKERS, "created")
                 continue
             current = await staff.get_worker(self.conn, existing["id"])
-            changes = {k: v for k, v in values.items() if current[k] != v}
-            if sorted(current["grid_ids"]) != sorted(grid_ids):
+            # A column the sheet does not have leaves that field as it is.
+            present = {"name", "phone", "role"} | {
+                f"{c}_id" for c in ("community", "street") if c in sheet.columns
+            }
+            changes = {k: v for k, v in values.items() if k in present and current[k] != v}
+            if "grids" in sheet.columns and sorted(current["grid_ids"]) != sorted(grid_ids):
                 changes["grid_ids"] = grid_ids
             if not current["active"]:
                 changes["active"] = True
@@ -862,8 +866,17 @@ class _Importer:
                 "bus": entry.bus,
                 "address": entry.address,
             }
-            changes = {k: v for k, v in wanted.items() if current[k] != v}
-            if household_id is None and current["grid_id"] != grid_id:
+            placed = bool({"household_address", "grid"} & sheet.columns)  # where it is
+            said = {  # a column the sheet does not have leaves that field as it is
+                "profile": True,
+                "edge_id": True,
+                "household_id": placed,
+                "place": "place" in sheet.columns,
+                "bus": "bus" in sheet.columns,
+                "address": "bus_address" in sheet.columns,
+            }
+            changes = {k: v for k, v in wanted.items() if said[k] and current[k] != v}
+            if placed and household_id is None and current["grid_id"] != grid_id:
                 changes["grid_id"] = grid_id
             if not changes:
                 self.tally(DEVICES, "unchanged")

@@ -223,3 +223,17 @@ async def test_a_corrected_value_is_an_update_not_a_duplicate(engine: AsyncEngin
     assert report.changes == 2
     state = await everything(engine)
     assert len(state["households"]) == 2 and all(r[3] for r in state["households"])
+
+
+async def test_a_sheet_without_a_column_leaves_that_field_alone(engine: AsyncEngine) -> None:
+    assert (await run(engine, ("t.xlsx", TEMPLATE.read_bytes()))).committed
+    before = await everything(engine)
+    report = await run(
+        engine, ("工作人员.csv", "姓名,电话,角色\n王丽,13800000001,网格员\n".encode())
+    )
+    assert report.problems == [] and report.changes == 0  # grids and community kept
+    assert await everything(engine) == before
+    device_only = "设备编号,型号,边缘网关\ncb100-77626,cb-100,edge-1\n".encode()
+    report = await run(engine, ("设备.csv", device_only))
+    assert report.problems == [] and report.changes == 0  # still in its household
+    assert await everything(engine) == before
