@@ -224,7 +224,7 @@ async def test_the_operations_guide_followed_literally_gets_a_help_call_through(
         assert note["worker_id"] == worker_id and note["tier"] == "grid_worker"
         assert note["kind"] == "sos" and note["address"] == LONE_ADDRESS
         assert note["lives_alone"] is True and note["resident_name"] == "张桂英"
-        provisioned = next(t for t in shell.transcript if "/api/v1/edges" in t)
+        provisioned = next(t for t in shell.transcript if t.startswith("$ CREDS="))
         assert '"username":"edge-1"' in provisioned and '"tls_ca_file":null' in provisioned
         assert '"broker_reloaded":true' in provisioned  # no restart: the edge got in after it
         imported = "\n".join(t for t in shell.transcript if "hub import" in t)
