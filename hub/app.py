@@ -32,6 +32,8 @@ from hub.api.routes import (
     health,
     households,
     intake,
+    levels,
+    registry_import,
     stream,
     workers,
 )
@@ -216,6 +218,8 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         app.include_router(module.router)
     for module in (grids, workers, households, devices):  # registry (issue #4)
         app.include_router(module.router)
+    app.include_router(levels.router)  # districts, streets, communities (issue #16)
+    app.include_router(registry_import.router)  # the office's spreadsheets (issue #16)
     app.include_router(edge_config_route.router)  # remote configuration (issue #4)
     app.include_router(metrics_route.router)
     app.include_router(notifications_route.router)

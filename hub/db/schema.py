@@ -121,8 +121,13 @@ def _text(name: str) -> Column[str]:
     return Column(name, Text, nullable=False, server_default=text("''"))
 
 
+# retired_at on the three levels: issue #16 (migration 0016); a retired level keeps its row.
 districts = Table(
-    "districts", metadata, _id(), Column("name", String(100), nullable=False, unique=True)
+    "districts",
+    metadata,
+    _id(),
+    Column("name", String(100), nullable=False, unique=True),
+    _when("retired_at"),
 )
 
 streets = Table(
@@ -131,6 +136,7 @@ streets = Table(
     _id(),
     _fk("district_id", "districts.id"),
     Column("name", String(100), nullable=False),
+    _when("retired_at"),
     UniqueConstraint("district_id", "name"),
 )
 
@@ -140,6 +146,7 @@ communities = Table(
     _id(),
     _fk("street_id", "streets.id"),
     Column("name", String(100), nullable=False),
+    _when("retired_at"),
     UniqueConstraint("street_id", "name"),
 )
 

@@ -35,7 +35,7 @@ PAYLOADS: list[bytes] = [
     b'{"v":99}',
     b'"just a string"',
 ]
-# Refused by the broker itself (message_size_limit = the contract's 1 MiB), so it never
+# Refused by the broker itself (max_packet_size = the contract's 1 MiB), so it never
 # reaches either process; the decoders' own limit is covered in tests/fuzz.
 OVERSIZED = b"x" * (1_048_576 + 10)
 HUB_TOPICS = [topics.events(EDGE, lane) for lane in Lane] + [
