@@ -45,6 +45,11 @@ class WriteGate:
         event.listen(sync, "after_cursor_execute", self._after)
         event.listen(sync, "handle_error", self._error)
 
+    @property
+    def busy(self) -> bool:
+        """Whether another writer's statement is executing right now."""
+        return not self._idle.is_set()
+
     async def yield_to_writers(self) -> None:
         """Wait (bounded) until no other writer's statement is executing."""
         stale = time.monotonic() - self.max_wait_s
