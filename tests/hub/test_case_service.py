@@ -337,7 +337,11 @@ async def test_presence_before_acknowledgement_is_a_hint_and_escalation_goes_on(
         deadline = await service.next_deadline(conn)
         await service.on_event(conn, EDGE, event("presence", seq=2), T0)
         row = await case_row(conn, case_id)
-        assert (row["state"], row["arrived_at"], row["deadline_at"]) == ("dispatched", None, deadline)
+        assert (row["state"], row["arrived_at"], row["deadline_at"]) == (
+            "dispatched",
+            None,
+            deadline,
+        )
         assert await service.next_deadline(conn) == deadline
         escalated = await service.escalate_due(conn, T0 + timedelta(seconds=60))
         case = await service.get_case(conn, case_id)
