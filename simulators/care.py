@@ -151,9 +151,7 @@ def simulate_resident(rng: random.Random, start: datetime, days: int) -> Residen
             fault = _at(day_start, rng.uniform(0, 24))
             res.meter_faults.append((fault, fault + timedelta(hours=rng.uniform(2, 30))))
     events = [
-        e
-        for e in events
-        if e.source is Source.DOOR or not any(t0 <= e.at < t1 for t0, t1 in trips)
+        e for e in events if e.source is Source.DOOR or not any(t0 <= e.at < t1 for t0, t1 in trips)
     ]
     res.activities = _observed(sorted(events, key=lambda a: a.at), res.meter_faults)
     return res
@@ -304,8 +302,9 @@ def run(households: int, days: int, seed: int, check_min: float, s: WatchSetting
             _score(outcome, res, list(alerts))
     weeks = households * days / 7
     elapsed = walltime.monotonic() - began
-    return _table(households, days, seed, check_min, incidents, weeks, learnt_out, fixed_out,
-                  elapsed, s)
+    return _table(
+        households, days, seed, check_min, incidents, weeks, learnt_out, fixed_out, elapsed, s
+    )
 
 
 def _score(outcome: Outcome, res: Resident, alerts: list[datetime]) -> None:

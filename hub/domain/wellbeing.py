@@ -155,9 +155,7 @@ class QuietHistory:
         key = (day, neighbours)
         found = self._pooled.get(key)
         if found is None:
-            wide = [
-                self.home.get(_slot(day, h), -1.0) for h in range(-neighbours, 24 + neighbours)
-            ]
+            wide = [self.home.get(_slot(day, h), -1.0) for h in range(-neighbours, 24 + neighbours)]
             span = 2 * neighbours + 1
             found = self._pooled[key] = tuple(max(wide[h : h + span]) for h in range(24))
         return found
@@ -239,10 +237,7 @@ def learn_baseline(history: QuietHistory, s: WatchSettings, until: date | None =
     for day_type in (0, 1):
         rows = [history.pooled(d, s.neighbour_hours) for d in days if _day_type(d) == day_type]
         home.append(
-            tuple(
-                _threshold([v for row in rows if (v := row[hour]) >= 0], s)
-                for hour in range(24)
-            )
+            tuple(_threshold([v for row in rows if (v := row[hour]) >= 0], s) for hour in range(24))
         )
     out = (min(s.ceiling_h, s.out_h),) * 24
     return Baseline(trained=trained, home=(home[0], home[1]), out=(out, out), days=len(days))
