@@ -102,13 +102,13 @@ class WatchSettings:
 
     history_days: int = 28  # the baseline looks this far back
     min_history_days: int = 14  # before that, the fallback threshold applies
-    floor_h: float = 2.5  # never alert on a silence shorter than this
+    floor_h: float = 4.5  # never alert on a silence shorter than this
     ceiling_h: float = 12.0  # always alert on a silence longer than this
     fallback_h: float = 12.0  # the fixed rule, while the rhythm is still being learnt
     out_h: float = 12.0  # a silence that began with a door pass: probably out
-    spread: float = 1.5  # the usual longest spell plus this many standard deviations
-    slack_h: float = 0.5  # … plus this
-    neighbour_hours: int = 1  # pool the hours either side of the slot
+    spread: float = 2.0  # the usual longest spell plus this many standard deviations
+    slack_h: float = 1.0  # … plus this
+    neighbour_hours: int = 2  # pool the hours either side of the slot
     ignore_longest_days: int = 0  # the most unusual day(s) of the history are ignored
     meter_silent_after_h: float = 2.0  # a meter not heard for this long is a device fault
 

@@ -25,13 +25,13 @@ class WellbeingSettings(BaseModel):
     # the rhythm rules (see hub.domain.wellbeing.WatchSettings)
     history_days: int = Field(default=28, ge=7, le=60)
     min_history_days: int = Field(default=14, ge=0, le=60)
-    floor_h: float = Field(default=3.0, gt=0, le=48)
+    floor_h: float = Field(default=4.5, gt=0, le=48)
     ceiling_h: float = Field(default=12.0, gt=0, le=96)
     fallback_h: float = Field(default=12.0, gt=0, le=96)
     out_h: float = Field(default=12.0, gt=0, le=96)
     spread: float = Field(default=2.0, ge=0, le=10)
     slack_h: float = Field(default=1.0, ge=0, le=24)
-    neighbour_hours: int = Field(default=1, ge=0, le=6)
+    neighbour_hours: int = Field(default=2, ge=0, le=6)
     meter_silent_after_h: float = Field(default=2.0, gt=0, le=72)
     # reading activity from device events
     #: Average electricity draw above this (W) between two readings is activity.

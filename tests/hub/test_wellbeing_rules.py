@@ -25,7 +25,8 @@ from hub.domain.wellbeing import (
 )
 
 SH = ZoneInfo("Asia/Shanghai")
-S = WatchSettings()
+#: The rule mechanics under test, independent of the tuned defaults.
+S = WatchSettings(floor_h=2.5, spread=1.5, slack_h=0.5, neighbour_hours=1)
 
 
 def local(day: date, hour: float, tz: ZoneInfo = SH) -> datetime:
