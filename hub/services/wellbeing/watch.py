@@ -236,8 +236,12 @@ class WellbeingWatch:
     ) -> Effects:
         """One open welfare check per household: a task, its escalation row, the worker told."""
         open_check = await conn.execute(
-            sa.select(welfare_checks.c.id).where(
-                welfare_checks.c.household_id == household, welfare_checks.c.closed_at.is_(None)
+            sa.select(welfare_checks.c.id)
+            .join_from(welfare_checks, tasks, welfare_checks.c.task_id == tasks.c.id)
+            .where(
+                welfare_checks.c.household_id == household,
+                welfare_checks.c.closed_at.is_(None),
+                tasks.c.state != "done",  # a task marked done without an outcome is over too
             )
         )
         if open_check.first() is not None:
