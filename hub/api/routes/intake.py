@@ -49,6 +49,7 @@ TaskKind = Literal[
 ]
 
 router = APIRouter(prefix="/api/v1", tags=["intake"])
+WELLBEING_ONLY = "welfare tasks: grid worker, station, desk only / 关爱任务仅限网格员、社区站、热线"
 
 Staff = Depends(require_roles(*STAFF))
 Person = Annotated[Principal, Depends(require_roles(*HUMANS))]
@@ -133,6 +134,11 @@ async def _advance(
                 raise NotFound(f"task {task_id} not found / 任务 {task_id} 不存在")
             if not principal.sees_grid(before["grid_id"]):
                 raise forbidden(OUTSIDE_GRID)
+            kind = (
+                await conn.execute(sa.select(tasks.c.kind).where(tasks.c.id == task_id))
+            ).scalar()
+            if kind in WELLBEING_TASK_KINDS and not principal.may_see_wellbeing(before["grid_id"]):
+                raise forbidden(WELLBEING_ONLY)
             now = runtime.clock()
             await advance_task(conn, task_id, worker, to, now)
             after = (await conn.execute(query)).mappings().one()

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
 from hub.api.deps import Principal, ReadConnection, Role, RuntimeDep, require_roles
-from hub.api.errors import READ_ONE, WRITE, translated
+from hub.api.errors import FORBIDDEN, READ_ONE, WRITE, translated
 from hub.api.routes.cases import acting_worker
 from hub.services.wellbeing import records
 
@@ -119,7 +119,9 @@ async def get_activity(
             )
 
 
-@router.get("/checks", summary="Welfare checks (关爱探访) in the caller's grids")
+@router.get(
+    "/checks", summary="Welfare checks (关爱探访) in the caller's grids", responses=FORBIDDEN
+)
 async def get_checks(
     principal: Carer,
     conn: ReadConnection,
