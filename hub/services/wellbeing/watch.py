@@ -202,7 +202,7 @@ class WellbeingWatch:
         )
         if j.verdict is not Verdict.ALERT or j.silent_since == watch["alerted_silence_since"]:
             if j.verdict is Verdict.DEVICE_FAULT:
-                log.info(
+                log.debug(  # every check while it lasts: supervision reports the device
                     "wellbeing: household %d silent but %s not reporting",
                     household,
                     ", ".join(j.faulty_meters),
