@@ -6,13 +6,15 @@ Real parts: Mosquitto, ``python -m hub`` (demo community) on its SQLite file; th
 meter and the door speak as an edge sends them (``EventBatch`` on the edge's events
 topic), bound to that edge in the registry. Windows are shortened by config (the rhythm
 is still untrained, so the fallback threshold of a few seconds applies); every wait is on
-a condition with a deadline.
+a condition with a deadline. The daily check-in (CB-100 frame 0x08) is pressed on a
+simulated button on a real pty, read by a real ``python -m edge``.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +23,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import Event, EventBatch, Lane, topics
+from edge.codecs.cb100 import FrameType
+from simulators.button import SimulatedButtonBus
 from simulators.stack import Stack
 from tests.conftest import wait_until
 from tests.integration.conftest import api, query, worker_stream
@@ -30,6 +34,8 @@ pytestmark = pytest.mark.integration
 EDGE = "edge-care"
 PASSWORD = "correct horse battery staple 9"
 FACE = "P-0071"
+BUTTON = 77626
+BUTTON_ID = f"cb100-{BUTTON}"
 
 
 def publish(stack: Stack, batches: list[tuple[Lane, list[Event]]]) -> None:
@@ -209,3 +215,37 @@ async def test_a_quiet_flat_becomes_a_welfare_check_that_escalates_and_is_closed
     )
     [(count,)] = query(stack, "SELECT count(*) FROM welfare_checks")
     assert count == 1
+
+
+async def test_a_daily_check_in_key_press_reaches_the_hub_as_activity(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """CB-100 frame 0x08 on a real pty, through the edge, to the resident's activity."""
+    stack.start_hub()
+    [(household,)] = query(stack, "SELECT household_id FROM devices WHERE id = ?", BUTTON_ID)
+    async with api(stack) as admin:
+        account = {"username": "desk", "role": "hotline", "password": PASSWORD}
+        response = await admin.post("/api/v1/accounts", json=account)
+        assert response.status_code == 201, response.text
+    desk = as_user(stack, await token_of(stack, "desk"))
+    link = tmp_path / "bus0"
+    async with desk, SimulatedButtonBus([BUTTON], link_path=link, retransmit_s=1.0) as bus:
+        consent = {"consent": True, "check_in_hour": 9}
+        response = await desk.put(f"/api/v1/wellbeing/households/{household}/consent", json=consent)
+        assert response.status_code == 200, response.text
+        stack.start_edge("edge-demo", [str(link)])  # the seeded buttons belong to it
+        button = bus.button(BUTTON)
+        sent = button.check_in()
+        await wait_until(
+            lambda: (FrameType.LINK_ACK, sent.seq) in [(f.type, f.seq) for f in button.received],
+            30,
+            message="the edge's link ack of the check-in",
+        )
+
+        async def checked_in() -> list[dict[str, Any]]:
+            response = await desk.get(f"/api/v1/wellbeing/households/{household}/activity")
+            assert response.status_code == 200, response.text
+            return [a for a in response.json()["activity"] if a["source"] == "check_in"]
+
+        [row] = await wait_until(checked_in, 60, message="check-in stored as activity")
+        assert row["device_id"] == BUTTON_ID
