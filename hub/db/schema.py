@@ -15,6 +15,8 @@ Map of the tables:
 * traffic: events (id = commit order, uid = "edge:incarnation:seq" for deduplication),
   quarantine (what could not be accepted), commands (durable outbox of hub → edge commands)
 * help calls: cases, case_audit, case_notifications; tasks (service requests, maintenance)
+* wellbeing watch (issue #15): wellbeing_watch (consent), wellbeing_away, wellbeing_activity
+  (raw, kept for a limited time), wellbeing_sources, welfare_checks
 """
 
 from __future__ import annotations
