@@ -170,7 +170,11 @@ async def test_a_quiet_flat_becomes_a_welfare_check_that_escalates_and_is_closed
             listed = await wang.get("/api/v1/tasks", params={"kind": "welfare_check"})
             assert [t["id"] for t in listed.json()] == [task_id]
             hidden = await admin.get("/api/v1/tasks", params={"kind": "welfare_check"})
-            assert hidden.json() == []  # …but not in an admin's
+            assert hidden.json() == []  # …but not in an admin's, who may not take it either
+            taken = await admin.post(
+                f"/api/v1/tasks/{task_id}/acknowledge", json={"worker_id": primary}
+            )
+            assert taken.status_code == 403
             # the worker reads the activity (audited), the admin may not
             response = await wang.get(f"/api/v1/wellbeing/households/{household}/activity")
             assert response.status_code == 200, response.text
