@@ -56,8 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     app = create_app(config, seed_demo=args.seed_demo)
+    # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1 unasked; the
+    # hub believes it only from api.trusted_proxies (hub.api.client_address, issue #11).
     uvicorn.run(
-        app, host=config.api.host, port=config.api.port, log_level="warning", access_log=False
+        app,
+        host=config.api.host,
+        port=config.api.port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
     )
     return 0
 

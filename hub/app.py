@@ -22,6 +22,9 @@ from fastapi.responses import JSONResponse
 
 from contract import HubStatus, topics
 from contract.mqtt import MqttConnection
+from hub.api.body_limit import BodyLimit
+from hub.api.deps import credentials_are_good
+from hub.api.errors import safe_errors
 from hub.api.routes import (
     accounts,
     audit,
@@ -44,6 +47,7 @@ from hub.api.routes import facilities as facilities_route
 from hub.api.routes import metrics as metrics_route
 from hub.api.routes import notifications as notifications_route
 from hub.api.routes import wellbeing as wellbeing_route
+from hub.auth.hash_gate import HashGate
 from hub.auth.login import Authenticator
 from hub.auth.passwords import Passwords
 from hub.auth.throttle import ThrottlePolicy
@@ -94,9 +98,15 @@ def authenticator(config: HubConfig) -> Authenticator:
     policy = ThrottlePolicy(
         max_failures=a.max_failures,
         max_failures_per_client=a.max_failures_per_client,
+        max_failures_per_account=a.max_failures_per_account,
         window=timedelta(seconds=a.failure_window_s),
     )
-    return Authenticator(Passwords(), policy, timedelta(seconds=a.token_lifetime_s))
+    gate = HashGate(
+        parallel=a.max_parallel_hashes,
+        waiting=a.max_waiting_hashes,
+        per_client=a.max_hashes_per_client,
+    )
+    return Authenticator(Passwords(), policy, timedelta(seconds=a.token_lifetime_s), gate=gate)
 
 
 def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
@@ -197,10 +207,12 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def readable_422(_request: Request, err: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
+        # No password and no unbounded input is ever echoed back (issue #11).
+        errors = safe_errors(err.errors())
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors]
         return JSONResponse(
             status_code=422,
-            content={"detail": "; ".join(problems), "errors": jsonable_encoder(err.errors())},
+            content={"detail": "; ".join(problems), "errors": jsonable_encoder(errors)},
         )
 
     @app.exception_handler(OverflowError)
@@ -212,6 +224,10 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         )
 
     _declare_error_shape(app)
+    # Outermost of ours: no body is read before its size and its sender are checked.
+    app.add_middleware(
+        BodyLimit, limits=config.api.body_limits, check_credentials=credentials_are_good
+    )
 
     app.state.authenticator = authenticator(config)
     app.include_router(edges_route.router)  # before intake: "/edges/registered" is no edge id
@@ -244,6 +260,7 @@ _ERROR_RESPONSES = {
     "403": "Role not allowed / 无权限",
     "404": "Not found / 不存在",
     "409": "Conflicts with the current state / 与当前状态冲突",
+    "413": "Request body too large / 请求体过大",
 }
 
 

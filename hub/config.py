@@ -8,6 +8,7 @@ token: there is no anonymous access to the API.
 from __future__ import annotations
 
 import re
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,22 @@ from hub.services.supervision import SupervisionSettings
 __all__ = ["ConfigError", "HubConfig", "load_hub_config"]
 
 
+MiB = 1024 * 1024
+
+
+class BodyLimits(BaseModel):
+    """Request-body sizes, enforced before a byte is read into memory (``hub.api.body_limit``).
+
+    ``default_bytes`` holds for every route; a route that needs more names one of the larger
+    classes with :func:`hub.api.body_limit.larger_body` (the CSV import uses ``import``).
+    """
+
+    model_config = {"extra": "forbid"}
+
+    default_bytes: int = Field(default=1 * MiB, ge=1024, le=64 * MiB)
+    import_bytes: int = Field(default=6 * MiB, ge=1024, le=256 * MiB)
+
+
 class ApiSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
@@ -31,6 +48,10 @@ class ApiSettings(BaseModel):
     port: int = Field(default=8000, ge=0, le=65535)
     token: SecretStr = Field(min_length=16, description="bearer token for API clients")
     public_base_url: str = "http://127.0.0.1:8000"
+    # X-Forwarded-For is believed only from these peers (a reverse proxy in front of the
+    # hub); from anyone else it is ignored. Default: nobody.
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(default=[], max_length=64)
+    body_limits: BodyLimits = BodyLimits()
 
 
 class EscalationSettings(BaseModel):
@@ -73,10 +94,12 @@ class IngestSettings(BaseModel):
 
 
 class AuthSettings(BaseModel):
-    """Account logins: how long a token lives, and when failed logins lock a name out.
+    """Account logins: how long a token lives, when failed logins are refused, and how many
+    password hashes may run or wait at once (see ``hub.auth.throttle``, ``hub.auth.hash_gate``).
 
-    A username (or a client address) with ``max_failures`` (``max_failures_per_client``)
-    failed logins within ``failure_window_s`` is refused until the oldest of them ages out.
+    Within ``failure_window_s``: ``max_failures`` for one username from one client address,
+    ``max_failures_per_client`` for one address over all names, ``max_failures_per_account``
+    for one username over all addresses. Each attempt is counted before its hash runs.
     """
 
     model_config = {"extra": "forbid"}
@@ -84,7 +107,11 @@ class AuthSettings(BaseModel):
     token_lifetime_s: float = Field(default=12 * 3600.0, gt=0, le=30 * 86400)
     max_failures: int = Field(default=5, ge=1)
     max_failures_per_client: int = Field(default=20, ge=1)
+    max_failures_per_account: int = Field(default=50, ge=1)
     failure_window_s: float = Field(default=900.0, gt=0)
+    max_parallel_hashes: int = Field(default=2, ge=1, le=64)
+    max_waiting_hashes: int = Field(default=8, ge=0, le=1024)
+    max_hashes_per_client: int = Field(default=2, ge=1, le=1024)
 
 
 class HttpChannelSettings(BaseModel):

@@ -22,6 +22,8 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from hub.auth.login import Authenticator
 from hub.auth.tokens import principal_for_token
@@ -82,6 +84,19 @@ async def principal_of(runtime: HubRuntime, token: str | None) -> Principal | No
     async with runtime.engine.connect() as conn:
         found = await principal_for_token(conn, token, runtime.clock())
     return found[0] if found is not None else None
+
+
+async def credentials_are_good(scope: Scope) -> bool:
+    """From the headers alone: does this request carry credentials good now? Asked by
+    :class:`hub.api.body_limit.BodyLimit` before it lets a body be read (issue #11)."""
+    connection = HTTPConnection(scope)
+    if authenticate in connection.app.dependency_overrides:
+        return True  # authentication replaced (unit tests): the replacement decides
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    runtime: HubRuntime = connection.app.state.runtime
+    return await principal_of(runtime, token.strip()) is not None
 
 
 async def authenticate(runtime: RuntimeDep, token: BearerToken) -> Principal:

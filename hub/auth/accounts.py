@@ -3,8 +3,12 @@
 Shared by the admin API and ``python -m hub create-account``, so both apply the same rules:
 a username of letters, digits and ``. _ @ -``; one of the human roles (never ``edge``:
 edges are machine identities with broker credentials, not accounts); a worker account names
-the existing ``workers`` row it acts as, and no other role may; a password of at least
-:data:`MIN_PASSWORD_LENGTH` characters. Passwords arrive here already hashed.
+the existing ``workers`` row it acts as, and no other role may; a password that passes
+:mod:`hub.auth.password_policy`. Passwords arrive here already hashed.
+
+A worker account works only while its ``workers`` row is active: deactivating the worker
+disables the account and revokes its tokens in the same transaction
+(:func:`disable_worker_accounts`), and login and token checks also look at the worker row.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.auth.password_policy import WeakPassword, password_problem
 from hub.db.schema import accounts, inserted_id, workers
 from hub.domain.access import Role
 from hub.services.errors import InvalidAct, NotFound, ServiceError
@@ -79,13 +84,12 @@ def check_new_account(username: str, role: str, worker_id: int | None, password:
 
 
 def check_password(password: str, username: str) -> None:
-    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-        raise InvalidAccount(
-            f"password must have {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters / "
-            f"密码长度须为 {MIN_PASSWORD_LENGTH} 至 {MAX_PASSWORD_LENGTH} 个字符"
-        )
-    if password.strip().lower() == username.lower():
-        raise InvalidAccount("password must not be the username / 密码不能与用户名相同")
+    """:class:`InvalidAccount` (bilingual, never quoting the password) for a weak one."""
+    problem: WeakPassword | None = password_problem(
+        password, username, min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH
+    )
+    if problem is not None:
+        raise InvalidAccount(str(problem))
 
 
 async def create_account(
@@ -142,17 +146,46 @@ async def list_accounts(
     return [_public(row) for row in (await conn.execute(query)).mappings()]
 
 
+#: SQL: the account is enabled and, for a worker account, its worker is active.
+USABLE = and_(
+    accounts.c.active.is_(True), or_(accounts.c.worker_id.is_(None), workers.c.active.is_(True))
+)
+#: The accounts table with each account's worker row, if any (for :data:`USABLE`).
+WITH_WORKER = accounts.outerjoin(workers, workers.c.id == accounts.c.worker_id)
+
+
 async def login_record(conn: AsyncConnection, username: str) -> LoginRecord | None:
     row = (
         await conn.execute(
             select(
-                accounts.c.id, accounts.c.username, accounts.c.password_hash, accounts.c.active
-            ).where(accounts.c.username == username)
+                accounts.c.id,
+                accounts.c.username,
+                accounts.c.password_hash,
+                USABLE.label("usable"),
+            )
+            .select_from(WITH_WORKER)
+            .where(accounts.c.username == username)
         )
     ).first()
     if row is None:
         return None
-    return LoginRecord(int(row.id), row.username, row.password_hash, bool(row.active))
+    return LoginRecord(int(row.id), row.username, row.password_hash, bool(row.usable))
+
+
+async def disable_worker_accounts(
+    conn: AsyncConnection, worker_id: int, now: datetime
+) -> list[dict[str, Any]]:
+    """Disable every enabled account of a worker (who was deactivated); returns the
+    accounts (after). The caller revokes their tokens and audits, in the same transaction."""
+    found = await conn.execute(
+        select(accounts.c.id).where(accounts.c.worker_id == worker_id, accounts.c.active)
+    )
+    ids = [int(account_id) for (account_id,) in found]
+    if ids:
+        await conn.execute(
+            update(accounts).where(accounts.c.id.in_(ids)).values(active=False, disabled_at=now)
+        )
+    return [await get_account(conn, account_id) for account_id in ids]
 
 
 async def set_active(

@@ -1,10 +1,14 @@
-"""The login flow: throttle, check the password, issue a token, remember what happened.
+"""The login flow: admit, count the attempt, check the password, issue a token, audit.
 
-Password checks run in a worker thread (argon2 takes tens of milliseconds and 64 MiB on
-purpose) and at most ``max_parallel_hashes`` at a time, so a burst of logins can neither
-stall the event loop that routes help calls nor exhaust memory. No transaction is held
-while a hash is computed. Failures are logged with the username and client address only;
-neither a password nor a token is ever put in a log line or an exception message.
+Order matters (issue #11). First the :class:`~hub.auth.hash_gate.HashGate` admits the
+attempt or refuses it at once (a bounded queue, a share per client address). Then, under
+one lock and in one transaction, the throttle counts the recent failures and, if the
+attempt may go on, reserves it as a failure *before* any hash runs: concurrent guesses see
+each other's reservations, so the limits hold however many arrive together. Only then is
+the password checked, in a worker thread and at most ``parallel`` at a time; a success
+takes its reservation back. No transaction is held while a hash is computed. Failures are
+logged with the username and client address only; neither a password nor a token is ever
+put in a log line or an exception message.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.auth import accounts, throttle, tokens
+from hub.auth.hash_gate import HashGate
 from hub.auth.passwords import Passwords
 from hub.auth.throttle import ThrottlePolicy
 from hub.auth.tokens import IssuedToken
@@ -45,7 +50,7 @@ class Throttled(LoginRefused):
 
 
 class Authenticator:
-    """Holds the hashing parameters, the throttle policy and the token lifetime."""
+    """Holds the hashing parameters and gate, the throttle policy and the token lifetime."""
 
     def __init__(
         self,
@@ -53,20 +58,36 @@ class Authenticator:
         policy: ThrottlePolicy,
         token_lifetime: timedelta,
         *,
-        max_parallel_hashes: int = 2,
+        gate: HashGate | None = None,
     ) -> None:
         self.passwords = passwords
         self.policy = policy
         self.token_lifetime = token_lifetime
-        self._hashing = asyncio.Semaphore(max_parallel_hashes)
+        self.gate = gate if gate is not None else HashGate()
+        # Counting and reserving is one step: no other login of this process may count
+        # between the two (the hub is one process on one database).
+        self._counting = asyncio.Lock()
 
     async def hash_password(self, password: str) -> str:
-        async with self._hashing:
+        async with self.gate.running():
             return await asyncio.to_thread(self.passwords.hash, password)
 
     async def _verify(self, password_hash: str | None, password: str) -> bool:
-        async with self._hashing:
+        async with self.gate.running():
             return await asyncio.to_thread(self.passwords.verify, password_hash, password)
+
+    async def _reserve(
+        self, engine: AsyncEngine, username: str, client: str, now: datetime
+    ) -> accounts.LoginRecord | None:
+        """Count the attempt before its hash, or raise :class:`Throttled`."""
+        async with self._counting, engine.begin() as conn:
+            failures = await throttle.recent_failures(conn, username, client, self.policy, now)
+            wait = self.policy.retry_after(failures, now)
+            if wait is not None:
+                log.warning("login throttled: user %r from %s", username, client)
+                raise Throttled(wait)
+            await throttle.reserve(conn, username, client, self.policy, now)
+            return await accounts.login_record(conn, username)
 
     async def login(
         self,
@@ -76,23 +97,14 @@ class Authenticator:
         client: str,
         clock: Callable[[], datetime],
     ) -> tuple[IssuedToken, Principal]:
-        """A fresh token for the account, or :class:`BadCredentials` / :class:`Throttled`."""
+        """A fresh token for the account, or :class:`BadCredentials` / :class:`Throttled` /
+        :class:`~hub.auth.hash_gate.Busy`."""
         username, client = username[:_FIELD_LIMIT], client[:_FIELD_LIMIT]
-        async with engine.connect() as conn:
-            by_name, by_client = await throttle.recent_failures(
-                conn, username, client, self.policy, clock()
-            )
-            record = await accounts.login_record(conn, username)
-        wait = self.policy.retry_after(by_name, by_client, clock())
-        if wait is not None:
-            log.warning("login throttled: user %r from %s", username, client)
-            raise Throttled(wait)
-
-        usable = record.password_hash if record is not None and record.active else None
-        matches = await self._verify(usable, password)
+        async with self.gate.admitted(client):
+            record = await self._reserve(engine, username, client, clock())
+            usable = record.password_hash if record is not None and record.active else None
+            matches = await self._verify(usable, password)
         if not matches or record is None:
-            async with engine.begin() as conn:
-                await throttle.record_failure(conn, username, client, self.policy, clock())
             log.warning("login failed: user %r from %s", username, client)
             raise BadCredentials("wrong username or password")
 
@@ -101,7 +113,7 @@ class Authenticator:
             rehashed = await self.hash_password(password)
         async with engine.begin() as conn:
             now = clock()
-            await throttle.forget_failures(conn, username)
+            await throttle.forget_failures(conn, username, client)
             if rehashed is not None:
                 await accounts.set_password_hash(conn, record.id, rehashed)
             issued = await tokens.issue_token(conn, record.id, now, self.token_lifetime)

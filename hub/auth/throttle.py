@@ -1,10 +1,22 @@
 """Failed-login throttling: a pure policy, and the table that makes it survive restarts.
 
-A username that failed ``max_failures`` times within the window is refused, right or wrong
-password, until its oldest failure in the window ages out; the same holds for a client
-address with ``max_failures_per_client`` (one address guessing many names). A successful
-login forgets the username's failures. Being refused is not itself a failure, so a locked
-name is free again exactly one window after the failures that locked it.
+Three limits within one window, each refusing (429) until the oldest counted failure ages
+out:
+
+* ``max_failures`` for one username **from one client address**. A stranger's guesses
+  close the door only for the stranger: the worker logging in from their own phone is not
+  locked out by someone else's five wrong passwords (issue #11);
+* ``max_failures_per_client`` for one address over all usernames (one address guessing
+  many names);
+* ``max_failures_per_account`` for one username over all addresses, a larger number that
+  still bounds a guesser who owns many addresses.
+
+An attempt is counted **before** its password is hashed: :func:`reserve` stores it as a
+failure at once, and a successful login takes it back (:func:`forget_failures` of that
+username from that address). Forty concurrent guesses therefore meet the limit after the
+first ``max_failures`` of them, not after all forty were evaluated. Being refused is not
+itself a failure, so a closed door opens exactly one window after the failures that closed
+it.
 """
 
 from __future__ import annotations
@@ -13,10 +25,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db.schema import login_failures
+
+
+@dataclass(frozen=True, slots=True)
+class RecentFailures:
+    """Failure times within the window: of this name from this address, of this address
+    over all names, of this name over all addresses."""
+
+    pair: Sequence[datetime] = ()
+    client: Sequence[datetime] = ()
+    account: Sequence[datetime] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,21 +46,18 @@ class ThrottlePolicy:
     max_failures: int = 5
     max_failures_per_client: int = 20
     window: timedelta = timedelta(minutes=15)
+    max_failures_per_account: int = 50
 
-    def retry_after(
-        self,
-        username_failures: Sequence[datetime],
-        client_failures: Sequence[datetime],
-        now: datetime,
-    ) -> timedelta | None:
+    def retry_after(self, failures: RecentFailures, now: datetime) -> timedelta | None:
         """How long the caller must wait before trying again, or None to let it try now."""
         waits = [
             wait
-            for failures, limit in (
-                (username_failures, self.max_failures),
-                (client_failures, self.max_failures_per_client),
+            for times, limit in (
+                (failures.pair, self.max_failures),
+                (failures.client, self.max_failures_per_client),
+                (failures.account, self.max_failures_per_account),
             )
-            if (wait := self._wait(failures, limit, now)) is not None
+            if (wait := self._wait(times, limit, now)) is not None
         ]
         return max(waits) if waits else None
 
@@ -53,8 +72,8 @@ class ThrottlePolicy:
 
 async def recent_failures(
     conn: AsyncConnection, username: str, client: str, policy: ThrottlePolicy, now: datetime
-) -> tuple[list[datetime], list[datetime]]:
-    """Failure times within the window, for the username and for the client address."""
+) -> RecentFailures:
+    """Failure times within the window, for the username, the address and the pair."""
     since = now - policy.window
     rows = await conn.execute(
         select(login_failures.c.username, login_failures.c.client, login_failures.c.at).where(
@@ -62,23 +81,35 @@ async def recent_failures(
             or_(login_failures.c.username == username, login_failures.c.client == client),
         )
     )
-    by_name: list[datetime] = []
+    pair: list[datetime] = []
     by_client: list[datetime] = []
+    by_account: list[datetime] = []
     for row in rows:
         if row.username == username:
-            by_name.append(row.at)
+            by_account.append(row.at)
+            if row.client == client:
+                pair.append(row.at)
         if row.client == client:
             by_client.append(row.at)
-    return by_name, by_client
+    return RecentFailures(pair, by_client, by_account)
 
 
-async def record_failure(
+async def reserve(
     conn: AsyncConnection, username: str, client: str, policy: ThrottlePolicy, now: datetime
 ) -> None:
-    """Remember one failure, and forget every failure that can no longer count."""
+    """Count one attempt as a failure now, before its hash runs.
+
+    Also forgets every failure that can no longer count, so the table stays small.
+    """
     await conn.execute(delete(login_failures).where(login_failures.c.at <= now - policy.window))
     await conn.execute(insert(login_failures).values(username=username, client=client, at=now))
 
 
-async def forget_failures(conn: AsyncConnection, username: str) -> None:
-    await conn.execute(delete(login_failures).where(login_failures.c.username == username))
+async def forget_failures(conn: AsyncConnection, username: str, client: str) -> None:
+    """A successful login forgets the name's failures from this address (the user's own
+    typos), never those of other addresses (a stranger's guesses keep counting)."""
+    await conn.execute(
+        delete(login_failures).where(
+            and_(login_failures.c.username == username, login_failures.c.client == client)
+        )
+    )

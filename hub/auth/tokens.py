@@ -3,7 +3,8 @@
 A token is 32 random bytes (URL-safe base64). The database keeps only its SHA-256 digest:
 a token has far too much entropy to be guessed from the digest, so a fast hash is enough,
 and a leaked table cannot be replayed. A token is refused once it has expired, once it is
-revoked, and once its account is disabled.
+revoked, once its account is disabled, and once the worker a worker account acts as is
+made inactive.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.auth.accounts import USABLE, WITH_WORKER
 from hub.db.schema import accounts, auth_tokens, worker_grids
 from hub.domain.access import Principal, Role
 
@@ -60,12 +62,12 @@ async def principal_for_token(
                 accounts.c.worker_id,
                 auth_tokens.c.expires_at,
             )
-            .join_from(auth_tokens, accounts, auth_tokens.c.account_id == accounts.c.id)
+            .select_from(auth_tokens.join(WITH_WORKER, auth_tokens.c.account_id == accounts.c.id))
             .where(
                 auth_tokens.c.token_hash == token_digest(token),
                 auth_tokens.c.revoked_at.is_(None),
                 auth_tokens.c.expires_at > now,
-                accounts.c.active.is_(True),
+                USABLE,
             )
         )
     ).first()

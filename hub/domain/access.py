@@ -5,13 +5,18 @@ routes ask it questions. A grid worker is bound to the grids of their ``workers`
 everyone else on the staff sees every grid. Medical notes are narrower still (issue #4):
 operators, and workers of that household's grid. The wellbeing watch's activity data and
 welfare checks (issue #15) go to the resident's grid worker, the community station
-(operators) and the desk (hotline), and to no one else: not even an admin.
+(operators) and the desk (hotline), and to no one else: not even an admin. The hotline
+desk sees no identity of a person in device data (issue #11): a door's face and card ids,
+names, phone numbers and pictures are left out of every event, state and reading it
+reads, as it is refused the door access log.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Role(StrEnum):
@@ -44,6 +49,10 @@ class Principal:
     def sees_grid(self, grid_id: int | None) -> bool:
         return self.sees_all_grids() or (grid_id is not None and grid_id in self.grid_ids)
 
+    def sees_identities(self) -> bool:
+        """Whether device data may show who passed a door (see :func:`without_identities`)."""
+        return self.role is not Role.HOTLINE
+
     def may_read_medical_notes(self, household_grid_id: int | None) -> bool:
         if self.role is Role.OPERATOR:
             return True
@@ -54,3 +63,24 @@ class Principal:
         if self.role in (Role.OPERATOR, Role.HOTLINE):
             return True
         return self.role is Role.WORKER and household_grid_id in self.grid_ids
+
+
+#: Keys of device data that say who a person is: a door's ``person_id`` and ``card_id``
+#: (device_profiles/fr-door.yaml), and the names other models use for the same things.
+IDENTITY_KEY = re.compile(
+    r"person|face_?id|card|name|phone|mobile|id_?(no|number|card)|snapshot|image|photo|picture",
+    re.IGNORECASE,
+)
+
+
+def is_identity_key(key: str) -> bool:
+    return IDENTITY_KEY.search(key) is not None
+
+
+def without_identities(data: Any) -> Any:
+    """``data`` with every identity key left out, at any depth."""
+    if isinstance(data, dict):
+        return {k: without_identities(v) for k, v in data.items() if not is_identity_key(str(k))}
+    if isinstance(data, list):
+        return [without_identities(v) for v in data]
+    return data

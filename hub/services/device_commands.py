@@ -33,7 +33,7 @@ from hub.domain.access import Principal
 from hub.services.audit import record_audit
 from hub.services.cases import Effects
 from hub.services.errors import FieldProblem, InvalidAct, InvalidInput, NotFound
-from hub.services.records import require_grid
+from hub.services.records import not_found, require_grid
 
 #: Arguments larger than this (as JSON) are refused: a command is a few values, not a file.
 MAX_ARGS_CHARS = 2000
@@ -63,7 +63,7 @@ class DeviceTarget:
 
 
 async def command_target(conn: AsyncConnection, viewer: Principal, device_id: str) -> DeviceTarget:
-    """The device a command or a command list is about: 404 unknown, 403 other grid."""
+    """The device a command or a command list is about: 404 unknown or of another grid."""
     row = (await conn.execute(_DEVICE, {"device_id": device_id})).first()
     if row is None:
         raise NotFound(f"device {device_id} not found / 设备 {device_id} 不存在")
@@ -197,8 +197,11 @@ async def get_command(conn: AsyncConnection, viewer: Principal, command_id: str)
         .first()
     )
     if row is None:
-        raise NotFound(f"command {command_id} not found / 命令 {command_id} 不存在")
-    await command_target(conn, viewer, row["device_id"])
+        raise not_found("command", command_id)
+    try:
+        await command_target(conn, viewer, row["device_id"])
+    except NotFound as err:  # another grid's: answered as a missing command
+        raise not_found("command", command_id) from err
     return dict(row)
 
 

@@ -29,7 +29,7 @@ from sqlalchemy.sql.expression import UpdateBase
 
 from contract import Event, Lane
 from hub.db.schema import device_state, devices, events, households
-from hub.domain.access import Principal
+from hub.domain.access import Principal, is_identity_key, without_identities
 from hub.services.cases import Effects, bulk_execute
 from hub.services.device_handlers import DeviceRow
 from hub.services.errors import NotFound
@@ -256,7 +256,11 @@ def _state_out(device_id: str, row: sa.RowMapping | None) -> dict[str, Any]:
 async def get_state(conn: AsyncConnection, viewer: Principal, device_id: str) -> dict[str, Any]:
     await device_in_scope(conn, viewer, device_id)
     query = sa.select(device_state).where(device_state.c.device_id == device_id)
-    return _state_out(device_id, (await conn.execute(query)).mappings().first())
+    state = _state_out(device_id, (await conn.execute(query)).mappings().first())
+    if not viewer.sees_identities():
+        state["values"] = without_identities(state["values"])
+        state["value_times"] = without_identities(state["value_times"])
+    return state
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,8 +339,11 @@ async def list_events(
     f.check()
     if f.device_id is not None:
         await device_in_scope(conn, viewer, f.device_id)
-    rows = await conn.execute(await _events_query(conn, viewer, f))
-    return [dict(r) for r in rows.mappings()]
+    rows = [dict(r) for r in (await conn.execute(await _events_query(conn, viewer, f))).mappings()]
+    if not viewer.sees_identities():
+        for row in rows:
+            row["data"] = without_identities(row["data"])
+    return rows
 
 
 async def list_readings(
@@ -359,11 +366,20 @@ async def list_readings(
     f.check()
     await device_in_scope(conn, viewer, device_id)
     query = await _events_query(conn, viewer, f)
+    sees = viewer.sees_identities()
     if field_name is None:
         rows = await conn.execute(query)
         return [
-            {"id": r.id, "kind": r.kind, "occurred_at": r.occurred_at, "data": r.data} for r in rows
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "occurred_at": r.occurred_at,
+                "data": r.data if sees else without_identities(r.data),
+            }
+            for r in rows
         ]
+    if not sees and is_identity_key(field_name):
+        return []  # the hotline desk gets no series of an identity
     # Data is stored as compact JSON text, so a literal '"name":' narrows the rows on any
     # backend; the value itself is then checked here.
     query = query.where(contains(events.c.data, f'"{field_name}":'))

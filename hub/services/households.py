@@ -28,7 +28,15 @@ from hub.db.schema import devices, emergency_contacts, grids, households, insert
 from hub.domain.access import Principal, Role
 from hub.services.audit import record_audit
 from hub.services.errors import AlreadyExists, Forbidden, NotFound
-from hub.services.records import REDACTED, contains, invalid, page, require_grid, snapshot
+from hub.services.records import (
+    REDACTED,
+    contains,
+    invalid,
+    not_found,
+    page,
+    require_grid,
+    snapshot,
+)
 
 _SUMMARY = (households.c.id, households.c.grid_id, households.c.address, households.c.lives_alone)
 _MEDICAL = ("medical_notes",)
@@ -244,9 +252,9 @@ async def _check_household(
     notes_authorised: bool = False,
 ) -> None:
     grid_id = values["grid_id"]
-    if (await conn.execute(select(grids.c.id).where(grids.c.id == grid_id))).first() is None:
+    found = (await conn.execute(select(grids.c.id).where(grids.c.id == grid_id))).first()
+    if found is None or not actor.sees_grid(grid_id):  # another's grid: as if missing
         raise invalid("grid_id", f"grid {grid_id} does not exist / 网格 {grid_id} 不存在")
-    require_grid(actor, grid_id, f"grid {grid_id}")
     if writes_notes and not may_write_medical_notes(actor, grid_id, notes_authorised):
         raise _no_medical_notes()
     query = select(households.c.id).where(
@@ -405,7 +413,7 @@ async def _update_member(
 ) -> dict[str, Any]:
     table = member.table
     before = await _one(conn, table, row_id, member.what, member.zh)
-    await _writable_household(conn, actor, before["household_id"])
+    await _member_in_scope(conn, actor, member, row_id, before["household_id"])
     if "household_id" in changes and changes["household_id"] != before["household_id"]:
         await _writable_household(conn, actor, changes["household_id"], field="household_id")
     if changes:
@@ -429,7 +437,7 @@ async def _delete_member(
 ) -> None:
     table = member.table
     before = await _one(conn, table, row_id, member.what, member.zh)
-    await _writable_household(conn, actor, before["household_id"])
+    await _member_in_scope(conn, actor, member, row_id, before["household_id"])
     await conn.execute(delete(table).where(table.c.id == row_id))
     await record_audit(
         conn,
@@ -449,23 +457,33 @@ async def _household(conn: AsyncConnection, household_id: int) -> dict[str, Any]
     query = select(households).where(households.c.id == household_id)
     row = (await conn.execute(query)).mappings().first()
     if row is None:
-        raise NotFound(f"household {household_id} not found / 住户 {household_id} 不存在")
+        raise not_found("household", household_id)
     return dict(row)
 
 
 async def _writable_household(
     conn: AsyncConnection, actor: Principal, household_id: int, *, field: str | None = None
 ) -> None:
-    """The household exists (else 404, or 422 on ``field``) and is in the actor's grids."""
+    """The household exists and is in the actor's grids (else 404, or 422 on ``field``,
+    the same answer for both)."""
     row = (
         await conn.execute(select(households.c.grid_id).where(households.c.id == household_id))
     ).first()
-    if row is None:
-        message = f"household {household_id} does not exist / 住户 {household_id} 不存在"
+    if row is None or not actor.sees_grid(row.grid_id):  # other grids: as if missing
+        missing = not_found("household", household_id)
         if field is not None:
-            raise invalid(field, message)
-        raise NotFound(message)
-    require_grid(actor, row.grid_id, f"household {household_id}")
+            raise invalid(field, str(missing))
+        raise missing
+
+
+async def _member_in_scope(
+    conn: AsyncConnection, actor: Principal, member: _Member, row_id: int, household_id: int
+) -> None:
+    """A resident or contact of another grid's household is answered as a missing one."""
+    try:
+        await _writable_household(conn, actor, household_id)
+    except NotFound as err:
+        raise NotFound(f"{member.what} {row_id} not found / {member.zh} {row_id} 不存在") from err
 
 
 async def _one(

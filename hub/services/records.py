@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Select, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.domain.access import Principal
-from hub.services.errors import FieldProblem, Forbidden, InvalidInput
+from hub.services.errors import FieldProblem, Forbidden, InvalidInput, NotFound
 
 #: What the audit log keeps instead of medical notes: the log is read more widely.
 REDACTED = "[redacted]"
@@ -39,14 +39,36 @@ def contains(column: ColumnElement[Any], text: str) -> ColumnElement[bool]:
 
 
 def require_grid(principal: Principal, grid_id: int | None, what: str) -> None:
-    """Refuse a caller who does not see ``grid_id`` (a grid worker of other grids)."""
-    if not principal.sees_grid(grid_id):
-        raise Forbidden(
-            f"{what} is outside your grids / {_ZH.get(what.split()[0], '该记录')}不在您负责的网格内"
-        )
+    """Refuse a caller who does not see ``grid_id`` (a grid worker of other grids).
+
+    ``what`` names the record asked for, e.g. ``"household 12"``. A record of another grid
+    is answered exactly as one that does not exist (:func:`not_found`, API 404), so the
+    answer does not tell which ids exist in other grids (issue #11). A grid itself
+    (``"grid 3"``, a filter or a field) is refused with 403 whether it exists or not.
+    """
+    if principal.sees_grid(grid_id):
+        return
+    kind, _, record_id = what.partition(" ")
+    if kind == "grid":
+        raise Forbidden(f"{what} is outside your grids / 该网格不在您负责的网格内")
+    raise not_found(kind, record_id)
 
 
-_ZH = {"household": "该住户", "device": "该设备", "resident": "该居民", "grid": "该网格"}
+_ZH = {
+    "household": "住户",
+    "device": "设备",
+    "resident": "居民",
+    "contact": "联系人",
+    "case": "工单",
+    "task": "任务",
+    "command": "命令",
+}
+
+
+def not_found(kind: str, record_id: object) -> NotFound:
+    """The one answer for a record that does not exist or is outside the caller's grids."""
+    zh = _ZH.get(kind, "记录")
+    return NotFound(f"{kind} {record_id} not found / {zh} {record_id} 不存在")
 
 
 def invalid(field: str, message: str) -> InvalidInput:

@@ -14,6 +14,7 @@ hub and edge never disagree on which exist.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -146,7 +147,7 @@ async def create_device(
             f"device {entry.device_id} is already registered{retired} / "
             f"设备 {entry.device_id} 已登记"
         )
-    stored_grid = _checked(entry, view, check_profile=True)
+    stored_grid = _checked(entry, _as_seen_by(actor, view), check_profile=True)
     grid = _grid_of(entry, view, stored_grid)
     require_grid(actor, grid, f"grid {grid}")
     await conn.execute(insert(devices).values(**placement_row(entry, stored_grid), updated_at=now))
@@ -194,7 +195,7 @@ async def update_device(
         edge_ids=_some(entry.edge_id),
     )
     check_profile = entry.profile != before["profile"]
-    stored_grid = _checked(entry, view, check_profile=check_profile)
+    stored_grid = _checked(entry, _as_seen_by(actor, view), check_profile=check_profile)
     new_grid = _grid_of(entry, view, stored_grid)
     if new_grid != before["grid_id"]:
         require_grid(actor, new_grid, f"grid {new_grid}")
@@ -304,6 +305,18 @@ def placement_row(entry: Placement, stored_grid: int | None) -> dict[str, Any]:
         "bus": entry.bus,
         "address": entry.address,
     }
+
+
+def _as_seen_by(actor: Principal, view: RegistryView) -> RegistryView:
+    """The view without the grids and households the actor may not see: naming one of them
+    is answered as naming one that does not exist (422), never 403 (issue #11)."""
+    if actor.sees_all_grids():
+        return view
+    return dataclasses.replace(
+        view,
+        grids=frozenset(g for g in view.grids if actor.sees_grid(g)),
+        household_grids={h: g for h, g in view.household_grids.items() if actor.sees_grid(g)},
+    )
 
 
 def _checked(entry: Placement, view: RegistryView, *, check_profile: bool) -> int | None:

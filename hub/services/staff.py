@@ -10,7 +10,9 @@ Consistency kept here, because the help-call routing relies on it:
 
 * only grid workers are assigned to grids; a grid's backup worker is assigned to it
   (setting the backup assigns them), so the backup sees the households they may be sent to;
-* a worker keeps the role and grids their duty shifts need (:mod:`hub.services.rosters`).
+* a worker keeps the role and grids their duty shifts need (:mod:`hub.services.rosters`);
+* a worker made inactive keeps no working account: their accounts are disabled and their
+  tokens revoked in the same transaction, each audited.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any, Literal
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.auth.accounts import disable_worker_accounts
+from hub.auth.tokens import revoke_account_tokens
 from hub.db.schema import communities, grids, inserted_id, shifts, streets, worker_grids, workers
 from hub.domain.access import Principal
 from hub.services.audit import record_audit
@@ -288,7 +292,33 @@ async def update_worker(
         before=snapshot(before),
         after=snapshot(after),
     )
+    if before["active"] and not after["active"]:
+        await _disable_accounts(conn, actor, worker_id, now)
     return after
+
+
+async def _disable_accounts(
+    conn: AsyncConnection, actor: Principal, worker_id: int, now: datetime
+) -> None:
+    """A deactivated worker keeps no working account (issue #11): each of their accounts
+    is disabled and its tokens revoked here, in the caller's transaction, and audited.
+    Reactivating the worker does not enable them again; an admin does that on purpose."""
+    for account in await disable_worker_accounts(conn, worker_id, now):
+        revoked = await revoke_account_tokens(conn, int(account["id"]), now)
+        await record_audit(
+            conn,
+            actor=actor,
+            action="account.disable",
+            target_type="account",
+            target_id=account["id"],
+            at=now,
+            after={
+                "username": account["username"],
+                "active": False,
+                "tokens_revoked": revoked,
+                "reason": f"worker {worker_id} deactivated",
+            },
+        )
 
 
 async def _check_worker(

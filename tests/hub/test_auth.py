@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hub.auth import accounts
 from hub.auth.accounts import InvalidAccount, UsernameTaken
 from hub.auth.passwords import TEST_COST, HashCost, Passwords
-from hub.auth.throttle import ThrottlePolicy
+from hub.auth.throttle import RecentFailures, ThrottlePolicy
 from hub.auth.tokens import (
     issue_token,
     principal_for_token,
@@ -208,17 +208,28 @@ def test_throttle_locks_at_the_limit_until_the_oldest_failure_ages_out() -> None
     policy = ThrottlePolicy(max_failures=3, max_failures_per_client=10, window=HOUR)
     minute = timedelta(minutes=1)
     failures = [T0, T0 + minute, T0 + 2 * minute]
-    assert policy.retry_after(failures[:2], [], T0 + 2 * minute) is None
-    assert policy.retry_after(failures, [], T0 + 3 * minute) == HOUR - 3 * minute
-    assert policy.retry_after(failures, [], T0 + HOUR - timedelta(seconds=1)) == timedelta(
-        seconds=1
-    )
-    assert policy.retry_after(failures, [], T0 + HOUR) is None  # the oldest aged out
+    assert policy.retry_after(RecentFailures(pair=failures[:2]), T0 + 2 * minute) is None
+    assert policy.retry_after(RecentFailures(pair=failures), T0 + 3 * minute) == HOUR - 3 * minute
+    assert policy.retry_after(
+        RecentFailures(pair=failures), T0 + HOUR - timedelta(seconds=1)
+    ) == timedelta(seconds=1)
+    assert policy.retry_after(RecentFailures(pair=failures), T0 + HOUR) is None  # aged out
 
 
 def test_throttle_counts_a_client_guessing_many_names() -> None:
     policy = ThrottlePolicy(max_failures=3, max_failures_per_client=5, window=HOUR)
     from_client = [T0 + timedelta(seconds=i) for i in range(5)]
-    wait = policy.retry_after([], from_client, T0 + timedelta(seconds=10))
+    wait = policy.retry_after(RecentFailures(client=from_client), T0 + timedelta(seconds=10))
     assert wait == HOUR - timedelta(seconds=10)
-    assert policy.retry_after([], from_client[:4], T0 + timedelta(seconds=10)) is None
+    assert (
+        policy.retry_after(RecentFailures(client=from_client[:4]), T0 + timedelta(seconds=10))
+        is None
+    )
+
+
+def test_throttle_counts_one_name_over_all_addresses_at_its_own_limit() -> None:
+    policy = ThrottlePolicy(3, 5, HOUR, max_failures_per_account=6)
+    spread = [T0 + timedelta(seconds=i) for i in range(6)]
+    at = T0 + timedelta(seconds=10)
+    assert policy.retry_after(RecentFailures(account=spread[:5]), at) is None
+    assert policy.retry_after(RecentFailures(account=spread), at) == HOUR - timedelta(seconds=10)

@@ -232,14 +232,19 @@ async def test_state_and_events_for_staff_and_the_grid_worker(
     body = state.json()
     assert body["values"] == {"energy_kwh": 129.0}
     assert (body["online"], body["last_event_kind"]) == (False, "device.offline")
-    # Other grids: 403 on the device, nothing of theirs in the list.
+    # Other grids: the device is answered as a missing one (issue #11), nothing of theirs
+    # in the list.
     for path in (
         f"/api/v1/devices/{M2}/state",
         f"/api/v1/devices/{M2}/events",
         f"/api/v1/devices/{M2}/readings",
         f"/api/v1/events?device_id={M2}",
     ):
-        assert (await clients["worker1"].get(path)).status_code == 403, path
+        other = await clients["worker1"].get(path)
+        missing = await clients["worker1"].get(path.replace(M2, "meter-000000000999"))
+        assert other.status_code == missing.status_code == 404, path
+        assert other.json() == {"detail": f"device {M2} not found / 设备 {M2} 不存在"}
+        assert missing.json()["detail"] == other.json()["detail"].replace(M2, "meter-000000000999")
     seen = await clients["worker1"].get("/api/v1/events", params={"limit": 500})
     assert {e["device_id"] for e in seen.json()} == {M1}
     everything = await clients["hotline"].get("/api/v1/events", params={"limit": 500})

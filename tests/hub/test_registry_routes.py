@@ -103,26 +103,45 @@ async def test_worker_lists_only_their_grids(clients: dict[str, httpx.AsyncClien
     assert everything.headers["x-total-count"] == "6"
 
 
-async def test_worker_gets_403_on_records_of_other_grids(
+async def test_worker_gets_the_answer_for_a_missing_record_on_other_grids(
     clients: dict[str, httpx.AsyncClient], engine: AsyncEngine
 ) -> None:
+    """Issue #11: 403 versus 404 must not tell which ids exist in other grids."""
     worker = clients["worker1"]
-    refused = [
-        await worker.get("/api/v1/households/4"),
-        await worker.patch("/api/v1/households/4", json={"notes": "x"}),
-        await worker.post("/api/v1/households/4/residents", json={"name": "某人"}),
-        await worker.post(
-            "/api/v1/households/4/emergency-contacts", json={"name": "某人", "phone": "13900000000"}
-        ),
-        await worker.get("/api/v1/devices/cb100-77628"),
-        await worker.patch("/api/v1/devices/cb100-77628", json={"place": "客厅"}),
-        # moving their own records into a grid that is not theirs
-        await worker.patch("/api/v1/households/1", json={"grid_id": 2}),
-        await worker.patch("/api/v1/devices/cb100-77626", json={"household_id": 4}),
-        await worker.post("/api/v1/households", json={"grid_id": 2, "address": "某处"}),
-    ]
-    assert [r.status_code for r in refused] == [403] * len(refused)
-    assert "不在您负责的网格内" in refused[0].json()["detail"]
+
+    async def both(method: str, path: str, other: str, missing: str, **kw: Any) -> None:
+        seen = await worker.request(method, path.format(other), **kw)
+        absent = await worker.request(method, path.format(missing), **kw)
+        assert seen.status_code == absent.status_code, (path, seen.text, absent.text)
+        assert seen.json()["detail"] == absent.json()["detail"].replace(missing, other), path
+        assert "网格" not in seen.text, path
+
+    await both("GET", "/api/v1/households/{}", "4", "999")
+    await both("PATCH", "/api/v1/households/{}", "4", "999", json={"notes": "x"})
+    await both("POST", "/api/v1/households/{}/residents", "4", "999", json={"name": "某人"})
+    await both(
+        "POST",
+        "/api/v1/households/{}/emergency-contacts",
+        "4",
+        "999",
+        json={"name": "某人", "phone": "13900000000"},
+    )
+    await both("GET", "/api/v1/devices/{}", "cb100-77628", "cb100-99999")
+    await both("PATCH", "/api/v1/devices/{}", "cb100-77628", "cb100-99999", json={"place": "客厅"})
+    # naming another grid's household or grid in a body: as if it did not exist (422)
+    for path, body in (
+        ("/api/v1/devices/cb100-77626", {"household_id": 4}),
+        ("/api/v1/devices/cb100-77626", {"household_id": 999}),
+        ("/api/v1/households", {"grid_id": 2, "address": "某处"}),
+        ("/api/v1/households", {"grid_id": 999, "address": "某处"}),
+    ):
+        method = "PATCH" if "cb100" in path else "POST"
+        response = await worker.request(method, path, json=body)
+        assert response.status_code == 422, (path, body, response.text)
+        assert "does not exist" in response.text
+    # moving their own household to another grid (a grid in a body, by the household rule)
+    moved = await worker.patch("/api/v1/households/1", json={"grid_id": 2})
+    assert moved.status_code == 422 and "grid 2 does not exist" in moved.text
     assert await audit_rows(engine, "household.update") == []
     assert await audit_rows(engine, "device.move") == []
 
@@ -303,7 +322,7 @@ async def test_residents_and_contacts_change_with_audit(
     assert (moved.json()["household_id"], moved.json()["phone"]) == (2, "13700000001")
     nowhere = await op.patch("/api/v1/residents/1", json={"household_id": 999})
     assert nowhere.status_code == 422
-    assert "household 999 does not exist" in nowhere.json()["detail"]
+    assert "household 999 not found" in nowhere.json()["detail"]
     contact = await op.post(
         "/api/v1/households/2/emergency-contacts",
         json={"name": "李强", "relation": "孙子", "phone": "13900000200"},

@@ -3,7 +3,10 @@
 ``POST /api/v1/auth/token`` takes the standard form (``username``, ``password``) and
 returns ``{"access_token", "token_type": "bearer", "expires_in"}``; it is the one API route
 open to anonymous callers. A wrong username, a wrong password and a disabled account get
-the same 401; too many failures get 429 with ``Retry-After`` (see :mod:`hub.auth.throttle`).
+the same 401; too many failures get 429 with ``Retry-After`` (see :mod:`hub.auth.throttle`);
+too many logins in progress get 503 with ``Retry-After`` at once (:mod:`hub.auth.hash_gate`).
+The client address is the TCP peer's, or ``X-Forwarded-For`` from a configured proxy
+(:mod:`hub.api.client_address`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
+from hub.api.body_limit import anonymous_body
+from hub.api.client_address import client_address
 from hub.api.deps import (
     HUMANS,
     AuthenticatorDep,
@@ -25,6 +30,7 @@ from hub.api.deps import (
     is_static_token,
     require_roles,
 )
+from hub.auth.hash_gate import Busy
 from hub.auth.login import BadCredentials, Throttled
 from hub.auth.tokens import principal_for_token, revoke_token
 from hub.services.audit import record_audit
@@ -53,7 +59,12 @@ class Me(BaseModel):
 @router.post(
     "/token",
     summary="Log in with username and password (OAuth2 password flow); anonymous",
-    responses={401: {"description": "wrong credentials"}, 429: {"description": "throttled"}},
+    responses={
+        401: {"description": "wrong credentials"},
+        429: {"description": "throttled"},
+        503: {"description": "too many logins in progress; retry after Retry-After"},
+    },
+    openapi_extra=anonymous_body(),
 )
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
@@ -61,7 +72,7 @@ async def login(
     runtime: RuntimeDep,
     authenticator: AuthenticatorDep,
 ) -> TokenResponse:
-    client = request.client.host if request.client is not None else "unknown"
+    client = client_address(request, runtime.config.api.trusted_proxies)
     try:
         issued, _principal = await authenticator.login(
             runtime.engine, form.username, form.password, client, runtime.clock
@@ -73,6 +84,13 @@ async def login(
             detail=f"too many failed logins; retry in {seconds} s / "
             f"登录失败次数过多，请 {seconds} 秒后重试",
             headers={"Retry-After": str(seconds)},
+        ) from None
+    except Busy as err:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"too many logins in progress; retry in {err.retry_after_s} s / "
+            f"登录请求过多，请 {err.retry_after_s} 秒后重试",
+            headers={"Retry-After": str(err.retry_after_s)},
         ) from None
     except BadCredentials:
         raise HTTPException(

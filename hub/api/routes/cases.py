@@ -40,6 +40,7 @@ from hub.services.audit import record_audit
 from hub.services.case_queries import case_list, redact_medical_notes
 from hub.services.cases import Effects
 from hub.services.errors import InvalidAct, NotFound
+from hub.services.records import not_found
 
 #: A case state, or one of the display overlays "escalated" and "cancel_requested".
 StateFilter = Literal[
@@ -106,7 +107,12 @@ class CaseCreated(BaseModel):
 
 
 class _Forbidden(Exception):
-    """Raised inside a transaction when the case is outside the caller's grids."""
+    """Raised inside a transaction when the case is missing or outside the caller's grids."""
+
+
+def _case_not_found(case_id: int) -> HTTPException:
+    """One answer for a case that does not exist and one of another grid (issue #11)."""
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=str(not_found("case", case_id)))
 
 
 async def _snapshot(conn: AsyncConnection, case_id: int) -> dict[str, Any] | None:
@@ -135,9 +141,7 @@ async def _act(
     try:
         async with runtime.engine.begin() as conn:
             before = await _snapshot(conn, case_id)
-            if before is None:
-                raise NotFound(f"case {case_id} not found / 工单 {case_id} 不存在")
-            if not principal.sees_grid(before["grid_id"]):
+            if before is None or not principal.sees_grid(before["grid_id"]):
                 raise _Forbidden
             effects = await action(conn)
             await record_audit(
@@ -150,8 +154,8 @@ async def _act(
                 after=await _snapshot(conn, case_id),
                 at=runtime.clock(),
             )
-    except _Forbidden:
-        raise forbidden(OUTSIDE_GRID) from None
+    except _Forbidden:  # another grid's case is answered as a missing one (issue #11)
+        raise _case_not_found(case_id) from None
     except NotFound as err:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(err)) from err
     except InvalidAct as err:
@@ -221,9 +225,9 @@ async def get_case(
     try:
         detail = await runtime.service.get_case(conn, case_id)
     except NotFound as err:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(err)) from err
+        raise _case_not_found(case_id) from err
     if not principal.sees_grid(detail["grid_id"]):
-        raise forbidden(OUTSIDE_GRID)
+        raise _case_not_found(case_id)
     household = detail["household"]
     may_read = principal.may_read_medical_notes(household["grid_id"])
     if redact_medical_notes(detail, may_read):

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
+from hub.api.body_limit import larger_body
 from hub.api.deps import ReadConnection, RuntimeDep
 from hub.api.errors import CONFLICT, FORBIDDEN, INVALID, READ_ONE, WRITE, translated, writing
 from hub.api.fields import (
@@ -165,7 +166,7 @@ async def list_devices(
         400: {"description": "a form upload that cannot be parsed"},
         415: {"description": "neither text/csv nor a form upload"},
     },
-    openapi_extra=_CSV_BODY,
+    openapi_extra=_CSV_BODY | larger_body("import"),
 )
 async def import_csv(request: Request, principal: Staff, runtime: RuntimeDep) -> ImportResult:
     data = await _csv_bytes(request)

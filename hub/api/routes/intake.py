@@ -31,6 +31,7 @@ from hub.services.audit import record_audit
 from hub.services.errors import InvalidAct, NotFound
 from hub.services.org import advance_task, list_quarantine, list_tasks
 from hub.services.quarantine import list_dropped
+from hub.services.records import not_found
 from hub.services.tasks import WELLBEING_TASK_KINDS
 
 #: Task kinds: service requests from call buttons and the device tasks of issue #3
@@ -130,10 +131,8 @@ async def _advance(
         async with runtime.engine.begin() as conn:
             query = sa.select(*columns).where(tasks.c.id == task_id)
             before = (await conn.execute(query)).mappings().first()
-            if before is None:
-                raise NotFound(f"task {task_id} not found / 任务 {task_id} 不存在")
-            if not principal.sees_grid(before["grid_id"]):
-                raise forbidden(OUTSIDE_GRID)
+            if before is None or not principal.sees_grid(before["grid_id"]):
+                raise not_found("task", task_id)  # another grid's: as if missing (issue #11)
             kind = (
                 await conn.execute(sa.select(tasks.c.kind).where(tasks.c.id == task_id))
             ).scalar()
