@@ -168,17 +168,22 @@ async def test_worker_of_grid_a_is_refused_grid_b_and_served_grid_a(
         ).status_code == 403
         assert all(t["grid_id"] == world.grid_a for t in (await wang.get("/api/v1/tasks")).json())
 
-        # grid B's case, its medical notes and acts on it: 403
+        # grid B's case, its medical notes and acts on it: answered as a missing case (404,
+        # the same body), so the answer does not tell which ids exist there (issue #11)
         response = await wang.get(f"/api/v1/cases/{world.case_b}")
-        assert response.status_code == 403 and "网格" in response.json()["detail"]
+        assert response.status_code == 404
+        assert (
+            response.json()["detail"]
+            == f"case {world.case_b} not found / 工单 {world.case_b} 不存在"
+        )
         assert "高血压" not in response.text and "糖尿病" not in response.text
         for act in ("acknowledge", "on-site"):
             response = await wang.post(f"/api/v1/cases/{world.case_b}/{act}", json={})
-            assert response.status_code == 403, act
+            assert response.status_code == 404, act
         response = await wang.post(
             f"/api/v1/cases/{world.case_b}/close", json={"worker_id": world.worker_a}
         )
-        assert response.status_code == 403
+        assert response.status_code == 404
 
         # own grid: the case with its household's medical notes, recorded as read
         response = await wang.get(f"/api/v1/cases/{world.case_a}")
@@ -242,7 +247,7 @@ async def test_worker_streams_only_their_own_notifications(stack: Stack, world: 
 async def test_worker_households_of_other_grids_are_refused(stack: Stack, world: World) -> None:
     async with client(stack, await token_of(stack, "wang")) as wang:
         response = await wang.get(f"/api/v1/households/{world.household_b}")
-        assert response.status_code == 403
+        assert response.status_code == 404  # as a missing household (issue #11)
         assert "糖尿病" not in response.text and "高血压" not in response.text
         response = await wang.get(f"/api/v1/households/{world.household_a}")
         assert response.status_code == 200, response.text
