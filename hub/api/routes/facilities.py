@@ -82,7 +82,7 @@ async def access_log(
     offset: Offset = 0,
 ) -> list[AccessEntry]:
     with translated():
-        await registry.get_device(conn, principal, device_id)  # 404, or 403 outside grids
+        await registry.get_device(conn, principal, device_id)  # 404, also outside grids
         rows, total = await list_access_log(
             conn, device_id, since=since, until=until, kind=kind, limit=limit, offset=offset
         )
