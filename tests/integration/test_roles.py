@@ -218,7 +218,7 @@ async def test_worker_of_grid_a_is_refused_grid_b_and_served_grid_a(
         assert response.status_code == 403
 
     async with client(stack, await token_of(stack, "zhao")) as zhao:
-        assert (await zhao.get(f"/api/v1/cases/{world.case_a}")).status_code == 403
+        assert (await zhao.get(f"/api/v1/cases/{world.case_a}")).status_code == 404  # as missing
         response = await zhao.get(f"/api/v1/cases/{world.case_b}")
         assert response.status_code == 200 and response.json()["household"]["medical_notes"]
 
