@@ -201,3 +201,14 @@ def test_the_shared_field_types_refuse_them_with_a_bilingual_message() -> None:
     message = str(refused.value)
     assert "U+202E" in message and "控制字符" in message
     assert Person(name="张伟", notes="第一行\n第二行").notes == "第一行\n第二行"
+
+
+def test_both_import_routes_declare_the_larger_class_and_it_holds_their_files() -> None:
+    from hub.api.routes.registry_import import BODY_LIMIT
+    from hub.app import create_app
+    from hub.config import HubConfig
+
+    paths = create_app(HubConfig.model_validate({"api": {"token": "x" * 24}})).openapi()["paths"]
+    for path in ("/api/v1/devices/import", "/api/v1/registry/import"):
+        assert paths[path]["post"]["x-body-limit"] == "import", path
+    assert BodyLimits().import_bytes >= BODY_LIMIT

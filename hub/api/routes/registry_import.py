@@ -9,7 +9,8 @@ updated, unchanged per sheet) and warnings, or 422 with every problem in ``error
 ``{"sheet", "row", "column", "message"}`` (nothing written). ``medical_notes=true`` is the
 explicitly authorised path for medical notes (audited per household). Rules:
 :mod:`hub.services.office_import`. The body may be up to 5 MiB
-(:data:`hub.services.sheet_files.MAX_BYTES`), more than the API's default body limit.
+(:data:`hub.services.sheet_files.MAX_BYTES`), more than the API's default body limit:
+the route declares the ``import`` class of limit (``api.body_limits.import_bytes``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
+from hub.api.body_limit import larger_body
 from hub.api.deps import RuntimeDep
 from hub.api.errors import InvalidBody
 from hub.api.fields import Staff
@@ -69,6 +71,7 @@ class ImportOutcome(BaseModel):
         },
         415: {"description": "neither a spreadsheet, CSV nor a form upload"},
     },
+    openapi_extra=larger_body("import"),  # api.body_limits.import_bytes ≥ BODY_LIMIT
 )
 async def import_registers(
     request: Request,
