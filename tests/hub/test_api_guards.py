@@ -212,3 +212,38 @@ def test_both_import_routes_declare_the_larger_class_and_it_holds_their_files() 
     for path in ("/api/v1/devices/import", "/api/v1/registry/import"):
         assert paths[path]["post"]["x-body-limit"] == "import", path
     assert BodyLimits().import_bytes >= BODY_LIMIT
+
+
+async def test_an_id_past_64_bits_is_a_422_with_the_write_gate_installed(tmp_path: Any) -> None:
+    """The write gate's error hook must not turn a database error into a 500 (schemathesis
+    found it: PUT /api/v1/accounts/<31 digits>/password)."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from pydantic import SecretStr
+
+    from hub.app import create_app
+    from hub.config import ApiSettings, HubConfig
+    from hub.db.engine import create_engine
+    from hub.db.migrate import upgrade_to_head
+    from hub.db.write_gate import WriteGate
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+    upgrade_to_head(url)
+    engine = create_engine(url)
+    WriteGate().install(engine)
+    config = HubConfig(api=ApiSettings(token=SecretStr("s" * 32)))
+    app = create_app(config)
+    app.state.runtime = SimpleNamespace(
+        config=config, engine=engine, clock=lambda: datetime.now(UTC)
+    )
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+            base_url="http://hub",
+            headers={"Authorization": "Bearer " + "s" * 32},
+        ) as client:
+            response = await client.post(f"/api/v1/accounts/{2**100}/disable")
+        assert response.status_code == 422, response.text
+    finally:
+        await engine.dispose()
