@@ -188,6 +188,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             await broker.stop(final_publish=(topics.HUB_STATUS, hub_status(online=False), 1, True))
             for webhook in webhooks:
                 await webhook.aclose()
+            await streams.aclose()
             await engine.dispose()
 
     app = FastAPI(

@@ -4,8 +4,11 @@ Every stream event is a row of ``live_feed`` (``hub.db.schema``), so its id surv
 restart and a client that reconnects with ``Last-Event-ID`` gets everything after it
 (``hub.api.routes.stream``). Case and task changes are written by database triggers in the
 transaction that made them; a worker's notifications are written here, as a notifier
-channel, right after the case transaction commits. (A hub killed between that commit and
-this write loses the notification's row, not the case's: the page still sees the case.)
+channel, right after the case transaction commits: :meth:`WorkerStreams.notify` only queues
+them (a notifier must return at once; the dispatch path also publishes "help is coming"),
+and one writer task inserts them in batches. (A hub killed before that write loses the
+notification's row, not the case's: the page still sees the case.) The queue is bounded
+(:data:`QUEUE_SIZE`); a notification that finds it full is dropped, counted and logged.
 
 Streams do not poll the table each on their own: one watcher reads the newest id every
 ``WATCH_S`` while anybody listens, and :meth:`WorkerStreams.wait_beyond` wakes every stream
@@ -29,8 +32,11 @@ log = logging.getLogger(__name__)
 #: How often the watcher looks for rows written by other paths (triggers): the worst-case
 #: extra delay of a case change on a page.
 WATCH_S = 0.25
-#: Feed rows older than this are deleted at start-up; a client further behind reloads.
+#: Feed rows older than this are deleted (at start-up, then hourly while anybody listens);
+#: a client further behind reloads.
 RETENTION = "-7 days"
+PRUNE_EVERY_S = 3600.0
+QUEUE_SIZE = 10_000
 
 
 class WorkerStreams:
@@ -40,29 +46,63 @@ class WorkerStreams:
         self._grew = asyncio.Event()
         self._listeners = 0
         self._watcher: asyncio.Task[None] | None = None
+        self._queue: asyncio.Queue[Notification] = asyncio.Queue(QUEUE_SIZE)
+        self._writer: asyncio.Task[None] | None = None
+        self._pruned_at = 0.0
         self.delivered = 0  # notifications written to the feed
         self.dropped = 0  # notifications that could not be written (logged)
 
     async def notify(self, notification: Notification) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="live-feed-writer")
         try:
-            async with self._engine.begin() as conn:
-                result = await conn.execute(
-                    sa.insert(live_feed).values(
-                        event="notification",
-                        case_id=notification.case_id,
-                        task_id=notification.task_id,
-                        worker_id=notification.worker_id,
-                        data=notification.to_json_obj(),
-                    )
-                )
-        except Exception:
+            self._queue.put_nowait(notification)
+        except asyncio.QueueFull:
             self.dropped += 1
-            log.exception("live feed: a notification for worker %s lost", notification.worker_id)
-            return
-        self.delivered += 1
-        key = result.inserted_primary_key
-        if key is not None and key[0] is not None:
-            self._advance(int(key[0]))
+            log.error(
+                "live feed: queue full; a notification for worker %s dropped",
+                notification.worker_id,
+            )
+
+    async def aclose(self) -> None:
+        """Write what is queued, then stop the background tasks (at shutdown)."""
+        if self._writer is not None and not self._writer.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), 5.0)
+        for task in (self._writer, self._watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _write(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < 500:
+                batch.append(self._queue.get_nowait())
+            rows = [
+                {
+                    "event": "notification",
+                    "case_id": n.case_id,
+                    "task_id": n.task_id,
+                    "worker_id": n.worker_id,
+                    "data": n.to_json_obj(),
+                }
+                for n in batch
+            ]
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(sa.insert(live_feed), rows)
+            except Exception:
+                self.dropped += len(batch)
+                log.exception("live feed: %d notifications not written", len(batch))
+            else:
+                self.delivered += len(batch)
+                with contextlib.suppress(Exception):
+                    await self.head()  # wakes the streams now; the watcher would anyway
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
 
     async def head(self) -> int:
         """The newest feed id now (0 for an empty feed)."""
@@ -77,6 +117,7 @@ class WorkerStreams:
         return int(first or 0)
 
     async def prune(self) -> int:
+        self._pruned_at = asyncio.get_running_loop().time()
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 sa.delete(live_feed).where(live_feed.c.at < sa.func.datetime("now", RETENTION))
@@ -104,9 +145,13 @@ class WorkerStreams:
         return self._head > last_id
 
     async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._listeners > 0:
             try:
                 await self.head()
+                if loop.time() - self._pruned_at > PRUNE_EVERY_S:
+                    self._pruned_at = loop.time()
+                    await self.prune()
             except Exception:
                 log.exception("live feed watcher: reading the newest id failed")
             await asyncio.sleep(WATCH_S)
