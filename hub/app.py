@@ -120,6 +120,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             return HubStatus(config.hub_id, online, utc_now()).encode()
 
         streams = WorkerStreams(engine)  # the live feed's write side (issue #12)
+        await streams.ensure_triggers()  # a migration rebuilding cases/tasks drops them
         await streams.prune()
         webhooks = http_channels(
             config, recorder=DeliveryLog(engine), phones=WorkerPhones(engine)

@@ -746,6 +746,33 @@ welfare_checks = Table(
 # "case" and "task" rows are written by database triggers (migration 0014) in the same
 # transaction as the change itself, whichever code path made it; "notification" rows by
 # ``hub.notify.stream.WorkerStreams`` with the notification's JSON in ``data``.
+# The hub also creates the triggers at start-up when missing (:data:`LIVE_FEED_TRIGGERS`):
+# a migration that rebuilds ``cases`` or ``tasks`` (SQLite's batch mode copies the table)
+# drops the triggers on it, and migrations of parallel branches run in no fixed order.
+LIVE_FEED_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS live_feed_case_insert AFTER INSERT ON cases BEGIN
+        INSERT INTO live_feed (event, case_id, grid_id) VALUES ('case', NEW.id, NEW.grid_id);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS live_feed_case_update AFTER UPDATE ON cases
+    WHEN OLD.state IS NOT NEW.state OR OLD.tier IS NOT NEW.tier
+        OR OLD.acknowledged_by IS NOT NEW.acknowledged_by
+        OR OLD.cancel_requested IS NOT NEW.cancel_requested
+        OR OLD.grid_id IS NOT NEW.grid_id OR OLD.press_count IS NOT NEW.press_count
+    BEGIN
+        INSERT INTO live_feed (event, case_id, grid_id) VALUES ('case', NEW.id, NEW.grid_id);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS live_feed_task_insert AFTER INSERT ON tasks BEGIN
+        INSERT INTO live_feed (event, task_id, grid_id) VALUES ('task', NEW.id, NEW.grid_id);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS live_feed_task_update AFTER UPDATE ON tasks
+    WHEN OLD.state IS NOT NEW.state OR OLD.acknowledged_by IS NOT NEW.acknowledged_by
+        OR OLD.grid_id IS NOT NEW.grid_id
+        OR OLD.assigned_worker_id IS NOT NEW.assigned_worker_id
+    BEGIN
+        INSERT INTO live_feed (event, task_id, grid_id) VALUES ('task', NEW.id, NEW.grid_id);
+    END""",
+)
+
 live_feed = Table(
     "live_feed",
     metadata,

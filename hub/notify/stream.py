@@ -24,7 +24,7 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.db.schema import live_feed
+from hub.db.schema import LIVE_FEED_TRIGGERS, live_feed
 from hub.domain.notification import Notification
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,12 @@ class WorkerStreams:
         async with self._engine.connect() as conn:
             first = (await conn.execute(sa.select(sa.func.min(live_feed.c.id)))).scalar()
         return int(first or 0)
+
+    async def ensure_triggers(self) -> None:
+        """Create the case and task triggers if missing (see ``hub.db.schema``)."""
+        async with self._engine.begin() as conn:
+            for trigger in LIVE_FEED_TRIGGERS:
+                await conn.exec_driver_sql(trigger)
 
     async def prune(self) -> int:
         self._pruned_at = asyncio.get_running_loop().time()

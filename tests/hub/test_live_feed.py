@@ -111,3 +111,28 @@ async def test_old_rows_are_pruned(engine: AsyncEngine) -> None:
         await conn.execute(sa.insert(schema.live_feed).values(event="case", case_id=2))
     assert await streams.prune() == 1
     assert await streams.oldest() == await streams.head()
+
+
+async def test_triggers_dropped_by_a_table_rebuild_come_back_at_start_up(
+    engine: AsyncEngine,
+) -> None:
+    # Migration 0011 rebuilds ``tasks`` (SQLite batch mode): run after 0014, it drops the
+    # task triggers; the migrated database may well lack them already.
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("DROP TRIGGER IF EXISTS live_feed_task_insert")
+    streams = WorkerStreams(engine)
+    await streams.ensure_triggers()
+    await streams.ensure_triggers()  # idempotent
+    async with engine.connect() as conn:
+        names = {
+            name
+            for (name,) in await conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'live_feed%'"
+            )
+        }
+    assert names == {
+        "live_feed_case_insert",
+        "live_feed_case_update",
+        "live_feed_task_insert",
+        "live_feed_task_update",
+    }
