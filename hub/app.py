@@ -72,6 +72,7 @@ from hub.services.device_handlers import DeviceEventRouter
 from hub.services.notify_store import DeliveryLog, WorkerPhones
 from hub.services.org import seed_demo_community
 from hub.services.remote_config import RemoteConfigService
+from hub.web.pages import install_web
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,9 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         def hub_status(online: bool) -> bytes:
             return HubStatus(config.hub_id, online, utc_now()).encode()
 
-        streams = WorkerStreams()
+        streams = WorkerStreams(engine)  # the live feed's write side (issue #12)
+        await streams.ensure_triggers()  # a migration rebuilding cases/tasks drops them
+        await streams.prune()
         webhooks = http_channels(
             config, recorder=DeliveryLog(engine), phones=WorkerPhones(engine)
         )  # generic webhooks, WeCom, DingTalk, SMS (issue #4)
@@ -196,6 +199,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             await broker.stop(final_publish=(topics.HUB_STATUS, hub_status(online=False), 1, True))
             for webhook in webhooks:
                 await webhook.aclose()
+            await streams.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -243,6 +247,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
     app.include_router(facilities_route.router)  # doors, parcels (issue #3)
     app.include_router(wellbeing_route.router)  # the wellbeing watch (issue #15)
     app.include_router(device_data_route.router)  # state, history, commands (issue #3)
+    install_web(app)  # the web pages and their session cookie (issue #12); last: catch-all
     return app
 
 

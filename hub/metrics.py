@@ -234,7 +234,7 @@ class HubMetrics(Collector):
             yield family
         yield CounterMetricFamily(
             "hub_notification_stream_dropped",
-            "Live-stream notifications dropped for a client that stopped reading",
+            "Live-stream notifications not written to the live feed (queue full or write failed)",
             value=float(self._streams.dropped),
         )
 

@@ -739,3 +739,50 @@ welfare_checks = Table(
     _when("closed_at"),
     Index(None, "closed_at", "next_escalation_at"),
 )
+
+
+# The live feed (issue #12): what the pages' streams send, one row per event, so that a
+# phone that reconnects with Last-Event-ID gets everything after it, across hub restarts.
+# "case" and "task" rows are written by database triggers (migration 0014) in the same
+# transaction as the change itself, whichever code path made it; "notification" rows by
+# ``hub.notify.stream.WorkerStreams`` with the notification's JSON in ``data``.
+# The hub also creates the triggers at start-up when missing (:data:`LIVE_FEED_TRIGGERS`):
+# a migration that rebuilds ``cases`` or ``tasks`` (SQLite's batch mode copies the table)
+# drops the triggers on it, and migrations of parallel branches run in no fixed order.
+LIVE_FEED_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS live_feed_case_insert AFTER INSERT ON cases BEGIN
+        INSERT INTO live_feed (event, case_id, grid_id) VALUES ('case', NEW.id, NEW.grid_id);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS live_feed_case_update AFTER UPDATE ON cases
+    WHEN OLD.state IS NOT NEW.state OR OLD.tier IS NOT NEW.tier
+        OR OLD.acknowledged_by IS NOT NEW.acknowledged_by
+        OR OLD.cancel_requested IS NOT NEW.cancel_requested
+        OR OLD.grid_id IS NOT NEW.grid_id OR OLD.press_count IS NOT NEW.press_count
+    BEGIN
+        INSERT INTO live_feed (event, case_id, grid_id) VALUES ('case', NEW.id, NEW.grid_id);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS live_feed_task_insert AFTER INSERT ON tasks BEGIN
+        INSERT INTO live_feed (event, task_id, grid_id) VALUES ('task', NEW.id, NEW.grid_id);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS live_feed_task_update AFTER UPDATE ON tasks
+    WHEN OLD.state IS NOT NEW.state OR OLD.acknowledged_by IS NOT NEW.acknowledged_by
+        OR OLD.grid_id IS NOT NEW.grid_id
+        OR OLD.assigned_worker_id IS NOT NEW.assigned_worker_id
+    BEGIN
+        INSERT INTO live_feed (event, task_id, grid_id) VALUES ('task', NEW.id, NEW.grid_id);
+    END""",
+)
+
+live_feed = Table(
+    "live_feed",
+    metadata,
+    _id(),
+    Column("event", String(16), nullable=False),  # case | task | notification
+    Column("case_id", Integer, nullable=True),
+    Column("task_id", Integer, nullable=True),
+    Column("grid_id", Integer, nullable=True),
+    Column("worker_id", Integer, nullable=True),  # notification rows: whose
+    Column("data", JSONText(), nullable=True),  # notification rows: the notification
+    Column("at", String(32), nullable=False, server_default=text("CURRENT_TIMESTAMP")),
+    sqlite_autoincrement=True,  # ids are never reused: they are the clients' Last-Event-ID
+)
