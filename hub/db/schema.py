@@ -308,6 +308,9 @@ cases = Table(
     _text("note"),
     _when("updated_at", nullable=False),
     Column("version", Integer, nullable=False, server_default=text("1")),  # optimistic lock
+    # the worker the hotline desk handed the case to (issue #12, migration 0015); a plain
+    # integer because SQLite cannot add a foreign key to an existing table in place
+    Column("assigned_worker_id", Integer, nullable=True),
     Index(None, "household_id", "state"),
     Index(None, "state", "deadline_at"),
     Index(None, "opened_at"),
