@@ -27,11 +27,13 @@ from hub.api.routes import (
     audit,
     auth,
     cases,
+    desk,
     devices,
     grids,
     health,
     households,
     intake,
+    kpi,
     stream,
     workers,
 )
@@ -217,6 +219,8 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
     app.include_router(notifications_route.router)
     app.include_router(facilities_route.router)  # doors, parcels (issue #3)
     app.include_router(device_data_route.router)  # state, history, commands (issue #3)
+    app.include_router(desk.router)  # the hotline desk board (issue #12)
+    app.include_router(kpi.router)  # care KPIs (issue #12)
     return app
 
 
