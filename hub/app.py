@@ -64,6 +64,7 @@ from hub.services.device_handlers import DeviceEventRouter
 from hub.services.notify_store import DeliveryLog, WorkerPhones
 from hub.services.org import seed_demo_community
 from hub.services.remote_config import RemoteConfigService
+from hub.web.pages import install_web
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,8 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         def hub_status(online: bool) -> bytes:
             return HubStatus(config.hub_id, online, utc_now()).encode()
 
-        streams = WorkerStreams()
+        streams = WorkerStreams(engine)  # the live feed's write side (issue #12)
+        await streams.prune()
         webhooks = http_channels(
             config, recorder=DeliveryLog(engine), phones=WorkerPhones(engine)
         )  # generic webhooks, WeCom, DingTalk, SMS (issue #4)
@@ -217,6 +219,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
     app.include_router(notifications_route.router)
     app.include_router(facilities_route.router)  # doors, parcels (issue #3)
     app.include_router(device_data_route.router)  # state, history, commands (issue #3)
+    install_web(app)  # the web pages and their session cookie (issue #12); last: catch-all
     return app
 
 
