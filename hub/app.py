@@ -66,6 +66,7 @@ from hub.services.device_handlers import DeviceEventRouter
 from hub.services.notify_store import DeliveryLog, WorkerPhones
 from hub.services.org import seed_demo_community
 from hub.services.remote_config import RemoteConfigService
+from hub.web.pages import install_web
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,8 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         def hub_status(online: bool) -> bytes:
             return HubStatus(config.hub_id, online, utc_now()).encode()
 
-        streams = WorkerStreams()
+        streams = WorkerStreams(engine)  # the live feed's write side (issue #12)
+        await streams.prune()
         webhooks = http_channels(
             config, recorder=DeliveryLog(engine), phones=WorkerPhones(engine)
         )  # generic webhooks, WeCom, DingTalk, SMS (issue #4)
@@ -221,6 +223,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
     app.include_router(device_data_route.router)  # state, history, commands (issue #3)
     app.include_router(desk.router)  # the hotline desk board (issue #12)
     app.include_router(kpi.router)  # care KPIs (issue #12)
+    install_web(app)  # the web pages and their session cookie (issue #12); last: catch-all
     return app
 
 

@@ -13,6 +13,12 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # for the interoperability tests of the Modbus simulators.
 command -v socat >/dev/null 2>&1 || missing+=(socat)
 command -v mbpoll >/dev/null 2>&1 || missing+=(mbpoll)
+# chromium + chromium-driver: the browser tests and `make screenshots` drive Debian's
+# chromium with Playwright (its own browser download is not used); fonts-noto-cjk: the
+# pages' Chinese text in those screenshots and tests.
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+[ -d /usr/share/fonts/opentype/noto ] || fc-list 2>/dev/null | grep -qi "noto sans cjk" || missing+=(fonts-noto-cjk)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "Installing system packages: ${missing[*]}"

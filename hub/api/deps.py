@@ -11,6 +11,12 @@ is checked against the database on every request, so a revocation or a disabled 
 takes effect at once. The configured static token (``HUB__API__TOKEN``) authenticates as
 an admin, for bootstrap and automation. Both answer the same 401 when wrong: the reply
 does not tell an expired token from a revoked or an invented one.
+
+The web pages (:mod:`hub.web`) carry the same account token in an HttpOnly session cookie
+instead of the header (issue #12). A request authenticated by that cookie must, for any
+method but GET/HEAD/OPTIONS, also carry the session's CSRF token in ``X-CSRF-Token``
+(:func:`hub.web.session_cookie.csrf_for`): a page of another site cannot read it, so it
+cannot make the browser act for the worker. A bearer header wins over the cookie.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from hub.auth.login import Authenticator
 from hub.auth.tokens import principal_for_token
 from hub.domain.access import Principal, Role
 from hub.runtime import HubRuntime
+from hub.web.session_cookie import SESSION_COOKIE, csrf_matches
 
 TOKEN_URL = "/api/v1/auth/token"
 _bearer = OAuth2PasswordBearer(
@@ -57,7 +64,28 @@ _UNAUTHENTICATED = HTTPException(
 )
 
 
-BearerToken = Annotated[str | None, Depends(_bearer)]
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_CSRF_MISSING = HTTPException(
+    status.HTTP_403_FORBIDDEN,
+    detail="missing or wrong X-CSRF-Token for a cookie session / 缺少或错误的 CSRF 令牌",
+)
+
+
+def request_token(request: Request, bearer: Annotated[str | None, Depends(_bearer)]) -> str | None:
+    """The bearer token, else the web session cookie's (CSRF-checked for unsafe methods)."""
+    if bearer:
+        return bearer
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    if request.method not in _SAFE_METHODS and not csrf_matches(
+        cookie, request.headers.get("x-csrf-token")
+    ):
+        raise _CSRF_MISSING
+    return cookie
+
+
+BearerToken = Annotated[str | None, Depends(request_token)]
 
 
 def get_authenticator(request: Request) -> Authenticator:

@@ -37,7 +37,7 @@ from simulators.stack import Stack
 pytestmark = pytest.mark.integration
 
 # Streams never end, so a generated request to one would hang until its timeout.
-_SKIPPED_PATHS = ("/api/v1/workers/{worker_id}/stream",)
+_SKIPPED_PATHS = ("/api/v1/workers/{worker_id}/stream", "/api/v1/stream/cases")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Desk board (issue #12): the worker a case was reassigned to by the hotline desk.
 
 Revision ID: 0015
-Revises: 0010
+Revises: 0014
 Create Date: 2026-12-07 06:00:00
 
 A nullable column, added in place (``ALTER TABLE … ADD COLUMN``): rebuilding ``cases`` on
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | Sequence[str] | None = "0010"
+down_revision: str | Sequence[str] | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

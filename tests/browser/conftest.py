@@ -1,0 +1,195 @@
+"""Browser tests of the web pages: Debian's chromium driven by Playwright (issue #12).
+
+Real parts, as in ``tests/integration``: a private Mosquitto, ``python -m hub`` with the
+demo community on a real SQLite file (one hub per test module: ``web_stack``), real
+accounts logged in through the login page. Playwright's own browser download is not
+used: :func:`launch` starts ``/usr/bin/chromium`` (``--no-sandbox`` as root).
+
+How to test a new page: ``async with phone(browser) as page`` (360×740, touch) or
+``desktop(browser)``; ``await log_in(page, web_stack, "wang")``; then Playwright's
+``expect`` with generous timeouts (the machine is shared; never a bare sleep).
+``run_axe(page)`` returns axe-core's serious and critical violations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from simulators.stack import Stack
+from tests.integration.conftest import query
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+AXE = Path(__file__).with_name("vendor") / "axe.min.js"
+PHONE = {"width": 360, "height": 740}
+DESKTOP = {"width": 1366, "height": 860}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/browser/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.browser)
+
+
+@dataclass
+class WebStack:
+    """A running hub with the demo community and one login per seeded grid worker."""
+
+    stack: Stack
+    #: username -> (password, worker id, grid id)
+    logins: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.stack.hub_url
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.stack.headers(), timeout=20)
+
+    def household_in(self, grid_id: int) -> int:
+        [(household,)] = query(
+            self.stack, "SELECT min(id) FROM households WHERE grid_id = ?", grid_id
+        )
+        return int(household)
+
+    def open_phone_case(self, household_id: int, note: str = "") -> int:
+        """A hotline call opens a case (no button needed), as the desk would."""
+        with self.api() as client:
+            response = client.post(
+                "/api/v1/cases",
+                json={"household_id": household_id, "note": note, "operator": "desk-test"},
+            )
+        assert response.status_code == 201, response.text
+        return int(response.json()["case_id"])
+
+
+def grid_workers(stack: Stack) -> list[tuple[int, int]]:
+    """(worker id, grid id) of each grid's primary worker in the demo community."""
+    rows = query(
+        stack,
+        "SELECT DISTINCT worker_id, grid_id FROM shifts WHERE role = 'primary' "
+        "AND grid_id IS NOT NULL ORDER BY grid_id",
+    )
+    return [(int(w), int(g)) for w, g in rows]
+
+
+def make_logins(web: WebStack) -> None:
+    with web.api() as client:
+        for name, (worker, grid) in zip(("wang", "zhao"), grid_workers(web.stack), strict=False):
+            password = secrets.token_urlsafe(12)
+            response = client.post(
+                "/api/v1/accounts",
+                json={"username": name, "role": "worker", "worker_id": worker, "password": password},
+            )
+            assert response.status_code == 201, response.text
+            web.logins[name] = (password, worker, grid)
+
+
+@pytest.fixture(scope="module")
+def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
+    """One hub for a test module (starting one costs seconds on a shared machine)."""
+    stack = Stack(tmp_path_factory.mktemp("web"))
+    stack.start_broker()
+    try:
+        # No escalation while a test looks: a case stays with its grid worker.
+        stack.start_hub(escalation={"grid_worker_s": 3600, "backup_worker_s": 3600})
+        web = WebStack(stack)
+        make_logins(web)
+        yield web
+    finally:
+        stack.stop()
+        if stack.hub is not None and "Traceback" in stack.hub.log_text():
+            print(f"--- hub log ---\n{stack.hub.log_text()[-4000:]}")  # noqa: T201
+
+
+def launch_args() -> dict[str, Any]:
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.fail(f"{CHROMIUM} missing: run scripts/ensure-system-deps.sh (Debian chromium)")
+    args = ["--no-sandbox"] if os.geteuid() == 0 else []
+    return {"executable_path": CHROMIUM, "args": args, "headless": True}
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(**launch_args())
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+def _watch_console(page: Page) -> None:
+    def show(message: Any) -> None:
+        if message.type in ("error", "warning"):
+            print(f"[browser {message.type}] {message.text}")  # noqa: T201
+
+    page.on("console", show)
+    page.on("pageerror", lambda err: print(f"[page error] {err}"))  # noqa: T201
+
+
+@contextlib.asynccontextmanager
+async def phone(browser: Browser, **options: Any) -> AsyncIterator[Page]:
+    """A cheap phone: 360×740 CSS pixels, touch, Chinese locale."""
+    context = await browser.new_context(
+        viewport=PHONE,
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        locale="zh-CN",
+        timezone_id="Asia/Shanghai",
+        **options,
+    )
+    page = await context.new_page()
+    _watch_console(page)
+    try:
+        yield page
+    finally:
+        await context.close()
+
+
+@contextlib.asynccontextmanager
+async def desktop(browser: Browser, **options: Any) -> AsyncIterator[Page]:
+    context = await browser.new_context(
+        viewport=DESKTOP, locale="zh-CN", timezone_id="Asia/Shanghai", **options
+    )
+    page = await context.new_page()
+    _watch_console(page)
+    try:
+        yield page
+    finally:
+        await context.close()
+
+
+async def log_in(page: Page, web: WebStack, username: str, next_path: str = "") -> None:
+    """Through the login page, as a person would; ends on the page the login leads to."""
+    target = f"{web.url}/login" + (f"?next={next_path}" if next_path else "")
+    await page.goto(target)
+    await page.fill("#username", username)
+    await page.fill("#password", web.logins[username][0])
+    await page.click("#login-submit")
+    await page.wait_for_url(lambda url: "/login" not in url, timeout=30_000)
+
+
+async def run_axe(page: Page) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the page as it is now.
+
+    Loaded with ``evaluate`` (the DevTools protocol), since the page's CSP rightly refuses
+    an injected script tag.
+    """
+    await page.evaluate(AXE.read_text(encoding="utf-8"))
+    result: dict[str, Any] = await page.evaluate(
+        "async () => await axe.run(document, {resultTypes: ['violations']})"
+    )
+    return [v for v in result["violations"] if v.get("impact") in ("serious", "critical")]
