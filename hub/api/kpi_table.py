@@ -179,6 +179,7 @@ def report_json(report: CareReport) -> dict[str, Any]:
     """The report for the page: columns, rows of cells and raw figures, calls, categories."""
     return {
         "unit": {"level": report.unit.level.value, "id": report.unit.id, "name": report.unit.name},
+        "path": [{"level": u.level.value, "id": u.id, "name": u.name} for u in report.path],
         "child_level": report.child_level,
         "period": {
             "start": report.start.isoformat(),

@@ -62,6 +62,7 @@ class ListedCall:
 @dataclass(frozen=True, slots=True)
 class CareReport:
     unit: Unit
+    path: list[Unit]  # the units above it, from "all" down (breadcrumbs)
     child_level: str  # "district" … "grid", or "worker" for a grid
     start: date
     end: date  # inclusive
@@ -132,8 +133,13 @@ async def care_report(
         for w in worker_ids
     ]
     listed = sorted(calls, key=lambda c: (c.opened_at, c.case_id), reverse=True)[:CALLS_LISTED]
+    levels = [Level.ALL, Level.DISTRICT, Level.STREET, Level.COMMUNITY, Level.GRID]
+    above = levels[: levels.index(level)]
+    any_grid = min(grid_ids) if grid_ids else None
+    path = [areas.by_grid[any_grid].unit(lv) for lv in above] if any_grid is not None else []
     return CareReport(
         unit=unit,
+        path=path,
         child_level=child.value if child is not None else "worker",
         start=start,
         end=end,
