@@ -34,12 +34,12 @@ addStrings({
   "col.deadline": ["下次升级", "Next escalation"],
   "col.actions": ["操作", "Actions"],
   "holder.waiting": ["待接单：{names}", "Waiting for {names}"],
-  "holder.nobody": ["❗ 无人可派", "❗ Nobody available"],
+  "holder.nobody": ["‼ 无人可派", "‼ Nobody available"],
   "holder.presence": ["已到场（按键）", "On site (presence key)"],
   "wait.ok": ["✔ {d} 内应答", "✔ answered in {d}"],
   "wait.waiting": ["等待 {d}", "waiting {d}"],
   "wait.amber": ["⚠ 等待 {d}（超30秒）", "⚠ waiting {d} (over 30 s)"],
-  "wait.red": ["❗ 等待 {d}（超60秒）", "❗ waiting {d} (over 60 s)"],
+  "wait.red": ["‼ 等待 {d}（超60秒）", "‼ waiting {d} (over 60 s)"],
   "deadline.in": ["{d} 后{step}", "{step} in {d}"],
   "deadline.due": ["已到期，正在{step}", "due: {step} now"],
   "deadline.none": ["—", "—"],
@@ -110,7 +110,7 @@ addStrings({
   "problem.offline": ["⚠ 离线", "⚠ offline"],
   "problem.backlog": ["⚠ 积压 {n} 条，最久 {age} 秒", "⚠ backlog {n}, oldest {age} s"],
   "problem.buffer_pressure": ["⚠ 缓存将满（{pct}%）", "⚠ buffer pressure ({pct}%)"],
-  "problem.dropped": ["❗ 已丢弃 {n} 条遥测", "❗ {n} telemetry dropped"],
+  "problem.dropped": ["‼ 已丢弃 {n} 条遥测", "‼ {n} telemetry dropped"],
 });
 
 const view = {
@@ -225,34 +225,35 @@ function badge(text, tone) {
 
 function stateBadge(c) {
   const waiting = ["open", "dispatched"].includes(c.state);
-  const symbol = waiting ? "❗ " : c.state === "on_site" ? "📍 " : "✔ ";
+  const symbol = waiting ? "! " : c.state === "on_site" ? "⌂ " : "✔ ";
   return badge(symbol + either(c.display), waiting ? "alarm" : c.state === "on_site" ? "ok" : "warn");
 }
 
 function holderText(c) {
   const names = c.holders.map((x) => x.name).join("、");
   if (c.holder_kind === "taken") return names ? `✔ ${names}` : t("holder.presence");
-  if (c.holder_kind === "waiting") return `⏳ ${t("holder.waiting", { names })}`;
+  if (c.holder_kind === "waiting") return `… ${t("holder.waiting", { names })}`;
   return t("holder.nobody");
 }
 
 function boardRow(c, now) {
   const wait = waitState(c, now);
+  const cell = (key, ...content) => h("td", { dataset: { label: t(`col.${key}`) } }, h("div", {}, ...content));
   return h("tr", { dataset: { caseId: c.id, state: c.state }, class: c.id === selected ? "selected" : null },
-    h("td", {}, h("button", { type: "button", class: "link", dataset: { open: c.id }, onclick: () => openPanel(c.id) }, `#${c.id}`),
+    cell("case", h("button", { type: "button", class: "link", dataset: { open: c.id }, onclick: () => openPanel(c.id) }, `#${c.id}`),
       h("div", { class: "meta" }, t(`kind.${c.kind}`))),
-    h("td", {}, stateBadge(c),
+    cell("state", stateBadge(c),
       c.cancel_requested ? h("div", { class: "meta" }, `⚑ ${t("desk.cancel_requested")}`) : null),
-    h("td", {}, either(c.tier_label)),
-    h("td", { class: "holder" }, holderText(c)),
-    h("td", {},
+    cell("tier", either(c.tier_label)),
+    cell("holder", h("span", { class: "holder" }, holderText(c))),
+    cell("resident",
       h("strong", {}, c.resident_name || "—"),
       c.lives_alone ? h("span", { class: "tag" }, t("desk.lives_alone")) : null,
       h("div", { class: "meta" }, c.address),
       h("div", { class: "meta" }, `${c.community_name} · ${c.grid_name}`)),
-    h("td", {}, h("span", { class: "wait", dataset: { level: wait.level, opened: c.opened_at } }, wait.text)),
-    h("td", {}, h("span", { class: "countdown" }, deadlineText(c, now))),
-    h("td", {}, h("button", { type: "button", class: "secondary small", dataset: { action: "handle" }, onclick: () => openPanel(c.id) }, t("desk.handle"))));
+    cell("waiting", h("span", { class: "wait", dataset: { level: wait.level, opened: c.opened_at } }, wait.text)),
+    cell("deadline", h("span", { class: "countdown" }, deadlineText(c, now))),
+    cell("actions", h("button", { type: "button", class: "secondary small", dataset: { action: "handle" }, onclick: () => openPanel(c.id) }, t("desk.handle"))));
 }
 
 function renderBoard() {
@@ -407,7 +408,7 @@ function renderPanel() {
   const reassignable = ["open", "dispatched", "acknowledged"].includes(c.state);
   const contacts = house.emergency_contacts || [];
   view.panel.hidden = false;
-  clear(view.panel).append(
+  const parts = [
     h("div", { class: "item-head" },
       h("h2", { id: "case-panel-title" }, `${t(`kind.${c.kind}`)} #${c.id}`), stateBadge(c),
       h("button", { type: "button", class: "ghost small", id: "panel-close", onclick: closePanel }, t("panel.close"))),
@@ -420,13 +421,15 @@ function renderPanel() {
       h("dt", {}, t("panel.contacts")),
       h("dd", {}, contacts.length
         ? h("ul", { class: "contacts" }, contacts.map((x) => h("li", {},
-          h("a", { href: `tel:${x.phone}` }, `📞 ${t("desk.contact_of", { name: x.name, relation: x.relation })} ${x.phone}`))))
+          h("a", { href: `tel:${x.phone}` }, `☎ ${t("desk.contact_of", { name: x.name, relation: x.relation })} ${x.phone}`))))
         : t("panel.none"))),
     active ? null : h("p", { class: "meta" }, t("panel.closed")),
     reassignable ? reassignForm(c) : null,
     noteForm(c),
     h("h3", {}, t("panel.timeline")),
-    h("ol", { class: "timeline", id: "panel-timeline" }, (c.audit || []).map(auditLine)));
+    h("ol", { class: "timeline", id: "panel-timeline" }, (c.audit || []).map(auditLine)),
+  ];
+  clear(view.panel).append(...parts.filter(Boolean)); // DOM append would show a null as "null"
 }
 
 // --- a phone case for a caller ------------------------------------------------------------
@@ -515,7 +518,7 @@ function renderHealth() {
         t("health.last_seen", { t: clock(d.last_seen, true) }), d.offline_reason ? ` · ${d.offline_reason}` : "")))
       : none()),
     healthCard(t("health.low_battery", { p: low.threshold_pct }), low.total, low.rows.length
-      ? h("ul", { class: "plain" }, low.rows.map((d) => h("li", {}, h("strong", {}, d.id), ` 🔋 ${d.battery_pct}% · ${d.address || d.place || ""}`)))
+      ? h("ul", { class: "plain" }, low.rows.map((d) => h("li", {}, h("strong", {}, d.id), ` ${d.battery_pct}% · ${d.address || d.place || ""}`)))
       : none()),
     healthCard(t("health.edges"), troubled.length, h("div", {},
       troubled.length ? h("ul", { class: "plain", id: "edge-problems" }, troubled.map(edgeLine)) : null,

@@ -31,6 +31,7 @@ addStrings({
   "kpi.summary": ["{name} · {start} 至 {end}", "{name} · {start} to {end}"],
   "kpi.loading": ["正在加载…", "Loading…"],
   "kpi.no_calls": ["本期没有求助呼叫", "No help calls in this period"],
+  "kpi.no_services": ["本期没有便民服务请求", "No service requests in this period"],
   "kpi.no_data": ["无数据", "no data"],
   "kpi.met": ["✔ 达标", "✔ meets the standard"],
   "kpi.missed": ["✘ 未达标", "✘ below the standard"],
@@ -49,7 +50,7 @@ addStrings({
   "tile.escalated": ["升级 / 改派", "Escalated / reassigned"],
   "tile.cancelled": ["取消 / 误报", "Cancelled / false calls"],
   "tile.services": ["便民服务请求", "Service requests"],
-  "tile.seconds": ["{a} 秒 / {b} 秒", "{a} s / {b} s"],
+  "tile.s": ["{v} 秒", "{v} s"],
   "level.all": ["全部", "all"],
   "level.district": ["区", "district"],
   "level.street": ["街道", "street"],
@@ -135,7 +136,7 @@ function renderCrumbs() {
   const staff = me && me.role !== "worker";
   const steps = [...report.path, report.unit];
   clear(crumbs).append(h("ol", {}, steps.map((u, i) => {
-    const label = `${t(`level.${u.level}`)}：${unitName(u)}`;
+    const label = u.level === "all" ? t("level.all") : `${t(`level.${u.level}`)}：${u.name}`;
     const last = i === steps.length - 1;
     if (last || !staff) return h("li", {}, h("span", { "aria-current": last ? "page" : null }, label));
     return h("li", {}, h("a", {
@@ -182,11 +183,16 @@ function renderSummary() {
     tile("help_calls", c.help_calls),
     tile("within_60", c.within_60, ...share(60, t60.share)),
     tile("within_180", c.within_180, ...share(180, t180.share)),
-    tile("answer", t("tile.seconds", { a: c.answer_median_s, b: c.answer_p90_s })),
-    tile("on_site", t("tile.seconds", { a: c.on_site_median_s, b: c.on_site_p90_s })),
+    tile("answer", seconds(c.answer_median_s, c.answer_p90_s)),
+    tile("on_site", seconds(c.on_site_median_s, c.on_site_p90_s)),
     tile("escalated", `${escalatedTotal(total)} / ${c.reassigned}`),
     tile("cancelled", `${c.cancelled} / ${c.false_calls}`),
     tile("services", c.service_requests));
+}
+
+function seconds(median, p90) {
+  const unit = (v) => (v === "—" ? v : t("tile.s", { v }));
+  return `${unit(median)} / ${unit(p90)}`;
 }
 
 function escalatedTotal(row) {
@@ -195,21 +201,25 @@ function escalatedTotal(row) {
 }
 
 // Horizontal bars with their value written beside them and the standard as a line.
-function barChart(items, { max, target, alt, percent }) {
+// One SVG unit is one CSS pixel at the width the chart gets, so its text stays readable on
+// a 360 px phone instead of shrinking with the drawing.
+function barChart(items, { max, target, alt, percent, width }) {
   const rowH = 34;
-  const labelW = 150;
-  const barW = 330;
+  const total = Math.max(300, Math.min(720, Math.round(width || 600)));
+  const labelW = Math.min(150, Math.round(total * 0.28));
+  const barW = total - labelW - 120;
   const height = Math.max(1, items.length) * rowH + (target ? 26 : 6);
   const x = (v) => labelW + (barW * v) / max;
   const chart = svg("svg", {
-    viewBox: `0 0 ${labelW + barW + 150} ${height}`,
+    viewBox: `0 0 ${total} ${height}`,
     class: "chart",
     role: "img",
     "aria-label": alt,
   });
   items.forEach((item, i) => {
     const y = i * rowH + 4;
-    const label = item.label.length > 9 ? `${item.label.slice(0, 8)}…` : item.label;
+    const fits = Math.max(3, Math.floor((labelW - 10) / 15));
+    const label = item.label.length > fits ? `${item.label.slice(0, fits - 1)}…` : item.label;
     chart.append(svg("text", { x: labelW - 8, y: y + 18, "text-anchor": "end", class: "chart-label" }, label));
     if (item.value === null) {
       chart.append(svg("text", { x: labelW + 4, y: y + 18, class: "chart-none" }, t("kpi.no_data")));
@@ -240,16 +250,20 @@ function renderChart() {
     return { label: r.name, value: shareOf(r, 60), note: s.decided ? `(${s.met}/${s.decided})` : "" };
   });
   const level = t(`level.${report.child_level}`);
-  clear(document.getElementById("chart")).append(items.length
-    ? barChart(items, { max: 1, target: TARGET_60, alt: t("kpi.chart_alt", { level }), percent: true })
+  const box = document.getElementById("chart");
+  clear(box).append(items.length
+    ? barChart(items, { max: 1, target: TARGET_60, alt: t("kpi.chart_alt", { level }), percent: true, width: box.clientWidth })
     : h("p", { class: "empty" }, t("kpi.no_calls")));
 }
 
+// Only the categories asked for in the period: eleven bars of zero say nothing at a glance.
 function renderServices() {
-  const items = report.service_requests.map((s) => ({ label: either(s), value: s.count }));
+  const items = report.service_requests.filter((s) => s.count).map((s) => ({ label: either(s), value: s.count }));
   const max = Math.max(1, ...items.map((i) => i.value));
-  clear(document.getElementById("services")).append(
-    barChart(items, { max, alt: t("kpi.services_alt"), percent: false }));
+  const box = document.getElementById("services");
+  clear(box).append(items.length
+    ? barChart(items, { max, alt: t("kpi.services_alt"), percent: false, width: box.clientWidth })
+    : h("p", { class: "empty" }, t("kpi.no_services")));
 }
 
 function renderTable() {
@@ -334,6 +348,15 @@ async function main() {
     go({ start: document.getElementById("start").value, end: document.getElementById("end").value });
   });
   window.addEventListener("popstate", load);
+  let resized = 0;
+  window.addEventListener("resize", () => {
+    clearTimeout(resized);
+    resized = setTimeout(() => {
+      if (!report) return;
+      renderChart();
+      renderServices();
+    }, 200);
+  });
   await load();
 }
 
