@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast bench soak lint typecheck system-deps clean
+.PHONY: demo test test-fast bench soak lint typecheck system-deps clean screenshots
 
 system-deps:
 	@scripts/ensure-system-deps.sh
@@ -26,6 +26,10 @@ test: system-deps $(STAMP)
 
 test-fast: system-deps $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration and not faults"
+
+# Phone (360x740) and desktop pictures of the web pages, into docs/screenshots/ (issue #12).
+screenshots: system-deps $(STAMP)
+	$(BIN)/python -m simulators.screenshots
 
 bench: system-deps $(STAMP)
 	$(BIN)/python -m bench

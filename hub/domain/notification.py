@@ -7,6 +7,7 @@ channel says the same thing. Times are stored in UTC and shown in the community'
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, tzinfo
 from typing import Any, Literal
@@ -127,13 +128,40 @@ TEMPLATE_FIELDS = frozenset(
         "address",
         "grid_name",
         "ack_url",
+        "link",
         "language",
     }
 )
 
+_ACK_PATH = re.compile(r"^(?P<base>.*)/api/v1/(?P<kind>cases|tasks)/(?P<id>\d+)/acknowledge$")
+
+
+def page_link(notification: Notification) -> str:
+    """The short link that opens the case (``/c/<id>``) or task (``/t/<id>``) on the worker
+    page, on the hub's public address (issue #12); the API path if it is no case or task.
+
+    Derived from ``ack_path``, which every producer builds on ``api.public_base_url``: a
+    worker taps it in WeCom, DingTalk or an SMS, logs in if needed, and lands on the case
+    (see ``hub.web.pages``).
+    """
+    found = _ACK_PATH.match(notification.ack_path)
+    if found is None:
+        return notification.ack_path
+    letter = "c" if found["kind"] == "cases" else "t"
+    return f"{found['base']}/{letter}/{found['id']}"
+
 
 def message_in(notification: Notification, language: Language) -> str:
     return notification.message_zh if language == "zh" else notification.message_en
+
+
+def message_with_link(notification: Notification, language: Language) -> str:
+    """The message and the page link after it: an SMS's ``{message}``."""
+    link = page_link(notification)
+    text = message_in(notification, language)
+    if not link:
+        return text
+    return f"{text} 处理：{link}" if language == "zh" else f"{text} Open: {link}"
 
 
 def title_in(notification: Notification, language: Language) -> str:
@@ -147,8 +175,8 @@ def title_in(notification: Notification, language: Language) -> str:
 
 
 def _ack_line(notification: Notification, language: Language, *, markdown: bool) -> str:
-    label = "确认接单" if language == "zh" else "Acknowledge"
-    url = notification.ack_path
+    label = "打开工单并接单" if language == "zh" else "Open and acknowledge"
+    url = page_link(notification)
     if markdown and url.startswith(("http://", "https://")):
         return f"[{label}]({url})"
     return f"{label}：{url}" if language == "zh" else f"{label}: {url}"
@@ -173,7 +201,7 @@ def template_fields(notification: Notification, language: Language, phone: str) 
     """The values of :data:`TEMPLATE_FIELDS` for one notification to one phone number."""
     return {
         "phone": phone,
-        "message": message_in(notification, language),
+        "message": message_with_link(notification, language),
         "title": title_in(notification, language),
         "case_id": "" if notification.case_id is None else str(notification.case_id),
         "task_id": "" if notification.task_id is None else str(notification.task_id),
@@ -184,5 +212,6 @@ def template_fields(notification: Notification, language: Language, phone: str) 
         "address": notification.address,
         "grid_name": notification.grid_name,
         "ack_url": notification.ack_path,
+        "link": page_link(notification),
         "language": language,
     }

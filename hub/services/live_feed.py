@@ -79,8 +79,14 @@ async def events_after(
     case_data = await _cases(conn, {r.case_id for r in rows if r.event == "case"})
     task_data = await _tasks(conn, {r.task_id for r in rows if r.event == "task"})
     allowed = None if grid_ids is None else frozenset(grid_ids)
+    # Case and task rows are sent with the record's present state, so of several rows of
+    # one record in a page only the last is worth sending (a case opened and dispatched in
+    # one transaction, an hour of changes replayed after a reconnect).
+    last_of = {(r.event, r.case_id, r.task_id): r.id for r in rows if r.event != "notification"}
     out: list[StreamEvent] = []
     for row in rows:
+        if row.event != "notification" and last_of[(row.event, row.case_id, row.task_id)] != row.id:
+            continue
         data: dict[str, Any] | None
         if row.event == "case":
             data = case_data.get(row.case_id)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +24,9 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from simulators.screenshots import CHROMIUM, chromium_options, demo_logins
 from simulators.stack import Stack
-from tests.integration.conftest import query
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 AXE = Path(__file__).with_name("vendor") / "axe.min.js"
 PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1366, "height": 860}
@@ -49,6 +46,7 @@ class WebStack:
     stack: Stack
     #: username -> (password, worker id, grid id)
     logins: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    households: int = 0  # made by household_in
 
     @property
     def url(self) -> str:
@@ -58,10 +56,16 @@ class WebStack:
         return httpx.Client(base_url=self.url, headers=self.stack.headers(), timeout=20)
 
     def household_in(self, grid_id: int) -> int:
-        [(household,)] = query(
-            self.stack, "SELECT min(id) FROM households WHERE grid_id = ?", grid_id
-        )
-        return int(household)
+        """A new household of the grid (registered through the API), so that a call from it
+        opens a case of its own instead of joining an open one."""
+        self.households += 1
+        with self.api() as client:
+            response = client.post(
+                "/api/v1/households",
+                json={"grid_id": grid_id, "address": f"测试楼{self.households}号 {grid_id}-101室"},
+            )
+        assert response.status_code == 201, response.text
+        return int(response.json()["id"])
 
     def open_phone_case(self, household_id: int, note: str = "") -> int:
         """A hotline call opens a case (no button needed), as the desk would."""
@@ -74,28 +78,6 @@ class WebStack:
         return int(response.json()["case_id"])
 
 
-def grid_workers(stack: Stack) -> list[tuple[int, int]]:
-    """(worker id, grid id) of each grid's primary worker in the demo community."""
-    rows = query(
-        stack,
-        "SELECT DISTINCT worker_id, grid_id FROM shifts WHERE role = 'primary' "
-        "AND grid_id IS NOT NULL ORDER BY grid_id",
-    )
-    return [(int(w), int(g)) for w, g in rows]
-
-
-def make_logins(web: WebStack) -> None:
-    with web.api() as client:
-        for name, (worker, grid) in zip(("wang", "zhao"), grid_workers(web.stack), strict=False):
-            password = secrets.token_urlsafe(12)
-            response = client.post(
-                "/api/v1/accounts",
-                json={"username": name, "role": "worker", "worker_id": worker, "password": password},
-            )
-            assert response.status_code == 201, response.text
-            web.logins[name] = (password, worker, grid)
-
-
 @pytest.fixture(scope="module")
 def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
     """One hub for a test module (starting one costs seconds on a shared machine)."""
@@ -104,20 +86,18 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
     try:
         # No escalation while a test looks: a case stays with its grid worker.
         stack.start_hub(escalation={"grid_worker_s": 3600, "backup_worker_s": 3600})
-        web = WebStack(stack)
-        make_logins(web)
+        web = WebStack(stack, demo_logins(stack))
         yield web
     finally:
         stack.stop()
         if stack.hub is not None and "Traceback" in stack.hub.log_text():
-            print(f"--- hub log ---\n{stack.hub.log_text()[-4000:]}")  # noqa: T201
+            print(f"--- hub log ---\n{stack.hub.log_text()[-4000:]}")
 
 
 def launch_args() -> dict[str, Any]:
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+    if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} missing: run scripts/ensure-system-deps.sh (Debian chromium)")
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
-    return {"executable_path": CHROMIUM, "args": args, "headless": True}
+    return chromium_options()
 
 
 @pytest.fixture
@@ -133,10 +113,10 @@ async def browser() -> AsyncIterator[Browser]:
 def _watch_console(page: Page) -> None:
     def show(message: Any) -> None:
         if message.type in ("error", "warning"):
-            print(f"[browser {message.type}] {message.text}")  # noqa: T201
+            print(f"[browser {message.type}] {message.text}")
 
     page.on("console", show)
-    page.on("pageerror", lambda err: print(f"[page error] {err}"))  # noqa: T201
+    page.on("pageerror", lambda err: print(f"[page error] {err}"))
 
 
 @contextlib.asynccontextmanager
@@ -192,4 +172,8 @@ async def run_axe(page: Page) -> list[dict[str, Any]]:
     result: dict[str, Any] = await page.evaluate(
         "async () => await axe.run(document, {resultTypes: ['violations']})"
     )
-    return [v for v in result["violations"] if v.get("impact") in ("serious", "critical")]
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
+        for v in result["violations"]
+        if v.get("impact") in ("serious", "critical")
+    ]

@@ -44,7 +44,7 @@ async def test_sos_appears_on_the_phone_and_is_acknowledged_there(
             card = page.locator("article[data-case-id][data-urgent='true']").first
             await expect(card).to_be_visible(timeout=30_000)
             shown_s = time.monotonic() - pressed
-            print(f"\nSOS press -> case on the worker page: {shown_s:.2f} s (goal 2 s)")  # noqa: T201
+            print(f"\nSOS press -> case on the worker page: {shown_s:.2f} s (goal 2 s)")
             case_id = int(await card.get_attribute("data-case-id") or 0)
             await expect(page).to_have_title(__import__("re").compile("新求助"), timeout=10_000)
 

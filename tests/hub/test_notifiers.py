@@ -192,7 +192,7 @@ ZH_MARKDOWN = (
     "### 【一键通求助】工单 12\n"
     "【一键通求助】张桂英（独居），幸福里小区3号楼2单元301室（第一网格），03-03 09:05 "
     "发起求助，请立即联系并上门。\n\n"
-    "[确认接单](https://hub.example/api/v1/cases/12/acknowledge)"
+    "[打开工单并接单](https://hub.example/c/12)"
 )
 
 
@@ -254,7 +254,7 @@ async def test_wecom_text_in_english(server: RecordingServer, channels: list[Htt
         "text": {
             "content": "[Escalated to community station] SOS: 张桂英 (lives alone), "
             "幸福里小区3号楼2单元301室 (第一网格), 03-03 09:05. Please respond now.\n"
-            "Acknowledge: https://hub.example/api/v1/cases/12/acknowledge"
+            "Open and acknowledge: https://hub.example/c/12"
         },
     }
 
@@ -384,7 +384,7 @@ async def test_sms_fills_the_template_with_the_workers_phone(
     assert request.body == {
         "to": "13800000003",
         "sign_name": "幸福里社区",
-        "params": {"case": "12", "text": note.message_zh},
+        "params": {"case": "12", "text": f"{note.message_zh} 处理：https://hub.example/c/12"},
         "tags": ["help-call", "sos"],
         "priority": 1,
     }

@@ -5,7 +5,8 @@ task changes of the worker's grids. A worker opens only their own; operators and
 any worker's. ``GET /api/v1/stream/cases``: every case and task change (``grid_id`` narrows
 it), for the desk (admins, operators, the hotline).
 
-Every event but ``ready`` carries an ``id:`` from the durable feed (``hub.notify.stream``).
+Every event carries an ``id:`` from the durable feed (``hub.notify.stream``); ``ready``'s
+is the position the stream starts from.
 A client that reconnects with the ``Last-Event-ID`` header (browsers do it by themselves)
 or ``?since=<id>`` gets every event after that id first, even across a hub restart; a new
 client starts at the present. The first event is ``ready`` (``{"last_event_id": ...}``:
@@ -83,7 +84,9 @@ async def _feed(
     if start is not None and since + 1 < await streams.oldest():
         yield _event("reset", {"reason": "older than the feed keeps / 超出保留范围，请刷新"})
         since = head
-    yield _event("ready", {"worker_id": worker_id, "last_event_id": since})
+    # ready carries the position too, so a client that reconnects before any event came
+    # (the browser sends the last id it saw) still resumes from here, not from "now".
+    yield _event("ready", {"worker_id": worker_id, "last_event_id": since}, since)
     checked = sent = time.monotonic()
     while not await request.is_disconnected():
         now = time.monotonic()

@@ -42,6 +42,10 @@ export function either(pair) {
 export function applyI18n(root = document) {
   document.documentElement.lang = current === "zh" ? "zh-CN" : "en";
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  // The language button names the other language, in that language.
+  for (const el of root.querySelectorAll("[data-i18n='shell.lang']")) {
+    el.setAttribute("lang", current === "zh" ? "en" : "zh-CN");
+  }
   for (const el of root.querySelectorAll("[data-i18n-aria]")) {
     el.setAttribute("aria-label", t(el.dataset.i18nAria));
   }

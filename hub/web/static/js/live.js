@@ -21,6 +21,7 @@ export function openLive(url, { events, onEvent, onStatus, onReady }) {
     onStatus("connecting");
     source.addEventListener("ready", (e) => {
       backoff = 1000;
+      if (e.lastEventId) lastId = e.lastEventId; // where this stream starts
       onStatus("live");
       if (onReady) onReady(JSON.parse(e.data));
     });

@@ -10,14 +10,13 @@ addStrings({
   "login.failed": ["登录失败", "Login failed"],
   "login.offline": ["无法连接中心平台，请检查网络", "Cannot reach the hub; check the network"],
   "shell.lang": ["English", "中文"],
-  "shell.lang.aria": ["切换到英文", "Switch to Chinese"],
 });
 
 // Where each role lands after logging in (the desk pages add themselves here).
 export const HOME = { worker: "/worker", hotline: "/desk", operator: "/desk", admin: "/desk" };
 
 function safeNext(raw) {
-  // Only a path on this hub: never "//other.site" or "https://...".
+  // Only a path on this hub: never "//other.site" or an absolute address.
   if (raw && raw.startsWith("/") && !raw.startsWith("//") && !raw.startsWith("/\\")) return raw;
   return null;
 }

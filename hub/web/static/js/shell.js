@@ -5,7 +5,6 @@ import { addStrings, applyI18n, lang, setLang, t } from "./i18n.js";
 
 addStrings({
   "shell.lang": ["English", "中文"],
-  "shell.lang.aria": ["切换到英文", "Switch to Chinese"],
   "shell.logout": ["退出", "Log out"],
   "shell.live": ["● 实时连接", "● Live"],
   "shell.connecting": ["… 正在连接", "… Connecting"],

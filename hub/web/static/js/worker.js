@@ -61,6 +61,16 @@ addStrings({
   "task.leak_check": ["疑似漏水", "Suspected leak"],
   "task.outage": ["疑似停电", "Suspected power cut"],
   "task.open": ["待接单", "open"],
+  "act.open": ["发起求助", "call opened"],
+  "act.dispatch": ["派单", "dispatched"],
+  "act.skip_tier": ["跳过无人值守的层级", "skipped an unstaffed tier"],
+  "act.escalate": ["升级", "escalated"],
+  "act.join": ["再次按键", "pressed again"],
+  "act.acknowledge": ["接单", "acknowledged"],
+  "act.arrive": ["到场", "arrived"],
+  "act.resolve": ["处置完成", "resolved"],
+  "act.close": ["关闭", "closed"],
+  "act.request_cancel": ["申请取消", "cancel requested"],
   "task.acknowledged": ["已接单", "acknowledged"],
   "task.done": ["已完成", "done"],
 });
@@ -87,7 +97,7 @@ function badge(text, tone) {
 }
 
 function caseBadge(c) {
-  const symbol = caseUrgent(c) ? "❗ " : c.state === "on_site" ? "📍 " : "✔ ";
+  const symbol = caseUrgent(c) ? "⚠ " : c.state === "on_site" ? "◉ " : "✔ ";
   const tone = caseUrgent(c) ? "alarm" : c.state === "on_site" ? "ok" : "warn";
   return badge(symbol + either(c.display), tone);
 }
@@ -212,7 +222,7 @@ function backLink() {
 function telLink(name, relation, phone) {
   const who = relation ? `${name}（${relation}）` : name;
   return h("a", { href: `tel:${phone}`, class: "button secondary", "aria-label": `${t("worker.call")} ${who} ${phone}` },
-    h("span", {}, `📞 ${who}`), h("span", {}, phone));
+    h("span", {}, `☎ ${who}`), h("span", {}, phone));
 }
 
 function resolveForm(c) {
@@ -254,7 +264,7 @@ function renderCase(detail, showResolve) {
     ...residents.filter((r) => r.phone).map((r) => telLink(r.name, t("worker.resident"), r.phone)),
     ...contacts.map((x) => telLink(x.name, x.relation, x.phone)),
   ];
-  clear(view).append(
+  const parts = [
     backLink(),
     h("article", { class: "card item", id: "case-detail", dataset: { caseId: detail.id, urgent: String(caseUrgent(detail)), state: detail.state } },
       h("div", { class: "item-head" },
@@ -270,7 +280,10 @@ function renderCase(detail, showResolve) {
       h("h3", {}, t("worker.timeline")),
       h("ol", { class: "timeline" }, (detail.audit || []).map((a) =>
         h("li", {}, h("time", { datetime: a.at }, clock(a.at, true)),
-          `${a.action} · ${a.from_state} → ${a.to_state}`, a.detail ? ` · ${a.detail}` : "")))));
+          t(`act.${a.action}`) === `act.${a.action}` ? a.action : t(`act.${a.action}`),
+          ` · ${a.actor}`, a.detail ? ` · ${a.detail}` : "")))),
+  ];
+  clear(view).append(...parts.filter(Boolean));
 }
 
 async function showCase(id, showResolve) {
