@@ -82,6 +82,7 @@ class Shot:
     login: str | None  # a username of demo_logins, or None for the login page itself
     viewport: ViewportSize
     prepare: Callable[[Page], Awaitable[None]] | None = None
+    full_page: bool = False  # the whole page, not only the first screen
 
 
 async def _open_first_case(page: Page) -> None:
@@ -89,12 +90,18 @@ async def _open_first_case(page: Page) -> None:
     await page.locator("#case-detail").wait_for(timeout=30_000)
 
 
+async def _in_english(page: Page) -> None:
+    await page.click("#lang-toggle")
+    await page.locator("html[lang='en']").wait_for(timeout=30_000)
+
+
 SHOTS = [
     Shot("login-phone", "/login", None, PHONE),
     Shot("login-desktop", "/login", None, DESKTOP),
     Shot("worker-phone", "/worker", "wang", PHONE),
-    Shot("worker-case-phone", "/worker", "wang", PHONE, _open_first_case),
+    Shot("worker-case-phone", "/worker", "wang", PHONE, _open_first_case, full_page=True),
     Shot("worker-desktop", "/worker", "wang", DESKTOP),
+    Shot("worker-phone-en", "/worker", "wang", PHONE, _in_english),
 ]
 
 
@@ -124,7 +131,7 @@ async def take(browser: Browser, base: str, shot: Shot, logins: dict[str, Any], 
         await page.locator("#cases-title").wait_for(timeout=30_000)
     if shot.prepare is not None:
         await shot.prepare(page)
-    await page.screenshot(path=str(out / f"{shot.name}.png"))
+    await page.screenshot(path=str(out / f"{shot.name}.png"), full_page=shot.full_page)
     print(f"wrote {out / (shot.name + '.png')}")
     return page
 
