@@ -2,9 +2,11 @@
 
 Starts a private Mosquitto, the hub on SQLite (seeded with the 示范区 demo community), one
 edge agent and three simulated CB-100 buttons on a pty; presses SOS on one button and
-shows live what happens: the case is dispatched to the on-duty grid worker, nobody answers,
-it escalates to the backup worker, who acknowledges; the button shows "help is coming";
-the worker's presence press moves it on site, then it is resolved and closed.
+shows live what happens: the case is dispatched to the on-duty grid worker, whose phone page
+(``/worker``, with a demo login printed at start) shows it; the demo waits ``--wait-s`` for a
+person to tap 接单 there. If nobody does, it escalates to the backup worker, whose scripted
+phone acknowledges; the button shows "help is coming"; the worker's presence press moves
+it on site, then it is resolved and closed.
 
 Then the community (:mod:`simulators.community`) joins the same hub: households in a few
 buildings with doors, a parcel locker, electricity and water meters, bin sensors and call
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import shutil
 import signal
 from collections.abc import AsyncIterator
@@ -32,6 +35,7 @@ import httpx
 from simulators import community_scenarios
 from simulators.button import LED_TEXT, LedState, SimulatedButton, SimulatedButtonBus
 from simulators.community import NIGHT_S, hub_settings, quiet_device_logs
+from simulators.screenshots import primary_workers
 from simulators.stack import REPO_ROOT, Stack
 from simulators.worker_phone import stream_events
 
@@ -56,7 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--escalation-s",
         type=float,
         default=10.0,
-        help="seconds each tier has to acknowledge (default 10)",
+        help="seconds each tier above the grid worker has to acknowledge (default 10)",
+    )
+    parser.add_argument(
+        "--wait-s",
+        type=float,
+        default=60.0,
+        help="seconds the help call waits for a person to acknowledge it on the worker page "
+        "before it escalates (default 60)",
     )
     parser.add_argument(
         "--households",
@@ -86,7 +97,25 @@ async def wait_for(
     raise TimeoutError(f"demo: {path} did not reach the expected state in {timeout} s")
 
 
-async def play(stack: Stack, bus: SimulatedButtonBus, households: int = 0) -> None:
+def demo_login(stack: Stack, household_grid: int) -> tuple[str, str, int]:
+    """A worker account for the grid worker the help call goes to: (username, password, id).
+
+    The password is printed: it is a demo, on a throw-away database, made afresh each run.
+    """
+    password = secrets.token_urlsafe(9)
+    workers = dict(
+        (grid, worker) for worker, grid in primary_workers(stack.workdir / "hub" / "hub.db")
+    )
+    worker = workers[household_grid]
+    with httpx.Client(base_url=stack.hub_url, headers=stack.headers(), timeout=10) as client:
+        body = {"username": "demo", "role": "worker", "worker_id": worker, "password": password}
+        client.post("/api/v1/accounts", json=body).raise_for_status()
+    return "demo", password, worker
+
+
+async def play(
+    stack: Stack, bus: SimulatedButtonBus, households: int = 0, wait_s: float = 60.0
+) -> None:
     async with httpx.AsyncClient(
         base_url=stack.hub_url, headers=stack.headers(), timeout=10
     ) as client:
@@ -101,6 +130,10 @@ async def play(stack: Stack, bus: SimulatedButtonBus, households: int = 0) -> No
         streams = [asyncio.create_task(follow_stream(client, w)) for w in workers]
         devices = {d["id"]: d for d in (await client.get("/api/v1/devices")).json()}
         household = devices[f"cb100-{BUTTONS[0]}"]["household_id"]
+        grid = (await client.get(f"/api/v1/households/{household}")).json()["grid_id"]
+        username, password, grid_worker = await asyncio.to_thread(demo_login, stack, grid)
+        say("demo", f"网格员页面 / worker page: {stack.hub_url}/worker")
+        say("demo", f"  演示账号 / demo login: {username}  密码 / password: {password}")
         await asyncio.sleep(0.5)  # let the phones' streams connect before the call
         say("resident", f"按下一键通 SOS (button {BUTTONS[0]}) / presses SOS")
         button = bus.button(BUTTONS[0])
@@ -128,15 +161,31 @@ async def play(stack: Stack, bus: SimulatedButtonBus, households: int = 0) -> No
             return int(case["tier"]) >= 1
 
         case = await show_audit()
-        while not escalated(case):
+        say(
+            "demo",
+            f"工单 #{case_id} 等待有人在网格员页面上点“接单”（{wait_s:.0f} 秒，之后升级到备岗，"
+            f"由脚本接单）/ case #{case_id} waits {wait_s:.0f} s for a person to tap "
+            f"Acknowledge on {stack.hub_url}/worker?case={case_id}; then it escalates "
+            "and the scripted backup phone acknowledges",
+        )
+        while not escalated(case) and case["state"] in ("open", "dispatched"):
             await asyncio.sleep(0.2)
             case = await show_audit()
-        backup = next(n for n in case["notifications"] if n["tier"] == "backup_worker")
-        await asyncio.sleep(1.0)
-        say(f"👷{backup['worker_name']}", "接单 / acknowledges")
-        await client.post(
-            f"/api/v1/cases/{case_id}/acknowledge", json={"worker_id": backup["worker_id"]}
-        )
+        if case["state"] in ("open", "dispatched"):
+            backup = next(n for n in case["notifications"] if n["tier"] == "backup_worker")
+            await asyncio.sleep(1.0)
+            say(f"👷{backup['worker_name']}", "接单 / acknowledges")
+            await client.post(
+                f"/api/v1/cases/{case_id}/acknowledge", json={"worker_id": backup["worker_id"]}
+            )
+            responder = {"worker_id": backup["worker_id"], "worker_name": backup["worker_name"]}
+        else:
+            say("demo", "有人在网格员页面上接单了 / a person acknowledged it on the worker page")
+            responder = {
+                "worker_id": case["acknowledged_by"] or grid_worker,
+                "worker_name": "网格员",
+            }
+        backup = responder
         await wait_led(button, LedState.HELP_COMING)
         case = await show_audit()
         await asyncio.sleep(2.0)
@@ -180,7 +229,7 @@ async def wait_led(button: SimulatedButton, state: LedState, timeout: float = 60
 
 @contextlib.asynccontextmanager
 async def running_system(
-    workdir: Path, escalation_s: float
+    workdir: Path, escalation_s: float, wait_s: float = 60.0
 ) -> AsyncIterator[tuple[Stack, SimulatedButtonBus]]:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -190,7 +239,7 @@ async def running_system(
         say("broker", f"Mosquitto on 127.0.0.1:{broker.port} (private, {broker.config_path})")
         stack.start_hub(
             escalation={
-                "grid_worker_s": escalation_s,
+                "grid_worker_s": wait_s,  # time for a person on the worker page
                 "backup_worker_s": escalation_s * 3,
                 "community_station_s": escalation_s * 3,
                 "street_centre_s": escalation_s * 3,
@@ -221,8 +270,8 @@ async def running_system(
 
 
 async def run(args: argparse.Namespace) -> None:
-    async with running_system(args.workdir, args.escalation_s) as (stack, bus):
-        await play(stack, bus, args.households)
+    async with running_system(args.workdir, args.escalation_s, args.wait_s) as (stack, bus):
+        await play(stack, bus, args.households, args.wait_s)
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

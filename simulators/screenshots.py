@@ -92,6 +92,7 @@ class Shot:
     login: str | None  # a username of demo_logins, or None for the login page itself
     viewport: ViewportSize
     prepare: Callable[[Page], Awaitable[None]] | None = None
+    full_page: bool = False  # the whole page, not only the first screen
     #: what must be on the page before the picture (the worker page's by default)
     ready: tuple[str, ...] = ("#live-status[data-state='live']", "#cases-title")
 
@@ -119,15 +120,22 @@ DESK_READY = ("#live-status[data-state='live']", "#board-table", ".health-card")
 KPI_READY = ("#kpi-table", "#chart svg")
 KPI_PATH = "/kpi?level=community&id=1"
 
+
+async def _in_english(page: Page) -> None:
+    await page.click("#lang-toggle")
+    await page.locator("html[lang='en']").wait_for(timeout=30_000)
+
+
 SHOTS = [
     Shot("login-phone", "/login", None, PHONE),
     Shot("login-desktop", "/login", None, DESKTOP),
     Shot("worker-phone", "/worker", "wang", PHONE),
-    Shot("worker-case-phone", "/worker", "wang", PHONE, _open_first_case),
+    Shot("worker-case-phone", "/worker", "wang", PHONE, _open_first_case, full_page=True),
     Shot("worker-desktop", "/worker", "wang", DESKTOP),
+    Shot("worker-phone-en", "/worker", "wang", PHONE, _in_english),
     Shot("desk-desktop", "/desk", "desk", DESKTOP, ready=DESK_READY),
-    Shot("desk-case-desktop", "/desk", "desk", DESKTOP, _desk_case_and_caller, DESK_READY),
-    Shot("desk-phone", "/desk", "desk", PHONE, _desk_board_on_a_phone, DESK_READY),
+    Shot("desk-case-desktop", "/desk", "desk", DESKTOP, _desk_case_and_caller, ready=DESK_READY),
+    Shot("desk-phone", "/desk", "desk", PHONE, _desk_board_on_a_phone, ready=DESK_READY),
     Shot("kpi-desktop", KPI_PATH, "boss", DESKTOP, ready=KPI_READY),
     Shot("kpi-phone", KPI_PATH, "boss", PHONE, ready=KPI_READY),
 ]
@@ -159,7 +167,7 @@ async def take(browser: Browser, base: str, shot: Shot, logins: dict[str, Any], 
             await page.locator(selector).first.wait_for(timeout=30_000)
     if shot.prepare is not None:
         await shot.prepare(page)
-    await page.screenshot(path=str(out / f"{shot.name}.png"))
+    await page.screenshot(path=str(out / f"{shot.name}.png"), full_page=shot.full_page)
     print(f"wrote {out / (shot.name + '.png')}")
     return page
 

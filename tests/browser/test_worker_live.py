@@ -64,6 +64,26 @@ async def test_no_serious_accessibility_violation(web_stack: WebStack, browser: 
         assert await run_axe(page) == []
 
 
+async def test_a_revoked_session_sends_the_page_to_the_login_screen(
+    web_stack: WebStack, browser: Browser
+) -> None:
+    name, _worker, _grid = login_of_grid(web_stack, 1)
+    async with phone(browser) as page:
+        await open_worker_page(page, web_stack, name)
+        with web_stack.api() as client:
+            [account] = [a for a in client.get("/api/v1/accounts").json() if a["username"] == name]
+            disabled = client.post(f"/api/v1/accounts/{account['id']}/disable")
+            assert disabled.status_code == 200, disabled.text  # and its tokens revoked
+        try:
+            # The open stream ends (unauthorized) and the page goes to the login screen,
+            # which will lead back to the worker page.
+            await page.wait_for_url(lambda url: "/login?next=%2Fworker" in url, timeout=LONG)
+            await expect(page.locator("#login-form")).to_be_visible(timeout=LONG)
+        finally:
+            with web_stack.api() as client:
+                client.post(f"/api/v1/accounts/{account['id']}/enable").raise_for_status()
+
+
 async def test_page_survives_a_hub_kill_and_replays_what_it_missed(
     web_stack: WebStack, browser: Browser
 ) -> None:

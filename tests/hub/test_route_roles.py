@@ -86,9 +86,7 @@ def test_every_api_route_declares_its_roles() -> None:
     routes = app_endpoints()
     assert len(routes) >= 20 and any(r.path == "/api/v1/cases/{case_id}" for r in routes)
     missing = [
-        str(r)
-        for r in routes
-        if r.path not in PUBLIC | PAGES and not declared_roles(r.dependant)
+        str(r) for r in routes if r.path not in PUBLIC | PAGES and not declared_roles(r.dependant)
     ]
     assert not missing, "routes without require_roles(...): " + ", ".join(missing)
 
