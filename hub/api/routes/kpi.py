@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from hub.api.deps import Principal, ReadConnection, Role, RuntimeDep, require_roles
 from hub.api.errors import FORBIDDEN, INVALID, NOT_FOUND, translated
-from hub.api.fields import IdQuery
+from hub.api.fields import MAX_ID
 from hub.api.kpi_table import report_csv, report_json
 from hub.runtime import HubRuntime
 from hub.services.areas import Level
@@ -56,6 +56,9 @@ async def _report(
 Start = Annotated[date | None, Query(description="first local day (default: 6 days ago)")]
 End = Annotated[date | None, Query(description="last local day, inclusive (default: today)")]
 LevelQuery = Annotated[Level, Query(description="the area's level; all: every district")]
+UnitId = Annotated[
+    int | None, Query(alias="id", gt=0, le=MAX_ID, description="the area's id at that level")
+]
 
 
 @router.get(
@@ -66,11 +69,11 @@ async def care(
     runtime: RuntimeDep,
     conn: ReadConnection,
     level: LevelQuery = Level.ALL,
-    id: IdQuery = None,
+    unit_id: UnitId = None,
     start: Start = None,
     end: End = None,
 ) -> dict[str, object]:
-    report = await _report(runtime, conn, principal, level, id, start, end)
+    report = await _report(runtime, conn, principal, level, unit_id, start, end)
     return report_json(report)
 
 
@@ -85,11 +88,11 @@ async def care_csv(
     runtime: RuntimeDep,
     conn: ReadConnection,
     level: LevelQuery = Level.ALL,
-    id: IdQuery = None,
+    unit_id: UnitId = None,
     start: Start = None,
     end: End = None,
 ) -> Response:
-    report = await _report(runtime, conn, principal, level, id, start, end)
+    report = await _report(runtime, conn, principal, level, unit_id, start, end)
     unit = report.unit.name if report.unit.id is not None else "all"
     filename = f"care-kpi_{unit}_{report.start.isoformat()}_{report.end.isoformat()}.csv"
     ascii_name = f"care-kpi_{report.start.isoformat()}_{report.end.isoformat()}.csv"

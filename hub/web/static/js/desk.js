@@ -40,7 +40,7 @@ addStrings({
   "wait.waiting": ["等待 {d}", "waiting {d}"],
   "wait.amber": ["⚠ 等待 {d}（超30秒）", "⚠ waiting {d} (over 30 s)"],
   "wait.red": ["‼ 等待 {d}（超60秒）", "‼ waiting {d} (over 60 s)"],
-  "deadline.in": ["{d} 后{step}", "{step} in {d}"],
+  "deadline.in": ["{d} 后{step}", "in {d}: {step}"],
   "deadline.due": ["已到期，正在{step}", "due: {step} now"],
   "deadline.none": ["—", "—"],
   "desk.handle": ["处理", "Handle"],
@@ -285,9 +285,13 @@ function tick() {
   }
 }
 
+let boardAsked = 0; // answers can overtake each other: only the latest request's is shown
+
 async function loadBoard() {
+  const mine = ++boardAsked;
   try {
     const data = await api(`/api/v1/desk/cases?${filterQuery()}`);
+    if (mine !== boardAsked) return;
     clockOffset = Date.parse(data.now) - Date.now();
     boardCases = data.cases;
     renderBoard();
@@ -312,14 +316,18 @@ async function openPanel(id) {
   view.panel.scrollIntoView({ block: "nearest" });
 }
 
+let panelAsked = 0;
+
 async function loadPanel() {
   if (!selected) return;
+  const mine = ++panelAsked;
   try {
     const [found, staff] = await Promise.all([
       api(`/api/v1/cases/${selected}`),
       workers ? Promise.resolve(workers) : api("/api/v1/workers?limit=500"),
     ]);
     workers = staff.filter((w) => w.active);
+    if (mine !== panelAsked || found.id !== selected) return;
     detail = found;
     renderPanel();
   } catch (err) {
@@ -531,9 +539,14 @@ function renderHealth() {
         h("strong", {}, either(x)), " ", t("health.task_counts", { open: x.open, ack: x.acknowledged }))))));
 }
 
+let healthAsked = 0;
+
 async function loadHealth() {
+  const mine = ++healthAsked;
   try {
-    health = await api(`/api/v1/desk/health?${filterQuery()}`);
+    const answer = await api(`/api/v1/desk/health?${filterQuery()}`);
+    if (mine !== healthAsked) return;
+    health = answer;
     renderHealth();
   } catch (err) {
     showProblem(pick(err.message));

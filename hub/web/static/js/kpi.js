@@ -16,6 +16,8 @@ addStrings({
   "nav.desk": ["坐席看板", "Desk board"],
   "nav.kpi": ["照护指标", "Care KPIs"],
   "kpi.levels": ["层级", "Levels"],
+  "kpi.everywhere": ["全部", "All areas"],
+  "kpi.crumb": ["{level}：{name}", "{level}: {name}"],
   "kpi.period": ["统计周期", "Period"],
   "kpi.today": ["今天", "Today"],
   "kpi.week": ["近 7 天", "Last 7 days"],
@@ -136,7 +138,7 @@ function renderCrumbs() {
   const staff = me && me.role !== "worker";
   const steps = [...report.path, report.unit];
   clear(crumbs).append(h("ol", {}, steps.map((u, i) => {
-    const label = u.level === "all" ? t("level.all") : `${t(`level.${u.level}`)}：${u.name}`;
+    const label = u.level === "all" ? t("kpi.everywhere") : t("kpi.crumb", { level: t(`level.${u.level}`), name: u.name });
     const last = i === steps.length - 1;
     if (last || !staff) return h("li", {}, h("span", { "aria-current": last ? "page" : null }, label));
     return h("li", {}, h("a", {
@@ -324,10 +326,15 @@ function render() {
   renderCalls();
 }
 
+let asked = 0; // a slow answer for an older choice must not replace the newer one
+
 async function load() {
   showProblem("");
+  const mine = ++asked;
   try {
-    report = await api(`/api/v1/kpi/care?${query()}`);
+    const answer = await api(`/api/v1/kpi/care?${query()}`);
+    if (mine !== asked) return;
+    report = answer;
     render();
   } catch (err) {
     showProblem(pick(err.message));
