@@ -7,7 +7,7 @@ of :data:`SHOTS` and writes ``docs/screenshots/<name>.png``. The last shot is ta
 the hub stopped, to show the offline banner.
 
 To add a page: add a :class:`Shot` per viewport with the page's path, a login of the right
-role (add the account in :func:`demo_logins`), the selectors that say it has loaded
+role (add the account in :func:`demo_logins` or :func:`desk_logins`), the selectors that say it has loaded
 (``ready``), and a ``prepare`` coroutine if the page needs a click before the picture.
 The desk board and the KPI page are shot as the hotline desk (``desk``) and an operator
 (``boss``) see them.
@@ -75,7 +75,17 @@ def demo_logins(stack: Stack) -> dict[str, tuple[str, int, int]]:
             )
             response.raise_for_status()
             logins[name] = (password, worker, grid)
-        for name, role in (("desk", "hotline"), ("boss", "operator")):  # the desk pages
+    return logins
+
+
+def desk_logins(stack: Stack) -> dict[str, tuple[str, int, int]]:
+    """The desk pages' accounts: ``desk`` (hotline) and ``boss`` (operator); no worker, no grid.
+
+    Kept apart from :func:`demo_logins`, which the browser tests use as "one login per grid".
+    """
+    logins = {}
+    with httpx.Client(base_url=stack.hub_url, headers=stack.headers(), timeout=20) as client:
+        for name, role in (("desk", "hotline"), ("boss", "operator")):
             password = secrets.token_urlsafe(12)
             response = client.post(
                 "/api/v1/accounts", json={"username": name, "role": role, "password": password}
@@ -238,7 +248,8 @@ async def run(out: Path) -> None:
         try:
             stack.start_hub(escalation={"grid_worker_s": 3600, "backup_worker_s": 3600})
             logins = demo_logins(stack)
-            stage_cases(stack, logins)
+            stage_cases(stack, logins)  # before the desk accounts: it wants the workers only
+            logins |= desk_logins(stack)
             stage_desk(stack)
             async with async_playwright() as playwright:
                 browser = await playwright.chromium.launch(**chromium_options())

@@ -3,8 +3,9 @@
 Real hub, broker, edge and a simulated button on a pty (the shell's ``web_stack``: one
 hub for this module). A hotline account watches the desk board while a grid worker, on a
 phone, acknowledges an SOS: the board shows the case go from dispatched to acknowledged
-without a reload. The KPI page shows a call with its time to acknowledge, the CSV link
-returns the same table, and axe-core finds no serious or critical violation on either page.
+without a reload. Its waiting time turns amber at 30 s and red at 60 s, with words (the
+page's clock is jumped ahead). The KPI page shows a call with its time to acknowledge, the
+CSV link returns the same table, and axe-core finds no serious or critical violation on either page.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ async def test_desk_board_follows_a_case_acknowledged_on_the_phone(
     async with SimulatedButtonBus([BUTTON], link_path=link, retransmit_s=1.0) as bus:
         desk_web.stack.start_edge(EDGE, [str(link)])
         async with desktop(browser) as board, phone(browser) as handset:
+            await board.clock.install()  # time flows; the test may jump it ahead
             await log_in(board, desk_web, "desk")
             assert board.url.endswith("/desk"), "the hotline lands on the desk board"
             await expect(board.locator("#live-status")).to_have_attribute(
@@ -82,6 +84,14 @@ async def test_desk_board_follows_a_case_acknowledged_on_the_phone(
             await expect(wait).to_contain_text("等待", timeout=LONG)  # a word, not only a colour
             assert await wait.get_attribute("data-level") in ("waiting", "amber", "red")
             await expect(row.locator(".countdown")).to_contain_text("升级", timeout=LONG)
+            # The page's clock jumps ahead (no waiting in the test): amber from 30 s, red
+            # from 60 s, each with words as well as a colour.
+            await board.clock.fast_forward("00:35")
+            await expect(wait).to_have_attribute("data-level", "amber")
+            await expect(wait).to_contain_text("超30秒")
+            await board.clock.fast_forward("00:30")
+            await expect(wait).to_have_attribute("data-level", "red")
+            await expect(wait).to_contain_text("超60秒")
 
             card = handset.locator(f"article[data-case-id='{case_id}']")
             await card.locator("button[data-action='acknowledge']").click()
