@@ -7,8 +7,9 @@ of :data:`SHOTS` and writes ``docs/screenshots/<name>.png``. The last shot is ta
 the hub stopped, to show the offline banner.
 
 To add a page: add a :class:`Shot` per viewport with the page's path, a login of the right
-role (add the account in :func:`demo_logins` or :func:`desk_logins`), the selectors that say it has loaded
-(``ready``), and a ``prepare`` coroutine if the page needs a click before the picture.
+role (add the account in :func:`demo_logins` or :func:`desk_logins`), the selectors that
+say it has loaded (``ready``), and a ``prepare`` coroutine if the page needs a click
+before the picture.
 The desk board and the KPI page are shot as the hotline desk (``desk``) and an operator
 (``boss``) see them.
 """
