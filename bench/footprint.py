@@ -59,7 +59,7 @@ def import_floor_mib() -> float:
 
 
 async def footprint(rig: Rig, warm_s: float, window_s: float) -> Footprint:
-    rig.register_devices(FOOTPRINT_BASE, 1, DEVICES)
+    rig.register_devices(FOOTPRINT_BASE, 1, DEVICES, edge_id=EDGE_ID)
     load = LoadProcess(rig.workdir / "bus-footprint", FOOTPRINT_BASE, DEVICES)
     try:
         edge = rig.stack.start_edge(EDGE_ID, [str(load.link)], log_level="WARNING")

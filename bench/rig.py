@@ -178,8 +178,16 @@ class Rig:
         finally:
             db.close()
 
-    def register_devices(self, first_serial: int, groups: int, per_group: int) -> None:
-        """Bind load buttons to the SOS button's household, as an installer would."""
+    def register_devices(
+        self, first_serial: int, groups: int, per_group: int, edge_id: str = EDGE_ID
+    ) -> None:
+        """Bind load buttons to the SOS button's household behind ``edge_id``, as an
+        installer would (the hub acts only on events from a device's registered edge)."""
+        ids = [
+            device
+            for g in range(groups)
+            for device in device_ids(first_serial + 1000 * g, per_group)
+        ]
         with self.hub_sql() as db:
             household = db.execute(
                 "SELECT household_id FROM devices WHERE id = ?", (f"cb100-{SOS_BUTTON}",)
@@ -187,11 +195,10 @@ class Rig:
             db.executemany(
                 "INSERT OR IGNORE INTO devices (id, household_id, place, edge_id, profile, online) "
                 "VALUES (?, ?, 'bench', ?, 'cb100', 0)",
-                [
-                    (device, household, EDGE_ID)
-                    for g in range(groups)
-                    for device in device_ids(first_serial + 1000 * g, per_group)
-                ],
+                [(device, household, edge_id) for device in ids],
+            )
+            db.executemany(
+                "UPDATE devices SET edge_id = ? WHERE id = ?", [(edge_id, d) for d in ids]
             )
 
     def hub_events(self) -> int:

@@ -212,6 +212,9 @@ class HubIngest:
     cpu: dict[str, float]
 
 
+SYNTHETIC_EDGE = "edge-synthetic"
+
+
 def start_synthetic_edge(rig: Rig, events: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
@@ -219,7 +222,7 @@ def start_synthetic_edge(rig: Rig, events: int) -> subprocess.Popen[str]:
             "-m",
             "bench.synthetic_edge",
             str(rig.stack.broker_port),
-            "edge-synthetic",
+            SYNTHETIC_EDGE,
             str(events),
             "8",  # the uplink's default window
             str(LOAD_BASE),
@@ -233,6 +236,16 @@ def start_synthetic_edge(rig: Rig, events: int) -> subprocess.Popen[str]:
 
 
 async def hub_ingest(rig: Rig, client: httpx.AsyncClient, events: int) -> HubIngest:
+    # The load buttons move behind the synthetic edge for this run (the hub takes a
+    # device's events only from its registered edge), and back afterwards.
+    rig.register_devices(LOAD_BASE, LOAD_PTYS, LOAD_DEVICES, edge_id=SYNTHETIC_EDGE)
+    try:
+        return await _hub_ingest(rig, client, events)
+    finally:
+        rig.register_devices(LOAD_BASE, LOAD_PTYS, LOAD_DEVICES)
+
+
+async def _hub_ingest(rig: Rig, client: httpx.AsyncClient, events: int) -> HubIngest:
     proc = start_synthetic_edge(rig, events)
     assert proc.stdout is not None
     stdout = proc.stdout

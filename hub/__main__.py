@@ -18,11 +18,22 @@ def main(argv: list[str] | None = None) -> int:
         from hub.auth.cli import main as create_account
 
         return create_account(argv[1:])
+    if argv[:1] == ["import"]:  # the office's registers, XLSX or CSV (issue #16)
+        from hub.import_cli import main as import_registers
+
+        return import_registers(argv[1:])
+    if argv[:1] == ["broker-files"]:  # Mosquitto's files before its first start (issue #16)
+        from hub.broker_files_cli import main as broker_files
+
+        return broker_files(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m hub",
         description="Smart-community hub: stores events, routes help calls, serves the API. "
         "Secrets come from the environment: HUB__API__TOKEN, HUB__BROKER__PASSWORD. "
-        "'python -m hub create-account --help' makes an account.",
+        "Subcommands: 'create-account' (an account, e.g. the first admin; the password from "
+        "$HUB_NEW_PASSWORD or standard input, asked twice on a terminal), 'import' (the "
+        "office's XLSX/CSV registers), 'broker-files' (Mosquitto's files before its first "
+        "start); each has --help. The operator's guide: docs/operations.md.",
     )
     parser.add_argument("--config", "-c", help="YAML configuration file (default: none)")
     parser.add_argument(

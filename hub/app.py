@@ -34,6 +34,8 @@ from hub.api.routes import (
     households,
     intake,
     kpi,
+    levels,
+    registry_import,
     stream,
     workers,
 )
@@ -49,6 +51,7 @@ from hub.auth.throttle import ThrottlePolicy
 from hub.config import HubConfig
 from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
+from hub.db.write_gate import WriteGate
 from hub.device_features import device_handlers
 from hub.device_timer import DeviceTimer
 from hub.domain.escalation import EscalationPolicy, Tier
@@ -110,6 +113,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             escalation_policy(config),
             ZoneInfo(config.timezone),
             dedupe_window=timedelta(seconds=config.escalation.dedupe_window_s),
+            repeat_notify_interval=timedelta(seconds=config.escalation.repeat_notify_interval_s),
             ack_base_url=config.api.public_base_url,
         )
 
@@ -141,7 +145,9 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             engine, broker, Fanout(channels), utc_now, retry_s=config.command_retry_s
         )
         router = DeviceEventRouter(device_handlers(config))  # issue #3
-        ingest = Ingest(engine, service, broker, effects, utc_now, router)
+        gate = WriteGate()  # ingest lets the API's writes in between its transactions
+        gate.install(engine)
+        ingest = Ingest(engine, service, broker, effects, utc_now, router, config.ingest, gate)
         device_timer = DeviceTimer(engine, router, effects, utc_now, config.device_tick_s)
         timer = EscalationTimer(engine, service, effects, utc_now)
         remote_config = RemoteConfigService(  # issue #4
@@ -216,6 +222,8 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         app.include_router(module.router)
     for module in (grids, workers, households, devices):  # registry (issue #4)
         app.include_router(module.router)
+    app.include_router(levels.router)  # districts, streets, communities (issue #16)
+    app.include_router(registry_import.router)  # the office's spreadsheets (issue #16)
     app.include_router(edge_config_route.router)  # remote configuration (issue #4)
     app.include_router(metrics_route.router)
     app.include_router(notifications_route.router)

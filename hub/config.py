@@ -43,6 +43,32 @@ class EscalationSettings(BaseModel):
     street_centre_s: float = Field(default=60.0, gt=0)
     hotline_desk_s: float = Field(default=60.0, gt=0)
     dedupe_window_s: float = Field(default=600.0, ge=0)
+    # Repeat presses of a button re-notify the case's current workers at most this often.
+    repeat_notify_interval_s: float = Field(default=60.0, ge=0)
+
+
+class IngestSettings(BaseModel):
+    """What the hub accepts from an edge, and how much of what it refuses it keeps.
+
+    ``max_future_s`` / ``max_past_s``: an event time further than this from the hub's clock
+    is replaced by the hub's receive time (the edge's time is kept in the event's data
+    with the reason). 5 minutes ahead is far beyond the drift of an edge whose clock is
+    kept by NTP, yet stops a year-9999 time; 30 days back lets an edge that was cut off for
+    weeks replay its outbox with its own times, while an epoch-zero clock (a lost RTC) is
+    caught. ``quarantine_*``: caps on refused events kept for inspection; what is over a
+    cap is counted (``quarantine_dropped``), never silently lost. ``transaction_budget_s``:
+    ingest commits at the next chunk boundary once a transaction has run this long, so a
+    flood cannot hold SQLite's write lock for long. See ``docs/security.md``.
+    """
+
+    model_config = {"extra": "forbid"}
+
+    max_future_s: float = Field(default=300.0, ge=0, le=86400)
+    max_past_s: float = Field(default=30 * 86400.0, gt=0)
+    quarantine_per_device: int = Field(default=50, ge=1)
+    quarantine_per_edge: int = Field(default=1000, ge=1)
+    quarantine_max_rows: int = Field(default=10000, ge=1)
+    transaction_budget_s: float = Field(default=0.1, gt=0, le=5)
 
 
 class AuthSettings(BaseModel):
@@ -171,6 +197,7 @@ class HubConfig(BaseModel):
     api: ApiSettings
     auth: AuthSettings = AuthSettings()
     escalation: EscalationSettings = EscalationSettings()
+    ingest: IngestSettings = IngestSettings()  # edge trust limits (issue #11)
     webhooks: list[WebhookSettings] = []
     notify: NotifySettings = NotifySettings()
     timezone: str = "Asia/Shanghai"

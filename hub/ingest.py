@@ -4,11 +4,21 @@ Order of work for one batch (one MQTT message):
 1. decode; a payload that breaks the contract is quarantined with the reason;
 2. in ONE transaction: insert the events not seen before (event uid =
    ``edge_id:incarnation:seq``; a duplicate is skipped) and run the case service on each new
-   one (an event from an unknown device is quarantined, not dropped);
+   one; an event whose device is not registered behind the sending edge is quarantined
+   with the reason (within caps, in one statement per transaction), and only the events
+   that were placed reach the device-event router;
 3. commit (SQLite ``synchronous=FULL``: on disk), then publish the ack naming every seq of
    the batch, duplicates included, and PUBACK the MQTT message (``manual_ack``: the broker
    redelivers to our persistent session whatever a crash left uncommitted);
 4. dispatch effects: button feedback commands, worker notifications.
+
+What the hub does not take from an edge on trust (issue #11, ``docs/security.md``): an
+event time outside ``[now - max_past_s, now + max_future_s]`` is replaced by the hub's
+receive time, the edge's time and the reason kept in the event's data
+(``data["hub_clock"]``) and counted (``stats["clamped"]``); a large message is worked
+through in transactions of at most ``transaction_budget_s``, yielding to any other writer
+waiting for SQLite's lock in between (:class:`~hub.db.write_gate.WriteGate`), so a flood
+cannot make an API write fail with "database is locked".
 
 Alarm-lane messages are taken ahead of queued bulk messages: an SOS that arrives behind a
 telemetry backlog waits for at most the one batch already being written.
@@ -28,20 +38,24 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contract import Ack, CommandResult, ContractError, EdgeStatus, Event, EventBatch, Lane, topics
+from contract.envelope import format_time
 from contract.mqtt import Message
+from hub.config import IngestSettings
 from hub.db.schema import edge_status as edge_status_table
 from hub.db.schema import events as events_table
+from hub.db.write_gate import WriteGate
 from hub.effects import EffectDispatcher
 from hub.services.cases import CaseService, Effects, bulk_execute, select_rows
 from hub.services.device_handlers import DeviceEventRouter
-from hub.services.org import add_quarantine
+from hub.services.quarantine import QuarantineLimits, Refusal, add_refusals
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +102,16 @@ class Ingest:
         effects: EffectDispatcher,
         clock: Callable[[], datetime],
         router: DeviceEventRouter | None = None,
+        settings: IngestSettings | None = None,
+        gate: WriteGate | None = None,
     ) -> None:
+        self.settings = settings or IngestSettings()
+        self._limits = QuarantineLimits(
+            per_device=self.settings.quarantine_per_device,
+            per_edge=self.settings.quarantine_per_edge,
+            max_rows=self.settings.quarantine_max_rows,
+        )
+        self._gate = gate or WriteGate()
         self._engine = engine
         self._service = service
         self._router = router or DeviceEventRouter()
@@ -105,6 +128,7 @@ class Ingest:
             "quarantined": 0,
             "errors": 0,
             "gaps": 0,
+            "clamped": 0,
         }
         #: (edge, incarnation, lane) → a seq known to be stored (the last one committed
         #: here), so the order check of a batch that follows it needs no query.
@@ -191,21 +215,40 @@ class Ingest:
             await self._quarantine(message, str(err))
         self._broker.ack(message)
 
-    async def _quarantine(
-        self,
-        message: Message,
-        reason: str,
-        edge_id: str | None = None,
-        conn: AsyncConnection | None = None,
-    ) -> None:
+    async def _quarantine(self, message: Message, reason: str) -> None:
+        """Keep a whole message that broke the contract (within the sending edge's caps)."""
         self.stats["quarantined"] += 1
         log.warning("quarantined a message on %s: %s", message.topic, reason)
-        payload = message.payload.decode("utf-8", errors="replace")[:65536]
-        if conn is not None:
-            await add_quarantine(conn, edge_id, message.topic, reason, payload, self._clock())
-            return
-        async with self._engine.begin() as new_conn:
-            await add_quarantine(new_conn, edge_id, message.topic, reason, payload, self._clock())
+        try:
+            edge_id: str | None = topics.parse_edge_topic(message.topic)[0]
+        except ContractError:
+            edge_id = None
+        payload = message.payload.decode("utf-8", errors="replace")
+        refusal = Refusal(message.topic, reason, payload)
+        await self._gate.yield_to_writers()
+        async with self._engine.begin() as conn:
+            await add_refusals(conn, edge_id, [refusal], self._clock(), self._limits)
+
+    def _within_window(self, event: Event, now: datetime) -> Event:
+        """The event, its time replaced by ``now`` if the edge's clock is out of bounds."""
+        ahead = event.occurred_at - now
+        if (
+            -timedelta(seconds=self.settings.max_past_s)
+            <= ahead
+            <= timedelta(seconds=self.settings.max_future_s)
+        ):
+            return event
+        self.stats["clamped"] += 1
+        direction = "ahead of" if ahead > timedelta(0) else "behind"
+        note = {
+            "edge_at": format_time(event.occurred_at),
+            "reason": (
+                f"事件时间与中心时钟相差 {abs(ahead.total_seconds()):.0f} 秒，已改用接收时间 / "
+                f"event time {abs(ahead.total_seconds()):.0f} s {direction} the hub's clock; "
+                f"the hub's receive time is used"
+            ),
+        }
+        return replace(event, occurred_at=now, data={**event.data, "hub_clock": note})
 
     async def _handle_batch(self, edge_id: str, lane: Lane, message: Message) -> None:
         batch = EventBatch.decode(message.payload)
@@ -226,7 +269,8 @@ class Ingest:
             gap = Ack(edge_id, batch.incarnation, (), gap=lane)
             self._broker.publish(topics.acks(edge_id), gap.encode(), qos=1)
             return
-        events = batch.events
+        now = self._clock()
+        events = tuple(self._within_window(e, now) for e in batch.events)
         done = 0
         while done < len(events):
             done = await self._commit_part(edge_id, batch.incarnation, events, done, message.topic)
@@ -248,12 +292,19 @@ class Ingest:
         self, edge_id: str, incarnation: str, events: tuple[Event, ...], start: int, topic: str
     ) -> int:
         """One transaction from ``events[start]`` on: store the new events and act on them,
-        ``CHUNK_SIZE`` at a time; commit early when an alarm is waiting. Then ack what was
-        committed and dispatch its effects. Returns the index after the last one committed."""
+        ``CHUNK_SIZE`` at a time; commit early when an alarm is waiting or the transaction
+        has run for ``transaction_budget_s``. Then ack what was committed and dispatch its
+        effects. Returns the index after the last one committed."""
         effects = Effects()
         end = start
+        refusals: list[Refusal] = []
+        budget = self.settings.transaction_budget_s
+        await self._gate.yield_to_writers()
         async with self._engine.begin() as conn:
-            while end < len(events) and (end == start or not self._alarms):
+            began = time.monotonic()
+            while end < len(events) and (
+                end == start or (not self._alarms and time.monotonic() - began < budget)
+            ):
                 chunk = events[end : end + CHUNK_SIZE]
                 end += len(chunk)
                 new_events = await self._insert_new(conn, edge_id, incarnation, chunk)
@@ -264,17 +315,28 @@ class Ingest:
                 refused_seqs = {event.seq for event, _ in refused}
                 placed = [e for e in new_events if e.seq not in refused_seqs]
                 effects.extend(await self._router.on_events(conn, placed, self._clock()))
-                for event, err in refused:
-                    single = json.dumps(event.to_obj(), ensure_ascii=False).encode()
-                    await self._quarantine(
-                        Message(topic, single, 1, 0, False),
+                refusals.extend(
+                    Refusal(
+                        topic,
                         f"event {event.seq} ({event.kind}): {err}",
-                        edge_id,
-                        conn,
+                        json.dumps(event.to_obj(), ensure_ascii=False),
+                        event.device_id,
                     )
+                    for event, err in refused
+                )
                 self.stats["events"] += len(new_events)
                 self.events_by_lane[events[start].lane.name.lower()] += len(new_events)
                 self.stats["duplicates"] += len(chunk) - len(new_events)
+            if refusals:
+                await add_refusals(conn, edge_id, refusals, self._clock(), self._limits)
+        if refusals:
+            self.stats["quarantined"] += len(refusals)
+            log.warning(
+                "quarantined %d event(s) from %s, e.g. %s",
+                len(refusals),
+                edge_id,
+                refusals[0].reason,
+            )
         ack = Ack(edge_id, incarnation, tuple(e.seq for e in events[start:end]))
         self._broker.publish(topics.acks(edge_id), ack.encode(), qos=1)
         if effects.notifications or effects.commands:

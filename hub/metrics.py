@@ -9,6 +9,7 @@ as its last retained status reported it (``edge_status.info``).
 
 Metric names (all ``hub_``): ``ingest_events_total{lane}``, ``ingest_batches_total``,
 ``ingest_duplicates_total``, ``ingest_quarantined_total``, ``ingest_errors_total``,
+``ingest_clamped_total`` (event times outside the window, issue #11),
 ``ingest_backlog_messages``, ``cases_open{state}``, ``escalations_total``,
 ``notifications_sent_total{channel}``, ``notifications_failed_total{channel}``,
 ``notification_retries_total{channel}``, ``notification_stream_dropped_total``,
@@ -191,6 +192,7 @@ class HubMetrics(Collector):
             ("quarantined", "Messages and events quarantined with a reason"),
             ("errors", "Messages whose processing failed (redelivered later)"),
             ("gaps", "Batches refused because an earlier batch of their lane was missing"),
+            ("clamped", "Events whose time was outside the window around the hub's clock"),
         ):
             yield CounterMetricFamily(f"hub_ingest_{key}", text, value=float(stats.get(key, 0)))
         yield GaugeMetricFamily(

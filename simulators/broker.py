@@ -35,7 +35,7 @@ persistence false
 max_inflight_messages 1000
 max_queued_messages 1000000
 max_queued_bytes 0
-message_size_limit 1048576
+max_packet_size 1048576
 log_dest stderr
 log_type error
 log_type warning

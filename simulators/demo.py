@@ -78,10 +78,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def follow_stream(client: httpx.AsyncClient, worker: dict[str, Any]) -> None:
-    """Print what the worker's phone would show."""
-    async for event, note in stream_events(client, worker["id"]):
-        if event == "notification":
-            say(f"📱{worker['name']}", f"{note['message_zh']} / {note['message_en']}")
+    """Print what the worker's phone would show, until the hub or the demo stops."""
+    with contextlib.suppress(httpx.HTTPError):  # the hub went away (Ctrl-C stops it too)
+        async for event, note in stream_events(client, worker["id"]):
+            if event == "notification":
+                say(f"📱{worker['name']}", f"{note['message_zh']} / {note['message_en']}")
 
 
 async def wait_for(
@@ -136,100 +137,116 @@ async def play(
         )
         say("edge", f"{EDGE} 在线 / online")
         workers = (await client.get("/api/v1/workers")).json()
-        streams = [asyncio.create_task(follow_stream(client, w)) for w in workers]
-        devices = {d["id"]: d for d in (await client.get("/api/v1/devices")).json()}
-        household = devices[f"cb100-{BUTTONS[0]}"]["household_id"]
-        grid = (await client.get(f"/api/v1/households/{household}")).json()["grid_id"]
-        username, password, grid_worker = await asyncio.to_thread(demo_login, stack, grid)
-        say("demo", f"网格员页面 / worker page: {stack.hub_url}/worker")
-        say("demo", f"  演示账号 / demo login: {username}  密码 / password: {password}")
-        desk_user, desk_password = await asyncio.to_thread(desk_login, stack)
-        say("demo", f"96890 坐席看板 / desk board: {stack.hub_url}/desk")
-        say("demo", f"  演示账号 / demo login: {desk_user}  密码 / password: {desk_password}")
-        await asyncio.sleep(0.5)  # let the phones' streams connect before the call
-        say("resident", f"按下一键通 SOS (button {BUTTONS[0]}) / presses SOS")
-        button = bus.button(BUTTONS[0])
-        button.press_sos()
+        streams = [
+            asyncio.create_task(follow_stream(client, w), name=f"phone {w['id']}") for w in workers
+        ]
+        try:
+            await _play_call(stack, bus, client, households, wait_s)
+            await asyncio.gather(*streams)
+        finally:
+            # Ctrl-C cancels us while the readers are blocked on their streams: stop them
+            # and collect what they raise, before the client closes their connections;
+            # otherwise each ends later in "Task exception was never retrieved".
+            for task in streams:
+                task.cancel()
+            await asyncio.gather(*streams, return_exceptions=True)
 
-        cases = await wait_for(
-            client, f"/api/v1/cases?household_id={household}", lambda body: bool(body), 30
-        )
-        case_id = cases[0]["id"]
-        shown = 0
 
-        async def show_audit() -> dict[str, Any]:
-            nonlocal shown
-            case: dict[str, Any] = (await client.get(f"/api/v1/cases/{case_id}")).json()
-            for step in case["audit"][shown:]:
-                say(
-                    "hub",
-                    f"工单 #{case_id}: {step['from_state']} → {step['to_state']} "
-                    f"({step['action']}, {step['actor']}) {step['detail']}",
-                )
-            shown = len(case["audit"])
-            return case
+async def _play_call(
+    stack: Stack,
+    bus: SimulatedButtonBus,
+    client: httpx.AsyncClient,
+    households: int,
+    wait_s: float,
+) -> None:
+    """The help call played through, then (``households`` > 0) the community."""
+    devices = {d["id"]: d for d in (await client.get("/api/v1/devices")).json()}
+    household = devices[f"cb100-{BUTTONS[0]}"]["household_id"]
+    grid = (await client.get(f"/api/v1/households/{household}")).json()["grid_id"]
+    username, password, grid_worker = await asyncio.to_thread(demo_login, stack, grid)
+    say("demo", f"网格员页面 / worker page: {stack.hub_url}/worker")
+    say("demo", f"  演示账号 / demo login: {username}  密码 / password: {password}")
+    desk_user, desk_password = await asyncio.to_thread(desk_login, stack)
+    say("demo", f"96890 坐席看板 / desk board: {stack.hub_url}/desk")
+    say("demo", f"  演示账号 / demo login: {desk_user}  密码 / password: {desk_password}")
+    await asyncio.sleep(0.5)  # let the phones' streams connect before the call
+    say("resident", f"按下一键通 SOS (button {BUTTONS[0]}) / presses SOS")
+    button = bus.button(BUTTONS[0])
+    button.press_sos()
 
-        def escalated(case: dict[str, Any]) -> bool:
-            return int(case["tier"]) >= 1
+    cases = await wait_for(
+        client, f"/api/v1/cases?household_id={household}", lambda body: bool(body), 30
+    )
+    case_id = cases[0]["id"]
+    shown = 0
 
-        case = await show_audit()
-        say(
-            "demo",
-            f"工单 #{case_id} 等待有人在网格员页面上点“接单”（{wait_s:.0f} 秒，之后升级到备岗，"
-            f"由脚本接单）/ case #{case_id} waits {wait_s:.0f} s for a person to tap "
-            f"Acknowledge on {stack.hub_url}/worker?case={case_id}; then it escalates "
-            "and the scripted backup phone acknowledges",
-        )
-        while not escalated(case) and case["state"] in ("open", "dispatched"):
-            await asyncio.sleep(0.2)
-            case = await show_audit()
-        if case["state"] in ("open", "dispatched"):
-            backup = next(n for n in case["notifications"] if n["tier"] == "backup_worker")
-            await asyncio.sleep(1.0)
-            say(f"👷{backup['worker_name']}", "接单 / acknowledges")
-            await client.post(
-                f"/api/v1/cases/{case_id}/acknowledge", json={"worker_id": backup["worker_id"]}
+    async def show_audit() -> dict[str, Any]:
+        nonlocal shown
+        case: dict[str, Any] = (await client.get(f"/api/v1/cases/{case_id}")).json()
+        for step in case["audit"][shown:]:
+            say(
+                "hub",
+                f"工单 #{case_id}: {step['from_state']} → {step['to_state']} "
+                f"({step['action']}, {step['actor']}) {step['detail']}",
             )
-            responder = {"worker_id": backup["worker_id"], "worker_name": backup["worker_name"]}
-        else:
-            say("demo", "有人在网格员页面上接单了 / a person acknowledged it on the worker page")
-            responder = {
-                "worker_id": case["acknowledged_by"] or grid_worker,
-                "worker_name": "网格员",
-            }
-        backup = responder
-        await wait_led(button, LedState.HELP_COMING)
+        shown = len(case["audit"])
+        return case
+
+    def escalated(case: dict[str, Any]) -> bool:
+        return int(case["tier"]) >= 1
+
+    case = await show_audit()
+    say(
+        "demo",
+        f"工单 #{case_id} 等待有人在网格员页面上点“接单”（{wait_s:.0f} 秒，之后升级到备岗，"
+        f"由脚本接单）/ case #{case_id} waits {wait_s:.0f} s for a person to tap "
+        f"Acknowledge on {stack.hub_url}/worker?case={case_id}; then it escalates "
+        "and the scripted backup phone acknowledges",
+    )
+    while not escalated(case) and case["state"] in ("open", "dispatched"):
+        await asyncio.sleep(0.2)
         case = await show_audit()
-        await asyncio.sleep(2.0)
-        say(f"👷{backup['worker_name']}", "到场, 按一键通确认 / on site, presses the button")
-        button.presence()
-        case = await wait_for(
-            client, f"/api/v1/cases/{case_id}", lambda c: c["state"] == "on_site", 30
-        )
-        await show_audit()
+    if case["state"] in ("open", "dispatched"):
+        backup = next(n for n in case["notifications"] if n["tier"] == "backup_worker")
+        await asyncio.sleep(1.0)
+        say(f"👷{backup['worker_name']}", "接单 / acknowledges")
         await client.post(
-            f"/api/v1/cases/{case_id}/resolve",
-            json={
-                "worker_id": backup["worker_id"],
-                "outcome": "helped_on_site",
-                "note": (
-                    "老人起身时头晕, 已扶起并联系家属 / dizzy on standing; helped up, family called"
-                ),
-            },
+            f"/api/v1/cases/{case_id}/acknowledge", json={"worker_id": backup["worker_id"]}
         )
-        await client.post(f"/api/v1/cases/{case_id}/close", json={"worker_id": backup["worker_id"]})
-        await wait_led(button, LedState.CLOSED)
-        await show_audit()
-        say(
-            "demo",
-            "求助流程演示完毕; 系统继续运行, Ctrl-C 退出 / "
-            "help call played through; the system keeps running, Ctrl-C stops it",
-        )
-        say("demo", f"API docs: {stack.hub_url}/docs   token: {stack.api_token}")
-        if households:
-            say("demo", "接下来: 整个社区的设备 / next: the devices of a whole community")
-            await community_scenarios.run_community(stack, client, households, phones=False)
-        await asyncio.gather(*streams)
+        responder = {"worker_id": backup["worker_id"], "worker_name": backup["worker_name"]}
+    else:
+        say("demo", "有人在网格员页面上接单了 / a person acknowledged it on the worker page")
+        responder = {"worker_id": case["acknowledged_by"] or grid_worker, "worker_name": "网格员"}
+    backup = responder
+    await wait_led(button, LedState.HELP_COMING)
+    case = await show_audit()
+    await asyncio.sleep(2.0)
+    say(f"👷{backup['worker_name']}", "到场, 按一键通确认 / on site, presses the button")
+    button.presence()
+    case = await wait_for(client, f"/api/v1/cases/{case_id}", lambda c: c["state"] == "on_site", 30)
+    await show_audit()
+    await client.post(
+        f"/api/v1/cases/{case_id}/resolve",
+        json={
+            "worker_id": backup["worker_id"],
+            "outcome": "helped_on_site",
+            "note": (
+                "老人起身时头晕, 已扶起并联系家属 / dizzy on standing; helped up, family called"
+            ),
+        },
+    )
+    await client.post(f"/api/v1/cases/{case_id}/close", json={"worker_id": backup["worker_id"]})
+    await wait_led(button, LedState.CLOSED)
+    await show_audit()
+    say(
+        "demo",
+        "求助流程演示完毕; 系统继续运行, Ctrl-C 退出 / "
+        "help call played through; the system keeps running, Ctrl-C stops it",
+    )
+    say("demo", f"API docs: {stack.hub_url}/docs   token: {stack.api_token}")
+    if households:
+        say("demo", "接下来: 整个社区的设备 / next: the devices of a whole community")
+        await community_scenarios.run_community(stack, client, households, phones=False)
 
 
 async def wait_led(button: SimulatedButton, state: LedState, timeout: float = 60) -> None:

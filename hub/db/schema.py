@@ -121,8 +121,13 @@ def _text(name: str) -> Column[str]:
     return Column(name, Text, nullable=False, server_default=text("''"))
 
 
+# retired_at on the three levels: issue #16 (migration 0016); a retired level keeps its row.
 districts = Table(
-    "districts", metadata, _id(), Column("name", String(100), nullable=False, unique=True)
+    "districts",
+    metadata,
+    _id(),
+    Column("name", String(100), nullable=False, unique=True),
+    _when("retired_at"),
 )
 
 streets = Table(
@@ -131,6 +136,7 @@ streets = Table(
     _id(),
     _fk("district_id", "districts.id"),
     Column("name", String(100), nullable=False),
+    _when("retired_at"),
     UniqueConstraint("district_id", "name"),
 )
 
@@ -140,6 +146,7 @@ communities = Table(
     _id(),
     _fk("street_id", "streets.id"),
     Column("name", String(100), nullable=False),
+    _when("retired_at"),
     UniqueConstraint("street_id", "name"),
 )
 
@@ -277,6 +284,8 @@ quarantine = Table(
     Column("topic", String(300), nullable=False),
     Column("reason", Text, nullable=False),
     Column("payload", Text, nullable=False),
+    Column("device_id", String(64), nullable=True),  # (issue #11) NULL: a whole message
+    Index(None, "edge_id", "device_id"),
     sqlite_autoincrement=True,
 )
 
@@ -359,6 +368,7 @@ tasks = Table(
     _fk("acknowledged_by", "workers.id", nullable=True),
     _when("acknowledged_at"),
     _when("done_at"),
+    Column("press_count", Integer, nullable=False, server_default=text("1")),  # issue #11
     Index(None, "state", "grid_id"),
 )
 
@@ -647,4 +657,21 @@ live_feed = Table(
     Column("data", JSONText(), nullable=True),  # notification rows: the notification
     Column("at", String(32), nullable=False, server_default=text("CURRENT_TIMESTAMP")),
     sqlite_autoincrement=True,  # ids are never reused: they are the clients' Last-Event-ID
+)
+
+
+# --- quarantine caps (issue #11) ---
+# What ingest refused but did not keep, counted so that a flood stays visible after a
+# restart. cause: "device_cap" / "edge_cap" (a sending edge's rows for one device, or all
+# its rows, over ``ingest.quarantine_per_device`` / ``quarantine_per_edge``: the oldest
+# went) or "pruned" (the whole table over ``ingest.quarantine_max_rows``). edge_id "": a
+# message whose topic names no edge.
+quarantine_dropped = Table(
+    "quarantine_dropped",
+    metadata,
+    Column("edge_id", String(64), primary_key=True),
+    Column("cause", String(16), primary_key=True),
+    Column("count", Integer, nullable=False),
+    _when("first_at", nullable=False),
+    _when("last_at", nullable=False),
 )

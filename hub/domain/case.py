@@ -103,7 +103,7 @@ class Case:
     tier: int = 0  # index into the escalation tiers; > 0 while dispatched shows "escalated"
     press_count: int = 1
     cancel_requested: bool = False
-    ref_seq: int | None = None  # frame_seq of the latest button frame, echoed in feedback
+    ref_seq: int | None = None  # frame_seq of the FIRST button frame, echoed in feedback
     device_id: str | None = None
     deadline_at: datetime | None = None  # escalate if not acknowledged by then
     acknowledged_by: int | None = None
@@ -182,14 +182,15 @@ def join_press(
     """A repeated call for the same household joins the case instead of opening another.
 
     Pressing SOS again after a cancel means the resident still wants help, so it withdraws
-    the cancel request.
+    the cancel request. The case keeps the first press's ``ref_seq`` (the frame that opened
+    it, which "case closed" answers); a repeat press gets its own feedback from the caller.
     """
     _require(case, ACTIVE_STATES, "join a new call to")
     new = replace(
         case,
         press_count=case.press_count + 1,
         last_press_at=max(case.last_press_at, occurred_at),
-        ref_seq=ref_seq if ref_seq is not None else case.ref_seq,
+        ref_seq=case.ref_seq if case.ref_seq is not None else ref_seq,
         cancel_requested=False,
         updated_at=now,
     )
@@ -223,6 +224,24 @@ def arrive(case: Case, actor: str, now: datetime) -> tuple[Case, AuditRecord]:
     new = replace(case, state=CaseState.ON_SITE, arrived_at=now, deadline_at=None, updated_at=now)
     detail = "" if case.state is CaseState.ACKNOWLEDGED else "arrived before acknowledgement"
     return new, _audit(case, new, now, actor, "arrive", detail)
+
+
+def presence_hint(case: Case, actor: str, now: datetime) -> tuple[Case, AuditRecord]:
+    """A presence press while nobody has acknowledged: recorded, not believed.
+
+    The presence key proves only that someone pressed it (the resident, a neighbour, a
+    replayed frame, a forged event), not that a responder is there. Taking it as arrival
+    would clear the deadline and stop escalation with nobody on the way, so before an
+    acknowledgement the press is kept on the case as a hint for whoever picks it up and
+    the case, its tier and its deadline stay as they are.
+    """
+    _require(case, AWAITING_ACK_STATES, "record a presence hint on")
+    new = replace(case, updated_at=now)
+    detail = (
+        "presence pressed before anyone acknowledged; escalation continues / "
+        "未接单时按下到场键，仅作记录，升级继续"
+    )
+    return new, _audit(case, new, now, actor, "presence_hint", detail)
 
 
 def resolve(

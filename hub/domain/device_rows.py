@@ -8,7 +8,9 @@ these functions say what is wrong, field by field, in English and Chinese; the s
 checks serve the JSON API (one device) and the CSV import (many, all or nothing).
 
 CSV rows are numbered as a spreadsheet shows them: the header is row 1, the first device
-row 2.
+row 2. A cell longer than its column allows is a problem of that cell (the csv module's own
+128 KiB field limit is raised, so a huge cell is never a 500), and formula text (a cell
+starting with = + - @, see :func:`hub.domain.office_sheets.formula_like`) is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import io
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from hub.domain.office_sheets import formula_like
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 EDGE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # it names MQTT topics: no / + # or space
@@ -35,6 +39,10 @@ COLUMNS = (
 )
 REQUIRED_COLUMNS = ("device_id", "profile")
 _LIMITS = {"place": 100, "bus": 100, "address": 64, "household_address": 200, "profile": 64}
+_MAX_CELL = max(_LIMITS.values())  # no column takes more; a longer cell is refused unread
+_FIELD_LIMIT = 16 * 1024 * 1024  # above any accepted file: the file limit decides, not csv
+
+csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +176,10 @@ class References:
 
 def read_csv(text: str) -> tuple[list[CsvRow], list[Problem]]:
     """Split the file into rows; problems of the file as a whole (header, size) only."""
-    records = list(csv.reader(io.StringIO(text, newline="")))
+    try:
+        records = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        return [], [Problem("file", f"not a CSV file: {err} / 不是有效的 CSV 文件")]
     while records and not any(cell.strip() for cell in records[-1]):
         records.pop()
     if not records:
@@ -217,8 +228,38 @@ def read_csv(text: str) -> tuple[list[CsvRow], list[Problem]]:
                 )
             )
             continue
-        rows.append(CsvRow(number, dict(zip(header, (c.strip() for c in record), strict=False))))
+        cells = dict(zip(header, (c.strip() for c in record), strict=False))
+        refused = _refused_cells(cells, number)
+        if refused:
+            problems += refused
+            continue
+        rows.append(CsvRow(number, cells))
     return rows, problems
+
+
+def _refused_cells(cells: Mapping[str, str], row: int) -> list[Problem]:
+    """Cells refused before any rule reads them: too long, or formula text."""
+    problems = []
+    for column, value in cells.items():
+        if len(value) > _MAX_CELL:
+            problems.append(
+                Problem(
+                    column,
+                    f"{len(value)} characters; at most {_LIMITS.get(column, _MAX_CELL)} / "
+                    f"共 {len(value)} 个字符，超出长度限制",
+                    row=row,
+                )
+            )
+        elif formula_like(value):
+            problems.append(
+                Problem(
+                    column,
+                    f"formula text is refused: {value[:20]!r} (a cell may not start with "
+                    "= + - @) / 不接受公式文本",
+                    row=row,
+                )
+            )
+    return problems
 
 
 def references(rows: Iterable[CsvRow]) -> References:

@@ -73,6 +73,20 @@ class Override:
         return self.start <= now_utc < self.end
 
 
+#: Why a shift may not end at 23:59 (the API and the import both refuse it).
+LAST_MINUTE = (
+    "a shift that ends at 23:59 leaves the last minute of every day uncovered; write 00:00 "
+    "(midnight: end <= start crosses midnight), and start == end (00:00-00:00) for 24 hours / "
+    "23:59 结束会漏掉每晚最后一分钟；请写 00:00（结束时间不晚于开始时间即跨过午夜），"
+    "全天 24 小时请写 00:00-00:00"
+)
+
+
+def leaves_last_minute(clock: time) -> bool:
+    """A time in the last minute of the day: as a shift's end, almost surely a mistake."""
+    return clock >= time(23, 59)
+
+
 def on_duty(
     shifts: Iterable[Shift],
     overrides: Iterable[Override],

@@ -46,7 +46,12 @@ class BrokerReloader:
         if outcome.ok:
             log.info("broker reload requested: %s", outcome.detail)
         else:
-            log.warning("broker reload failed: %s", outcome.detail)
+            log.warning(
+                "broker reload failed: %s; the change is saved in the password and ACL files: "
+                "reload Mosquitto by hand (kill -HUP <its pid>) / 消息代理未能重新加载，"
+                "更改已写入文件，请手动重新加载 Mosquitto",
+                outcome.detail,
+            )
         return outcome
 
 

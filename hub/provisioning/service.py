@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,13 @@ from hub.provisioning.reload import BrokerReloader, ReloadOutcome
 from hub.services.audit import record_audit
 
 log = logging.getLogger(__name__)
+
+_ROOT_HINT = (
+    " Running as root: Mosquitto started as root drops to the 'mosquitto' user, which cannot "
+    "read these 0600 files; add 'user root' to mosquitto.conf, or run the hub and the broker "
+    "as one unprivileged user / 以 root 运行时请在 mosquitto.conf 中加入 'user root'，"
+    "或让中心平台与 Mosquitto 以同一普通用户运行。"
+)
 
 PASSWORD_BYTES = 32  # token_urlsafe(32): 43 characters, 256 random bits
 
@@ -191,11 +199,37 @@ class EdgeRegistry:
         return RetiredEdge(edge_id, now, outcome)
 
     async def sync(self) -> ReloadOutcome:
-        """Rewrite both files from the table (at hub start) and ask the broker to reload."""
+        """Rewrite both files from the table (at hub start) and ask the broker to reload.
+
+        A broker that is not running yet (its pid file is missing) is the normal first
+        start, not a failure: the files are in place and Mosquitto reads them when it
+        starts, so the hub says that, in both languages, instead of "reload failed".
+        """
         async with self._lock:
-            async with self._engine.connect() as conn:
-                await self._write_files(conn)
+            await self.write_files()
+            pid_file = self._settings.reload.pid_file
+            if pid_file is not None and not pid_file.exists():
+                log.warning(
+                    "broker password and ACL files written to %s and %s; Mosquitto is not "
+                    "running yet (no pid file %s): start it now, it reads these files, and "
+                    "the hub connects once it is up / 已写入消息代理的密码和访问控制文件；"
+                    "Mosquitto 尚未运行（没有 pid 文件），请现在启动它，中心平台会随后连接。%s",
+                    self._settings.password_file,
+                    self._settings.acl_file,
+                    pid_file,
+                    _ROOT_HINT if os.geteuid() == 0 else "",
+                )
+                return ReloadOutcome(False, f"pid file {pid_file} not found: broker not started")
             return await self._reloader.reload()
+
+    async def write_files(self) -> None:
+        """Write both files from the table, without asking the broker to reload.
+
+        ``python -m hub broker-files`` calls this before Mosquitto first starts, so the
+        broker can start on them before the hub does.
+        """
+        async with self._engine.connect() as conn:
+            await self._write_files(conn)
 
     # -- internals ----------------------------------------------------------------------
     def _check_edge_id(self, edge_id: str) -> None:

@@ -12,9 +12,17 @@ and an update that finds another version raises :class:`~hub.services.errors.Con
 (or, for the escalation sweep, skips the case until its next look).
 
 Event kinds handled by :meth:`CaseService.on_event`: ``sos`` and ``fall`` open or join a
-case; ``cancel`` requests cancellation; ``presence`` marks someone on site;
-``service_request`` files a task; ``low_battery`` files a maintenance task; every event
-(``heartbeat`` included) refreshes the device's last-seen time and battery level.
+case; ``cancel`` requests cancellation; ``presence`` marks someone on site once a worker has
+acknowledged (before that it is only a hint on the case); ``service_request`` files a task
+or joins the household's open one of that category; ``low_battery`` files a maintenance
+task; every event (``heartbeat`` included) refreshes the device's last-seen time (the hub's
+receive time, never the edge's clock) and battery level.
+
+An edge speaks only for its own devices (issue #11): an event is acted on only if its
+device is registered behind the edge that sent it (``devices.edge_id``, set through the
+registry or remote configuration, never by whoever reports the device first); anything
+else is refused with the reason, for ingest to quarantine. Button feedback goes to the
+device's registered edge, and every audit line of a button press names the edge.
 """
 
 from __future__ import annotations
@@ -30,7 +38,6 @@ from sqlalchemy import (
     Boolean,
     Integer,
     Select,
-    String,
     and_,
     bindparam,
     func,
@@ -73,6 +80,7 @@ from hub.services.tasks import file_maintenance, file_service_request
 DEFAULT_DEDUPE_WINDOW = timedelta(minutes=10)
 #: The ``tier`` of a notification sent because the hotline desk reassigned the case.
 REASSIGNED = "reassigned"
+DEFAULT_REPEAT_NOTIFY_INTERVAL = timedelta(seconds=60)
 ALARM_KINDS = frozenset({"sos", "fall"})
 _OFFLINE_KINDS = frozenset({"offline", "device_offline", "device.offline"})
 #: Profiles whose low-battery reports the case service files (call buttons, in homes);
@@ -88,7 +96,6 @@ _TOUCH = (
         last_seen=bindparam("b_last_seen"),
         online=func.coalesce(bindparam("b_online", type_=Boolean), devices.c.online),
         battery_pct=func.coalesce(bindparam("b_battery", type_=Integer), devices.c.battery_pct),
-        edge_id=func.coalesce(devices.c.edge_id, bindparam("b_edge", type_=String)),
     )
 )
 
@@ -224,11 +231,13 @@ class CaseService:
         ack_base_url: str = "",
         *,
         dedupe_window: timedelta = DEFAULT_DEDUPE_WINDOW,
+        repeat_notify_interval: timedelta = DEFAULT_REPEAT_NOTIFY_INTERVAL,
     ) -> None:
         self.policy = policy
         self.tz = tz
         self.ack_base_url = ack_base_url.rstrip("/")
         self.dedupe_window = dedupe_window
+        self.repeat_notify_interval = repeat_notify_interval
 
     # -- events from devices ---------------------------------------------------------------
 
@@ -244,27 +253,28 @@ class CaseService:
     async def on_events(
         self, conn: AsyncConnection, edge_id: str, batch: Sequence[Event], now: datetime
     ) -> tuple[Effects, list[tuple[Event, errors.UnknownDevice]]]:
-        """Act on a batch of newly stored events, in order.
+        """Act on a batch of newly stored events from ``edge_id``, in order.
 
         Device lookups and "last seen" updates are done once per batch (one SELECT, one
         executemany), so a batch of 500 heartbeats costs two statements, not a thousand.
-        Events that cannot be placed are returned with the reason, for quarantine; the
-        rest of the batch is processed regardless.
+        Events that cannot be placed (unknown device, a device registered behind another
+        edge or behind none) are returned with the reason, for quarantine, and change
+        nothing; the rest of the batch is processed regardless.
         """
         known = await self._devices(conn, {e.device_id for e in batch})
         effects = Effects()
         refused: list[tuple[Event, errors.UnknownDevice]] = []
         touched: dict[str, dict[str, Any]] = {}
+        newest: dict[str, datetime] = {}
         for event in batch:
             device = known.get(event.device_id)
             if device is None and event.device_id == edge_id and event.kind in EDGE_EVENT_KINDS:
                 continue  # about the edge itself (config.applied, …): kept in history only
-            if device is None:
-                reason = f"device {event.device_id} is not registered (or is retired)"
+            reason = _foreign(event.device_id, device, edge_id)
+            if device is None or reason:
                 refused.append((event, errors.UnknownDevice(event.device_id, reason)))
                 continue
-            device = self._touch(device, edge_id, event, touched)
-            known[device.id] = device
+            self._touch(device, event, now, touched, newest)
             if event.kind not in _ROUTED_KINDS:
                 continue
             try:
@@ -285,7 +295,7 @@ class CaseService:
         if event.kind == "low_battery" and device.profile in _BUTTON_PROFILES:
             await self._on_low_battery(conn, device, event, now)
         elif event.kind in ("cancel", "presence") and device.household_id is not None:
-            await self._on_follow_up(conn, device, device.household_id, event.kind, now)
+            await self._on_follow_up(conn, edge_id, device, device.household_id, event.kind, now)
         return Effects()
 
     async def _on_alarm(
@@ -294,6 +304,7 @@ class CaseService:
         if device.household_id is None:
             raise errors.UnknownDevice(
                 device.id,
+                f"设备 {device.id} 未绑定住户，无法处理 {event.kind} / "
                 f"device {device.id} is not bound to a household; cannot route {event.kind}",
             )
         actor = f"device:{device.id}"
@@ -309,11 +320,21 @@ class CaseService:
                 actor=actor,
                 ref_seq=frame_seq,
             )
-            await self._save(conn, new, version, [audit])
+            await self._save(conn, new, version, [_via(audit, edge_id)])
             taken = new.state in (CaseState.ACKNOWLEDGED, CaseState.ON_SITE)
             effects = Effects()
+            await self._renotify(conn, effects, new, now)
+            # This press's own button and frame are answered (another button of the household,
+            # or on a phone case, too); "case closed" later answers the case's first frame.
             await self._feedback(
-                conn, effects, new, "help_coming" if taken else "received", now, edge_id
+                conn,
+                effects,
+                new,
+                "help_coming" if taken else "received",
+                now,
+                device.edge_id,
+                ref_seq=frame_seq,
+                device_id=device.id,
             )
             return effects
         place = await household_place(conn, device.household_id)
@@ -328,13 +349,25 @@ class CaseService:
             device_id=device.id,
             ref_seq=frame_seq,
         )
-        _, effects = await self._open(conn, case, audit, place, now, edge_id)
+        _, effects = await self._open(conn, case, _via(audit, edge_id), place, now, device.edge_id)
         return effects
 
     async def _on_follow_up(
-        self, conn: AsyncConnection, device: _Device, household_id: int, kind: str, now: datetime
+        self,
+        conn: AsyncConnection,
+        edge_id: str,
+        device: _Device,
+        household_id: int,
+        kind: str,
+        now: datetime,
     ) -> None:
-        """A cancel or presence press applies to the household's latest active case."""
+        """A cancel or presence press applies to the household's latest active case.
+
+        Presence is believed only while a worker has acknowledged the case: then it marks
+        the case on site. Before that it is recorded as a hint (an audit line) and changes
+        neither the deadline nor the tier, so escalation goes on: a presence key proves a
+        press, not a responder (see ``hub.domain.case.presence_hint``).
+        """
         found = await self._latest_active(conn, household_id)
         if found is None:
             return
@@ -344,9 +377,11 @@ class CaseService:
             new, audit = domain.request_cancel(case, now, actor)
         elif case.state is CaseState.ON_SITE:
             return  # someone is already there
-        else:
+        elif case.state is CaseState.ACKNOWLEDGED:
             new, audit = domain.arrive(case, actor, now)
-        await self._save(conn, new, version, [audit])
+        else:
+            new, audit = domain.presence_hint(case, actor, now)
+        await self._save(conn, new, version, [_via(audit, edge_id)])
 
     async def _on_service_request(
         self, conn: AsyncConnection, device: _Device, event: Event, now: datetime
@@ -357,7 +392,7 @@ class CaseService:
             )
         place = await household_place(conn, device.household_id)
         on_duty = (await available_by_tier(conn, place, now, self.tz))[Tier.GRID_WORKER]
-        task_id, category = await file_service_request(
+        task_id, category, joined = await file_service_request(
             conn,
             household_id=place.household_id,
             grid_id=place.grid_id,
@@ -366,6 +401,8 @@ class CaseService:
             assigned_worker_id=on_duty[0] if on_duty else None,
             now=now,
         )
+        if joined:
+            return Effects()  # a repeat press: counted on the open task, the worker knows
         notifications = [
             self._notification(
                 place,
@@ -619,6 +656,63 @@ class CaseService:
         await self._feedback(conn, effects, new, "received", now, edge_id)
         return new.id, effects
 
+    async def _renotify(
+        self, conn: AsyncConnection, effects: Effects, case: Case, now: datetime
+    ) -> None:
+        """Tell the case's current worker(s) of a repeat press, at most once per interval.
+
+        Current: the worker who acknowledged, else the workers of the latest notification
+        round (the tier the case has reached). The interval is measured from the last
+        notification each of them got for this case (``case_notifications``, so a restart
+        does not reset it); escalation's own notifications count too.
+        """
+        t = case_notifications
+        rows = (
+            await conn.execute(
+                select(t.c.worker_id, t.c.tier, t.c.notified_at)
+                .where(t.c.case_id == case.id)
+                .order_by(t.c.id.desc())
+            )
+        ).all()
+        if case.acknowledged_by is not None:
+            mine = [r for r in rows if r.worker_id == case.acknowledged_by]
+            tier = Tier(mine[0].tier) if mine else Tier.GRID_WORKER
+            current = {case.acknowledged_by: tier}
+        elif rows:
+            current = {int(r.worker_id): Tier(r.tier) for r in rows if r.tier == rows[0].tier}
+        else:
+            return  # nobody was ever reachable; escalation keeps trying
+        last: dict[int, datetime] = {}
+        for r in rows:
+            last.setdefault(int(r.worker_id), r.notified_at)
+        due = [
+            Notify(worker, tier)
+            for worker, tier in current.items()
+            if worker not in last or now - last[worker] >= self.repeat_notify_interval
+        ]
+        if not due:
+            return
+        place = await household_place(conn, case.household_id)
+        await conn.execute(
+            insert(t),
+            [
+                {
+                    "case_id": case.id,
+                    "worker_id": n.worker_id,
+                    "tier": n.tier.value,
+                    "notified_at": now,
+                }
+                for n in due
+            ],
+        )
+        detail = f"再次呼叫（第 {case.press_count} 次）/ pressed again (call {case.press_count})"
+        effects.notifications.extend(
+            self._notification(
+                place, n, case.kind, case.occurred_at, case_id=case.id, detail=detail
+            )
+            for n in due
+        )
+
     async def _save(
         self, conn: AsyncConnection, case: Case, version: int, audits: Sequence[AuditRecord]
     ) -> None:
@@ -656,33 +750,31 @@ class CaseService:
 
     @staticmethod
     def _touch(
-        device: _Device, edge_id: str, event: Event, touched: dict[str, dict[str, Any]]
-    ) -> _Device:
-        """Any event proves the device alive; only the newest may change what we show.
+        device: _Device,
+        event: Event,
+        now: datetime,
+        touched: dict[str, dict[str, Any]],
+        newest: dict[str, datetime],
+    ) -> None:
+        """Any event proves the device alive, now: last-seen is the hub's receive time.
 
-        Collects the row update in ``touched`` (written once per batch) and returns the
-        device as it will then be.
+        The edge's clock decides nothing here (a year-9999 timestamp once kept a device
+        "online" for good). Within the batch, an event older than one already applied does
+        not change the online flag or battery level. Collects the row update in
+        ``touched``, written once per batch.
         """
         row = touched.setdefault(
             device.id,
-            {
-                "b_id": device.id,
-                "b_last_seen": device.last_seen,
-                "b_online": None,
-                "b_battery": None,
-                "b_edge": edge_id,
-            },
+            {"b_id": device.id, "b_last_seen": now, "b_online": None, "b_battery": None},
         )
-        if device.last_seen is None or event.occurred_at >= device.last_seen:
-            row["b_last_seen"] = event.occurred_at
-            row["b_online"] = event.kind not in _OFFLINE_KINDS
-            battery = _int_or_none(event.data.get("battery_pct"))
-            if battery is not None and 0 <= battery <= 100:
-                row["b_battery"] = battery
-            device = replace(device, last_seen=event.occurred_at)
-        if device.edge_id is None:
-            device = replace(device, edge_id=edge_id)  # first contact: where it lives
-        return device
+        seen = newest.get(device.id)
+        if seen is not None and event.occurred_at < seen:
+            return
+        newest[device.id] = event.occurred_at
+        row["b_online"] = event.kind not in _OFFLINE_KINDS
+        battery = _int_or_none(event.data.get("battery_pct"))
+        if battery is not None and 0 <= battery <= 100:
+            row["b_battery"] = battery
 
     async def _actor(self, conn: AsyncConnection, actor: int | str) -> str:
         """A worker id becomes "worker:<id>" once the worker is known to exist."""
@@ -774,24 +866,35 @@ class CaseService:
         code: str,
         now: datetime,
         edge_id: str | None = None,
+        *,
+        ref_seq: int | None = None,
+        device_id: str | None = None,
     ) -> None:
-        """Queue a ``button_feedback`` command for the case's button, if it came from one."""
-        if case.channel != "button" or case.device_id is None:
-            return
+        """Queue a ``button_feedback`` command for a button.
+
+        By default for the case's button, if it came from one, answering the case's first
+        frame; a repeat press passes its own ``device_id`` and ``ref_seq``. It goes to the
+        edge the button is registered behind (``edge_id`` is that edge when the caller has
+        the registry row at hand), never to whoever sent an event.
+        """
+        if device_id is None:
+            if case.channel != "button" or case.device_id is None:
+                return
+            device_id, ref_seq = case.device_id, case.ref_seq
         if edge_id is None:
-            query = select(devices.c.edge_id).where(devices.c.id == case.device_id)
+            query = select(devices.c.edge_id).where(devices.c.id == device_id)
             edge_id = (await conn.execute(query)).scalar()
             if edge_id is None:
-                return  # the device never spoke through an edge: nowhere to send it
+                return  # the device is behind no edge now: nowhere to send it
         args: dict[str, Any] = {"code": code, "case_id": case.id}
-        if case.ref_seq is not None:
-            args["ref_seq"] = case.ref_seq
+        if ref_seq is not None:
+            args["ref_seq"] = ref_seq
         command_id = str(uuid.uuid4())
         await conn.execute(
             insert(commands).values(
                 id=command_id,
                 edge_id=edge_id,
-                device_id=case.device_id,
+                device_id=device_id,
                 name="button_feedback",
                 args=args,
                 state="pending",
@@ -800,7 +903,7 @@ class CaseService:
             )
         )
         effects.commands.append(
-            Command(command_id, case.device_id, "button_feedback", {**args, "edge_id": edge_id})
+            Command(command_id, device_id, "button_feedback", {**args, "edge_id": edge_id})
         )
 
 
@@ -838,6 +941,32 @@ def _active_of(household_id: int) -> Select[Any]:
 async def _first_case(conn: AsyncConnection, query: Select[Any]) -> tuple[Case, int] | None:
     row = (await conn.execute(query)).mappings().first()
     return None if row is None else (case_from_row(row), int(row["version"]))
+
+
+def _foreign(device_id: str, device: _Device | None, edge_id: str) -> str:
+    """Why ``edge_id`` may not speak for this device ("" when it may)."""
+    if device is None:
+        return (
+            f"设备 {device_id} 未登记或已退役 / device {device_id} is not registered "
+            f"(or is retired)"
+        )
+    if device.edge_id is None:
+        return (
+            f"设备 {device_id} 未分配到边缘网关（由 {edge_id} 发送）/ device {device_id} is not "
+            f"assigned to an edge (sent by {edge_id})"
+        )
+    if device.edge_id != edge_id:
+        return (
+            f"设备 {device_id} 属于边缘网关 {device.edge_id}（由 {edge_id} 发送）/ device "
+            f"{device_id} belongs to edge {device.edge_id} (sent by {edge_id})"
+        )
+    return ""
+
+
+def _via(audit: AuditRecord, edge_id: str) -> AuditRecord:
+    """The audit line of a button press names the edge it came through."""
+    via = f"via edge {edge_id}"
+    return replace(audit, detail=f"{audit.detail} ({via})" if audit.detail else via)
 
 
 def _int_or_none(value: object) -> int | None:

@@ -6,6 +6,12 @@ Medical notes are narrower still: they are shown only to callers that
 ``may_read_medical_notes`` the household's grid, and each showing is recorded in the audit
 log as ``medical_notes.read``; writing them needs the same right. The audit log itself
 never holds the notes (they appear as ``[redacted]``), because more people read it.
+
+Automation (an import of the office's register, run by an admin or with the static token)
+may write medical notes only through the explicitly authorised path: the caller passes
+``notes_authorised=True`` (the import's ``--medical-notes`` flag / ``medical_notes=true``),
+an admin or operator is then allowed, and every household whose notes it writes gets a
+``medical_notes.write`` audit row (issue #16). Nobody else gains a right.
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ from sqlalchemy import Table, delete, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db.schema import devices, emergency_contacts, grids, households, inserted_id, residents
-from hub.domain.access import Principal
+from hub.domain.access import Principal, Role
 from hub.services.audit import record_audit
 from hub.services.errors import AlreadyExists, Forbidden, NotFound
-from hub.services.records import contains, invalid, page, require_grid, snapshot
+from hub.services.records import REDACTED, contains, invalid, page, require_grid, snapshot
 
 _SUMMARY = (households.c.id, households.c.grid_id, households.c.address, households.c.lives_alone)
 _MEDICAL = ("medical_notes",)
@@ -128,6 +134,7 @@ async def create_household(
     medical_notes: str = "",
     notes: str = "",
     now: datetime,
+    notes_authorised: bool = False,
 ) -> dict[str, Any]:
     values = {
         "grid_id": grid_id,
@@ -136,7 +143,14 @@ async def create_household(
         "medical_notes": medical_notes,
         "notes": notes,
     }
-    await _check_household(conn, actor, values, household_id=None, writes_notes=bool(medical_notes))
+    await _check_household(
+        conn,
+        actor,
+        values,
+        household_id=None,
+        writes_notes=bool(medical_notes),
+        notes_authorised=notes_authorised,
+    )
     household_id = inserted_id(await conn.execute(insert(households).values(**values)))
     after = await _household(conn, household_id)
     await record_audit(
@@ -148,6 +162,8 @@ async def create_household(
         at=now,
         after=snapshot(after, redact=_MEDICAL),
     )
+    if medical_notes and notes_authorised:
+        await _audit_notes_written(conn, actor, household_id, now)
     return _without_notes(after)
 
 
@@ -157,6 +173,8 @@ async def update_household(
     household_id: int,
     changes: Mapping[str, Any],
     now: datetime,
+    *,
+    notes_authorised: bool = False,
 ) -> dict[str, Any]:
     """Change fields; a new ``grid_id`` moves the household and its devices to that grid."""
     before = await _household(conn, household_id)
@@ -165,8 +183,15 @@ async def update_household(
     writes_notes = (
         "medical_notes" in changes and changes["medical_notes"] != before["medical_notes"]
     )
-    await _check_household(conn, actor, values, household_id, writes_notes=writes_notes)
-    if writes_notes and not actor.may_read_medical_notes(before["grid_id"]):
+    await _check_household(
+        conn,
+        actor,
+        values,
+        household_id,
+        writes_notes=writes_notes,
+        notes_authorised=notes_authorised,
+    )
+    if writes_notes and not may_write_medical_notes(actor, before["grid_id"], notes_authorised):
         raise _no_medical_notes()
     if changes:
         await conn.execute(
@@ -183,7 +208,30 @@ async def update_household(
         before=snapshot(before, redact=_MEDICAL),
         after=snapshot(after, redact=_MEDICAL),
     )
+    if writes_notes and notes_authorised:
+        await _audit_notes_written(conn, actor, household_id, now)
     return _without_notes(after)
+
+
+def may_write_medical_notes(actor: Principal, grid_id: int | None, authorised: bool) -> bool:
+    """Who reads them may write them; an admin or operator also through the authorised path."""
+    if actor.may_read_medical_notes(grid_id):
+        return True
+    return authorised and actor.role in (Role.ADMIN, Role.OPERATOR)
+
+
+async def _audit_notes_written(
+    conn: AsyncConnection, actor: Principal, household_id: int, now: datetime
+) -> None:
+    await record_audit(
+        conn,
+        actor=actor,
+        action="medical_notes.write",
+        target_type="household",
+        target_id=household_id,
+        at=now,
+        after={"medical_notes": REDACTED, "path": "authorised import"},
+    )
 
 
 async def _check_household(
@@ -193,12 +241,13 @@ async def _check_household(
     household_id: int | None,
     *,
     writes_notes: bool,
+    notes_authorised: bool = False,
 ) -> None:
     grid_id = values["grid_id"]
     if (await conn.execute(select(grids.c.id).where(grids.c.id == grid_id))).first() is None:
         raise invalid("grid_id", f"grid {grid_id} does not exist / 网格 {grid_id} 不存在")
     require_grid(actor, grid_id, f"grid {grid_id}")
-    if writes_notes and not actor.may_read_medical_notes(grid_id):
+    if writes_notes and not may_write_medical_notes(actor, grid_id, notes_authorised):
         raise _no_medical_notes()
     query = select(households.c.id).where(
         households.c.grid_id == grid_id, households.c.address == values["address"]
@@ -215,8 +264,10 @@ async def _check_household(
 
 def _no_medical_notes() -> Forbidden:
     return Forbidden(
-        "only operators and the household's grid workers may write medical notes / "
-        "只有运营人员和该住户所在网格的网格员可以填写健康备注"
+        "only operators and the household's grid workers may write medical notes; an admin "
+        "or the API token writes them only through an import with medical notes authorised "
+        "(python -m hub import --medical-notes) / 只有运营人员和该住户所在网格的网格员可以填写"
+        "健康备注；管理员须通过授权的导入（--medical-notes）写入"
     )
 
 

@@ -4,7 +4,8 @@
 * :func:`available_by_tier` answers "who can be called at each escalation tier right now",
   from the duty roster, so the pure escalation policy never has to touch the database;
 * :func:`seed_demo_community` fills an empty database with a small demo community;
-* :func:`list_quarantine` and :func:`add_quarantine` keep what ingest refused;
+* :func:`list_quarantine` and :func:`add_quarantine` (from :mod:`hub.services.quarantine`)
+  keep what ingest refused;
   :func:`list_tasks` and :func:`advance_task` are re-exported from :mod:`hub.services.tasks`.
 
 Availability rules, in words: a grid's primary and backup tiers follow the weekly roster
@@ -17,7 +18,6 @@ treated as always available, because desks are staffed around the clock.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import datetime, time, tzinfo
 from typing import Any
@@ -33,7 +33,6 @@ from hub.db.schema import (
     grids,
     households,
     inserted_id,
-    quarantine,
     residents,
     shift_overrides,
     shifts,
@@ -44,6 +43,7 @@ from hub.db.schema import (
 from hub.domain.duty import Override, Role, Shift, is_working, on_duty
 from hub.domain.escalation import Tier
 from hub.services.errors import NotFound
+from hub.services.quarantine import add_quarantine, list_quarantine
 from hub.services.tasks import advance_task, list_tasks
 
 __all__ = [
@@ -188,41 +188,6 @@ async def available_by_tier(
         Tier.BACKUP_WORKER: grid_tier("backup", backup),
         **{tier: desk_tier(tier) for tier in _DESK_ROLES},
     }
-
-
-async def add_quarantine(
-    conn: AsyncConnection,
-    edge_id: str | None,
-    topic: str,
-    reason: str,
-    payload: bytes | str,
-    now: datetime,
-) -> int:
-    """Keep a message the hub refused, with the reason, for an operator to inspect.
-
-    Payloads that are not UTF-8 are kept as ``base64:...`` so nothing is lost.
-    """
-    text = payload if isinstance(payload, str) else _bytes_as_text(payload)
-    result = await conn.execute(
-        insert(quarantine).values(
-            received_at=now, edge_id=edge_id, topic=topic, reason=reason, payload=text
-        )
-    )
-    return inserted_id(result)
-
-
-def _bytes_as_text(payload: bytes) -> str:
-    try:
-        return payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return "base64:" + base64.b64encode(payload).decode("ascii")
-
-
-async def list_quarantine(
-    conn: AsyncConnection, limit: int = 50, offset: int = 0
-) -> list[dict[str, Any]]:
-    query = select(quarantine).order_by(quarantine.c.id.desc()).limit(limit).offset(offset)
-    return [dict(row) for row in (await conn.execute(query)).mappings()]
 
 
 # --- demo community -------------------------------------------------------------------

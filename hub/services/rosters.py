@@ -5,22 +5,28 @@ Consistency kept here, because the help-call routing reads the roster
 
 * a grid shift belongs to an active grid worker assigned to that grid, a desk shift (no
   grid) to a desk worker (community station, street centre, hotline desk), as ``primary``;
-* no two shifts clash (rules and messages in :mod:`hub.domain.schedule`).
+* no two shifts clash (rules and messages in :mod:`hub.domain.schedule`);
+* no shift ends at 23:59 (a minute uncovered every night: :data:`hub.domain.duty.LAST_MINUTE`).
+
+Overrides (issue #16) are one-off assignments between two UTC instants (sick-leave cover,
+a holiday): while one is in force for a grid and role it *replaces* the weekly roster of
+that role in that grid (:func:`hub.domain.duty.on_duty`); a desk worker's override makes
+them available at their tier. The same worker and grid rules as for shifts apply.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any, Literal, cast
 
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.db.schema import grids, inserted_id, shifts, workers
+from hub.db.schema import grids, inserted_id, shift_overrides, shifts, workers
 from hub.domain.access import Principal
-from hub.domain.duty import Shift
+from hub.domain.duty import LAST_MINUTE, Shift, leaves_last_minute
 from hub.domain.schedule import RosterEntry, clashes_with, roster_clashes
 from hub.services.audit import record_audit
 from hub.services.errors import FieldProblem, InvalidInput, NotFound
@@ -154,6 +160,8 @@ async def replace_grid_shifts(
     problems: list[FieldProblem] = []
     checked_workers: set[int] = set()
     for index, shift in enumerate(roster):
+        if shift.worker_id in checked_workers:  # else _check_shift_refs looks at the end
+            problems += _last_minute(shift, f"shifts[{index}].")
         if shift.grid_id != grid_id:
             problems.append(
                 FieldProblem(
@@ -199,7 +207,7 @@ async def replace_grid_shifts(
 
 
 async def _check_shift_refs(conn: AsyncConnection, shift: ShiftInput, prefix: str) -> None:
-    problems: list[FieldProblem] = []
+    problems: list[FieldProblem] = _last_minute(shift, prefix)
     worker = (
         await conn.execute(
             select(workers.c.role, workers.c.active).where(workers.c.id == shift.worker_id)
@@ -252,6 +260,12 @@ async def _check_shift_refs(conn: AsyncConnection, shift: ShiftInput, prefix: st
         raise InvalidInput(problems)
 
 
+def _last_minute(shift: ShiftInput, prefix: str) -> list[FieldProblem]:
+    if leaves_last_minute(shift.end_local):
+        return [FieldProblem(f"{prefix}end_local", LAST_MINUTE)]
+    return []
+
+
 async def _check_clashes(conn: AsyncConnection, candidate: RosterEntry) -> None:
     shift = candidate.shift
     if shift.grid_id is None:
@@ -276,3 +290,102 @@ async def _check_clashes(conn: AsyncConnection, candidate: RosterEntry) -> None:
     found = clashes_with(candidate, roster)
     if found:
         raise InvalidInput([FieldProblem("start_local", c.message) for c in found])
+
+
+# --- overrides (issue #16) -------------------------------------------------------------
+
+MAX_OVERRIDE = timedelta(days=92)  # a quarter; longer cover belongs in the weekly roster
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideInput:
+    """A one-off assignment between two UTC instants (start inclusive, end exclusive)."""
+
+    worker_id: int
+    grid_id: int | None
+    starts_at: datetime
+    ends_at: datetime
+    role: ShiftRole = "primary"
+    note: str = ""
+
+
+async def list_overrides(
+    conn: AsyncConnection,
+    *,
+    grid_id: int | None = None,
+    worker_id: int | None = None,
+    ending_after: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Overrides by start; ``ending_after`` leaves out those already over."""
+    query = select(shift_overrides).order_by(shift_overrides.c.starts_at, shift_overrides.c.id)
+    if grid_id is not None:
+        query = query.where(shift_overrides.c.grid_id == grid_id)
+    if worker_id is not None:
+        query = query.where(shift_overrides.c.worker_id == worker_id)
+    if ending_after is not None:
+        query = query.where(shift_overrides.c.ends_at > ending_after)
+    return [dict(row) for row in (await conn.execute(query)).mappings()]
+
+
+async def get_override(conn: AsyncConnection, override_id: int) -> dict[str, Any]:
+    query = select(shift_overrides).where(shift_overrides.c.id == override_id)
+    row = (await conn.execute(query)).mappings().first()
+    if row is None:
+        raise NotFound(f"shift override {override_id} not found / 临时调班 {override_id} 不存在")
+    return dict(row)
+
+
+async def create_override(
+    conn: AsyncConnection, actor: Principal, cover: OverrideInput, now: datetime
+) -> dict[str, Any]:
+    problems: list[FieldProblem] = []
+    if cover.ends_at <= cover.starts_at:
+        problems.append(
+            FieldProblem("ends_at", "ends_at must be after starts_at / 结束时间须晚于开始时间")
+        )
+    elif cover.ends_at - cover.starts_at > MAX_OVERRIDE:
+        problems.append(
+            FieldProblem(
+                "ends_at",
+                f"at most {MAX_OVERRIDE.days} days; change the weekly roster instead / "
+                f"临时调班最长 {MAX_OVERRIDE.days} 天，长期安排请修改值班表",
+            )
+        )
+    if cover.ends_at <= now:
+        problems.append(
+            FieldProblem("ends_at", "the override would be over already / 该调班已经结束")
+        )
+    if problems:
+        raise InvalidInput(problems)
+    clock = time(0, 0)  # the weekly fields do not matter to the reference checks
+    await _check_shift_refs(
+        conn, ShiftInput(cover.worker_id, cover.grid_id, 0, clock, clock, cover.role), ""
+    )
+    override_id = inserted_id(await conn.execute(insert(shift_overrides).values(**asdict(cover))))
+    after = await get_override(conn, override_id)
+    await record_audit(
+        conn,
+        actor=actor,
+        action="shift_override.create",
+        target_type="shift_override",
+        target_id=override_id,
+        at=now,
+        after=snapshot(after),
+    )
+    return after
+
+
+async def delete_override(
+    conn: AsyncConnection, actor: Principal, override_id: int, now: datetime
+) -> None:
+    before = await get_override(conn, override_id)
+    await conn.execute(delete(shift_overrides).where(shift_overrides.c.id == override_id))
+    await record_audit(
+        conn,
+        actor=actor,
+        action="shift_override.delete",
+        target_type="shift_override",
+        target_id=override_id,
+        at=now,
+        before=snapshot(before),
+    )

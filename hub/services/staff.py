@@ -26,6 +26,7 @@ from hub.db.schema import communities, grids, inserted_id, shifts, streets, work
 from hub.domain.access import Principal
 from hub.services.audit import record_audit
 from hub.services.errors import AlreadyExists, FieldProblem, InvalidInput, NotFound
+from hub.services.levels import active_exists
 from hub.services.records import contains, page, snapshot
 
 WorkerRole = Literal["grid_worker", "community_station", "street_centre", "hotline_desk"]
@@ -124,11 +125,12 @@ async def _check_grid(
 ) -> None:
     problems: list[FieldProblem] = []
     community_id = values["community_id"]
-    if not await record_exists(conn, communities.c.id, community_id):
+    if not await active_exists(conn, communities, community_id):
         problems.append(
             FieldProblem(
                 "community_id",
-                f"community {community_id} does not exist / 社区 {community_id} 不存在",
+                f"community {community_id} does not exist or is retired / "
+                f"社区 {community_id} 不存在或已撤销",
             )
         )
     backup = values["backup_worker_id"]

@@ -33,12 +33,34 @@ async def file_service_request(
     raw_category: object,
     assigned_worker_id: int | None,
     now: datetime,
-) -> tuple[int, int]:
-    """Insert an open service-request task; returns (task id, category actually used)."""
+) -> tuple[int, int, bool]:
+    """File a service request: (task id, category actually used, joined an open task).
+
+    A repeat press (the household already has an open or acknowledged request of that
+    category) joins that task and counts on it (``press_count``) instead of filing another
+    one: 300 presses of one key once made 300 tasks and 300 notifications.
+    """
     category = raw_category if isinstance(raw_category, int) else None
     note = ""
     if category not in SERVICE_CATEGORIES or isinstance(raw_category, bool):
         category, note = OTHER_SERVICE, f" (unrecognised category {raw_category!r})"
+    open_one = (
+        select(tasks.c.id)
+        .where(
+            tasks.c.kind == "service_request",
+            tasks.c.household_id == household_id,
+            tasks.c.category == category,
+            tasks.c.state.in_(("open", "acknowledged")),
+        )
+        .order_by(tasks.c.id.desc())
+        .limit(1)
+    )
+    existing = (await conn.execute(open_one)).scalar()
+    if existing is not None:
+        await conn.execute(
+            update(tasks).where(tasks.c.id == existing).values(press_count=tasks.c.press_count + 1)
+        )
+        return int(existing), category, True
     label_zh, label_en = SERVICE_CATEGORIES[category]
     result = await conn.execute(
         insert(tasks).values(
@@ -53,7 +75,7 @@ async def file_service_request(
             created_at=now,
         )
     )
-    return inserted_id(result), category
+    return inserted_id(result), category, False
 
 
 async def file_maintenance(

@@ -25,6 +25,7 @@ from hub.domain.case import (
     display_label,
     join_press,
     open_case,
+    presence_hint,
     request_cancel,
     resolve,
 )
@@ -181,17 +182,37 @@ def test_cancel_only_flags_the_case(state: CaseState) -> None:
     assert again.cancel_requested and audit.detail == "cancel pressed again"
 
 
-def test_join_counts_calls_updates_ref_seq_and_withdraws_cancel() -> None:
+def test_join_counts_calls_keeps_the_first_ref_seq_and_withdraws_cancel() -> None:
     cancelled, _ = request_cancel(make_case(CaseState.DISPATCHED), T0)
+    assert cancelled.ref_seq == 41
     joined, audit = join_press(
         cancelled, kind="fall", occurred_at=LATER, now=LATER, actor="device:x", ref_seq=42
     )
-    assert (joined.press_count, joined.last_press_at, joined.ref_seq) == (2, LATER, 42)
+    # "case closed" answers the frame that opened the case (issue #16), not the latest.
+    assert (joined.press_count, joined.last_press_at, joined.ref_seq) == (2, LATER, 41)
     assert not joined.cancel_requested
     assert "cancel request withdrawn" in audit.detail and "call 2" in audit.detail
     # A late-arriving older press neither moves the window back nor loses the ref_seq.
     older, _ = join_press(joined, kind="sos", occurred_at=T0, now=LATER, actor="device:x")
-    assert (older.last_press_at, older.ref_seq, older.press_count) == (LATER, 42, 3)
+    assert (older.last_press_at, older.ref_seq, older.press_count) == (LATER, 41, 3)
+    # A case opened without a frame number takes the first one a press brings.
+    unnumbered = replace(make_case(CaseState.DISPATCHED), ref_seq=None)
+    numbered, _ = join_press(
+        unnumbered, kind="sos", occurred_at=LATER, now=LATER, actor="device:x", ref_seq=7
+    )
+    assert numbered.ref_seq == 7
+
+
+def test_presence_hint_changes_nothing_but_is_audited() -> None:
+    for state in (CaseState.OPEN, CaseState.DISPATCHED):
+        case = make_case(state)
+        new, audit = presence_hint(case, "device:cb100-77626", LATER)
+        assert replace(new, updated_at=case.updated_at) == case
+        assert (audit.action, audit.from_state, audit.to_state) == ("presence_hint", state, state)
+        assert "escalation continues" in audit.detail and "升级继续" in audit.detail
+    for state in set(CaseState) - {CaseState.OPEN, CaseState.DISPATCHED}:
+        with pytest.raises(InvalidTransition):
+            presence_hint(make_case(state), "device:x", LATER)
 
 
 def test_full_lifecycle_audit_chain_is_continuous() -> None:

@@ -163,8 +163,12 @@ async def test_second_sos_within_the_window_joins_the_case(
         cases = await service.list_cases(conn)
         row = await case_row(conn, case_id)
     assert len(cases) == 1
-    assert (row["press_count"], row["ref_seq"], row["last_press_at"]) == (2, 42, later)
-    assert effects.notifications == [], "the workers already know"
+    # The case keeps the first frame's seq (what "case closed" answers, issue #16) ...
+    assert (row["press_count"], row["ref_seq"], row["last_press_at"]) == (2, 41, later)
+    # ... the workers, told 9 minutes ago, hear of the repeat press (issue #11) ...
+    assert [n.tier for n in effects.notifications] == ["grid_worker"]
+    assert "pressed again (call 2)" in effects.notifications[0].message_en
+    # ... and the repeat press's own frame is answered.
     assert [c.args["code"] for c in effects.commands] == ["received"]
     assert effects.commands[0].args["ref_seq"] == 42
 
@@ -324,14 +328,27 @@ async def test_presence_marks_on_site(engine: AsyncEngine, service: CaseService)
     assert (row["state"], row["arrived_at"]) == ("on_site", later)
 
 
-async def test_presence_before_acknowledgement_also_stops_escalation(
+async def test_presence_before_acknowledgement_is_a_hint_and_escalation_goes_on(
     engine: AsyncEngine, service: CaseService
 ) -> None:
+    """Issue #11: a presence press from any button used to stop escalation."""
     case_id, _ = await sos(engine, service)
     async with engine.begin() as conn:
+        deadline = await service.next_deadline(conn)
         await service.on_event(conn, EDGE, event("presence", seq=2), T0)
-        assert (await case_row(conn, case_id))["state"] == "on_site"
-        assert await service.next_deadline(conn) is None
+        row = await case_row(conn, case_id)
+        assert (row["state"], row["arrived_at"], row["deadline_at"]) == (
+            "dispatched",
+            None,
+            deadline,
+        )
+        assert await service.next_deadline(conn) == deadline
+        escalated = await service.escalate_due(conn, T0 + timedelta(seconds=60))
+        case = await service.get_case(conn, case_id)
+    assert len(escalated.notifications) == 1, "the backup worker is still called"
+    [hint] = [a for a in case["audit"] if a["action"] == "presence_hint"]
+    assert hint["actor"] == f"device:{BUTTON}" and "via edge edge-demo" in hint["detail"]
+    assert "escalation continues" in hint["detail"]
 
 
 async def test_resolve_and_close(engine: AsyncEngine, service: CaseService) -> None:

@@ -171,3 +171,25 @@ def test_too_many_values_in_a_row_and_too_many_rows() -> None:
     rows, problems = read_csv(big)
     assert rows == []
     assert [p.field for p in problems] == ["file"]
+
+
+async def test_an_oversize_cell_and_formula_text_are_cell_problems_not_a_500(
+    engine: AsyncEngine,
+) -> None:
+    """Issue #11/#16: a field over the csv module's 128 KiB limit, and =HYPERLINK(...)."""
+    huge = "x" * (200 * 1024)
+    text = (
+        f"{HEADER}\n"
+        f"cb100-40001,cb-100,1,,{huge},,edge-a,,\n"
+        'cb100-40002,cb-100,1,,"=HYPERLINK(""http://evil.example"",""点击"")",,edge-a,,\n'
+        "cb100-40003,cb-100,1,,@SUM(A1),,edge-a,,\n"
+        "cb100-40004,cb-100,1,,客厅,,edge-a,,\n"
+    )
+    with pytest.raises(InvalidInput) as caught:
+        await run_import(engine, text)
+    found = [(p.row, p.field) for p in caught.value.problems]
+    assert found == [(2, "place"), (3, "place"), (4, "place")]
+    messages = [p.message for p in caught.value.problems]
+    assert "204800 characters" in messages[0] and huge not in messages[0]
+    assert all("formula" in m for m in messages[1:])
+    assert not {"cb100-40001", "cb100-40004"} & await device_ids(engine)

@@ -4,6 +4,9 @@ broker files rewritten in the same transaction; a fake reloader stands in for SI
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -266,3 +269,63 @@ def test_config_needs_the_hubs_account_and_gives_a_default_edge_address(
 async def _list(engine: AsyncEngine, *, include_retired: bool) -> list[dict[str, object]]:
     async with engine.connect() as conn:
         return await list_edges(conn, include_retired=include_retired)
+
+
+async def test_a_broker_not_started_yet_is_a_clear_instruction_not_a_reload_failure(
+    engine: AsyncEngine, tmp_path: Path, reloader: FakeReloader, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue #16: the hub's first start before Mosquitto's writes the files and says what to do."""
+    pid_file = tmp_path / "mosquitto" / "mosquitto.pid"
+    auth = settings(tmp_path).model_copy(update={"reload": BrokerReloadSettings(pid_file=pid_file)})
+    registry = EdgeRegistry(
+        auth,
+        engine,
+        Clock(),
+        hub_username="hub",
+        hub_password=HUB_PASSWORD,
+        edge_broker=EdgeBrokerAddress(host="mqtt.example", port=8883),
+        reloader=reloader,
+    )
+    with caplog.at_level(logging.INFO):
+        outcome = await registry.sync()
+    assert not outcome.ok and reloader.calls == 0  # nothing to signal yet
+    assert set(password_lines(tmp_path)) == {"hub"} and acl_users(tmp_path) == ["hub"]
+    text = caplog.text
+    assert "not running yet" in text and "start it now" in text and "尚未运行" in text
+    assert "reload failed" not in text and HUB_PASSWORD not in text
+    pid_file.write_text("1\n")  # the broker is up: a start asks it to reload again
+    await registry.sync()
+    assert reloader.calls == 1
+
+
+def test_broker_files_writes_both_files_before_the_broker_exists(tmp_path: Path) -> None:
+    """``python -m hub broker-files``: the files exist before Mosquitto first starts."""
+    config = tmp_path / "hub.yaml"
+    config.write_text(
+        f"database_url: sqlite+aiosqlite:///{tmp_path / 'hub.db'}\n"
+        "broker: {username: hub}\n"
+        "broker_auth:\n"
+        f"  password_file: {tmp_path / 'm' / 'passwd'}\n"
+        f"  acl_file: {tmp_path / 'm' / 'acl'}\n"
+        f"  reload: {{pid_file: {tmp_path / 'm' / 'mosquitto.pid'}}}\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("HUB__")},
+        "HUB__API__TOKEN": "t" * 24,
+        "HUB__BROKER__PASSWORD": HUB_PASSWORD,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "hub", "broker-files", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    passwd = tmp_path / "m" / "passwd"
+    assert passwd.stat().st_mode & 0o777 == 0o600
+    assert verify_password(
+        HUB_PASSWORD, dict(line.split(":", 1) for line in passwd.read_text().splitlines())["hub"]
+    )
+    assert "start Mosquitto" in done.stderr and HUB_PASSWORD not in done.stderr

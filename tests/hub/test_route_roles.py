@@ -110,13 +110,14 @@ def test_admin_only_and_staff_only_routes() -> None:
         "/api/v1/accounts/{account_id}/disable": {Role.ADMIN},
         "/api/v1/audit": {Role.ADMIN, Role.OPERATOR},
         "/api/v1/quarantine": {Role.ADMIN, Role.OPERATOR},
+        "/api/v1/quarantine/dropped": {Role.ADMIN, Role.OPERATOR},
     }
     checked = 0
     for route in app_endpoints():
         if route.path in expected:
             assert declared_roles(route.dependant) == {frozenset(expected[route.path])}
             checked += 1
-    assert checked == 5  # two methods on /api/v1/accounts
+    assert checked == 6  # two methods on /api/v1/accounts
 
 
 def test_the_walk_sees_routes_inside_included_routers() -> None:

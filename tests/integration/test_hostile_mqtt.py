@@ -35,7 +35,7 @@ PAYLOADS: list[bytes] = [
     b'{"v":99}',
     b'"just a string"',
 ]
-# Refused by the broker itself (message_size_limit = the contract's 1 MiB), so it never
+# Refused by the broker itself (max_packet_size = the contract's 1 MiB), so it never
 # reaches either process; the decoders' own limit is covered in tests/fuzz.
 OVERSIZED = b"x" * (1_048_576 + 10)
 HUB_TOPICS = [topics.events(EDGE, lane) for lane in Lane] + [
@@ -47,13 +47,24 @@ CONFIG_TOPIC = topics.config(EDGE)  # refused as configuration, reported as conf
 
 
 def publish(stack: Stack, topic: str, payload: bytes, tmp_path: Path) -> None:
+    """Publish with mosquitto_pub; an oversized packet must be refused by the broker.
+
+    With ``max_packet_size`` (issue #16: the deprecated ``message_size_limit`` dropped the
+    payload silently) Mosquitto disconnects a client that sends a larger packet, so
+    mosquitto_pub fails ("connection lost"); every other payload is accepted.
+    """
     file = tmp_path / "payload.bin"
     file.write_bytes(payload)
-    subprocess.run(
+    done = subprocess.run(
         ["mosquitto_pub", "-p", str(stack.broker_port), "-q", "1", "-t", topic, "-f", str(file)],
-        check=True,
+        capture_output=True,
         timeout=30,
+        check=False,
     )
+    if payload is OVERSIZED:
+        assert done.returncode != 0, "the broker accepted a packet over max_packet_size"
+    else:
+        assert done.returncode == 0, done.stderr
 
 
 async def test_garbage_on_every_topic_is_counted_and_nothing_stops(

@@ -4,6 +4,8 @@ Only admins and operators. The password is in the body of the 201 (register) or 
 (rotate) reply and nowhere else: the hub stores the Mosquitto hash, logs the edge id only,
 and marks the reply ``Cache-Control: no-store``. A failed broker reload does not fail the
 request (the credentials could not be shown again); the reply says so in ``warning``.
+``edge_config`` is the edge's ``broker:`` section in the edge's own words (``tls_ca_file``,
+not ``tls``: the edge turns TLS on by being given the CA file; issue #16).
 The last reported status of edges stays at ``GET /api/v1/edges`` (intake).
 """
 
@@ -65,7 +67,22 @@ class RegisterEdge(BaseModel):
 class BrokerAddress(BaseModel):
     host: str
     port: int
-    tls: bool
+    tls: bool = Field(
+        description="true: the broker listens with TLS, so the edge sets broker.tls_ca_file "
+        "(the edge has no 'tls' switch: a CA file is what turns TLS on)"
+    )
+
+
+class EdgeBrokerConfig(BaseModel):
+    """The ``broker:`` section of the edge's YAML file, as the edge's config names it."""
+
+    host: str
+    port: int
+    username: str
+    tls_ca_file: str | None = Field(
+        description="null: no TLS; else replace it with the path of the CA certificate "
+        "that signed the broker's certificate"
+    )
 
 
 class EdgeCredentials(BaseModel):
@@ -75,6 +92,9 @@ class EdgeCredentials(BaseModel):
     username: str
     password: str
     broker: BrokerAddress
+    edge_config: EdgeBrokerConfig = Field(
+        description="put under broker: in edge.yaml; the password goes in EDGE__BROKER__PASSWORD"
+    )
     broker_reloaded: bool
     warning: str | None = None
 
@@ -110,6 +130,9 @@ def _translated() -> Iterator[None]:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(err)) from err
 
 
+_CA_PLACEHOLDER = "/etc/community-edge/ca.pem"  # where docs/operations.md puts the CA file
+
+
 def _warning(outcome: ReloadOutcome) -> str | None:
     if outcome.ok:
         return None
@@ -128,6 +151,12 @@ def _credentials(issued: IssuedCredentials, response: Response) -> EdgeCredentia
         username=issued.username,
         password=issued.password,
         broker=BrokerAddress(host=broker.host, port=broker.port, tls=broker.tls),
+        edge_config=EdgeBrokerConfig(
+            host=broker.host,
+            port=broker.port,
+            username=issued.username,
+            tls_ca_file=_CA_PLACEHOLDER if broker.tls else None,
+        ),
         broker_reloaded=issued.reload.ok,
         warning=_warning(issued.reload),
     )

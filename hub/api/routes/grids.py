@@ -4,14 +4,21 @@ Everyone on the staff may read; operators and admins change. Shifts are weekly, 
 community's local wall-clock time (``end_local <= start_local`` crosses midnight, equal
 means 24 hours); overlapping shifts of one role in one grid are refused with a 422 that
 names both shifts. ``PUT /grids/{id}/shifts`` replaces a grid's whole roster at once.
+A shift ending at 23:59 is refused (it leaves a minute uncovered every night: write 00:00).
+
+Shift overrides (临时调班, issue #16): ``/shift-overrides`` are one-off assignments between
+two instants (ISO 8601 with an offset, e.g. ``2026-12-24T20:00:00+08:00``); while one is in
+force for a grid and role it replaces that role's weekly roster in that grid, so the
+absent worker is not called as well. A desk override (no grid) puts a desk worker on duty.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from hub.api.deps import ReadConnection, RuntimeDep
 from hub.api.errors import CONFLICT, INVALID, NOT_FOUND, WRITE, translated, writing
@@ -24,6 +31,7 @@ from hub.api.fields import (
     Limit,
     LocalTime,
     Name,
+    Notes,
     Offset,
     Patch,
     Reader,
@@ -32,7 +40,7 @@ from hub.api.fields import (
     set_total,
 )
 from hub.services import rosters, staff
-from hub.services.rosters import ShiftInput
+from hub.services.rosters import OverrideInput, ShiftInput
 
 router = APIRouter(prefix="/api/v1", tags=["grids and duty"])
 
@@ -62,13 +70,19 @@ class GridPublic(BaseModel):
     worker_ids: list[int]
 
 
+_END = (
+    "local time; end <= start crosses midnight (20:00-08:00), end == start is 24 hours "
+    "(00:00-00:00); 23:59 is refused (a minute uncovered every night: write 00:00)"
+)
+
+
 class ShiftCreate(BaseModel):
     model_config = {"extra": "forbid"}
     worker_id: Id
     grid_id: Id | None = Field(default=None, description="null: a desk shift")
     weekday: Weekday
     start_local: LocalTime
-    end_local: LocalTime
+    end_local: LocalTime = Field(description=_END)
     role: ShiftRole = "primary"
 
     def as_input(self) -> ShiftInput:
@@ -90,7 +104,7 @@ class GridShift(BaseModel):
     worker_id: Id
     weekday: Weekday
     start_local: LocalTime
-    end_local: LocalTime
+    end_local: LocalTime = Field(description=_END)
     role: ShiftRole = "primary"
 
 
@@ -203,6 +217,71 @@ async def update_shift(
 async def delete_shift(shift_id: IdPath, principal: Staff, runtime: RuntimeDep) -> None:
     async with writing(runtime) as conn:
         await rosters.delete_shift(conn, principal, shift_id, runtime.clock())
+
+
+class OverrideCreate(BaseModel):
+    model_config = {"extra": "forbid"}
+    worker_id: Id
+    grid_id: Id | None = Field(default=None, description="null: a desk worker's override")
+    starts_at: AwareDatetime = Field(examples=["2026-12-24T20:00:00+08:00"])
+    ends_at: AwareDatetime = Field(description="exclusive", examples=["2026-12-25T08:00:00+08:00"])
+    role: ShiftRole = "primary"
+    note: Notes = ""
+
+
+class OverridePublic(BaseModel):
+    id: int
+    worker_id: int
+    grid_id: int | None
+    starts_at: datetime
+    ends_at: datetime
+    role: str
+    note: str
+
+
+@router.get("/shift-overrides", summary="List shift overrides (not yet over, unless all=true)")
+async def list_overrides(
+    _: Reader,
+    conn: ReadConnection,
+    runtime: RuntimeDep,
+    grid_id: IdQuery = None,
+    worker_id: IdQuery = None,
+    all: Annotated[bool, Query(description="true: past overrides too")] = False,
+) -> list[OverridePublic]:
+    rows = await rosters.list_overrides(
+        conn,
+        grid_id=grid_id,
+        worker_id=worker_id,
+        ending_after=None if all else runtime.clock(),
+    )
+    return [OverridePublic.model_validate(r) for r in rows]
+
+
+@router.post(
+    "/shift-overrides",
+    status_code=status.HTTP_201_CREATED,
+    summary="Put a worker on duty between two instants (replaces the roster meanwhile)",
+    responses=WRITE,
+)
+async def create_override(
+    body: OverrideCreate, principal: Staff, runtime: RuntimeDep
+) -> OverridePublic:
+    async with writing(runtime) as conn:
+        row = await rosters.create_override(
+            conn, principal, OverrideInput(**body.model_dump()), runtime.clock()
+        )
+    return OverridePublic.model_validate(row)
+
+
+@router.delete(
+    "/shift-overrides/{override_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a shift override",
+    responses=NOT_FOUND,
+)
+async def delete_override(override_id: IdPath, principal: Staff, runtime: RuntimeDep) -> None:
+    async with writing(runtime) as conn:
+        await rosters.delete_override(conn, principal, override_id, runtime.clock())
 
 
 def _shifts(rows: list[dict[str, Any]]) -> list[ShiftPublic]:

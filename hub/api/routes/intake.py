@@ -29,6 +29,7 @@ from hub.runtime import HubRuntime
 from hub.services.audit import record_audit
 from hub.services.errors import InvalidAct, NotFound
 from hub.services.org import advance_task, list_quarantine, list_tasks
+from hub.services.quarantine import list_dropped
 
 #: Task kinds: service requests from call buttons and the device tasks of issue #3
 #: (``hub.services.tasks.DEVICE_TASK_KINDS``).
@@ -60,6 +61,15 @@ async def quarantine(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
     return await list_quarantine(conn, limit=limit, offset=offset)
+
+
+@router.get(
+    "/quarantine/dropped",
+    summary="Refused events not kept (over a quarantine cap), counted per edge and cause",
+    dependencies=[Staff],
+)
+async def quarantine_dropped(conn: ReadConnection) -> list[dict[str, Any]]:
+    return await list_dropped(conn)
 
 
 @router.get("/tasks", summary="Non-urgent tasks: service requests, maintenance")

@@ -1,0 +1,67 @@
+"""The write gate lets a waiting API write in before ingest's next transaction (issue #11),
+on a real SQLite file whose write lock another connection holds."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.db import schema
+from hub.db.write_gate import WriteGate
+from tests.conftest import wait_until
+
+
+async def test_ingest_waits_for_a_writer_that_is_waiting_for_the_lock(
+    engine: AsyncEngine,
+) -> None:
+    gate = WriteGate(max_wait_s=30)
+    gate.install(engine)
+    order: list[str] = []
+    path = Path(str(engine.url.database))
+    holder = sqlite3.connect(path, isolation_level=None, timeout=1)
+    holder.execute("BEGIN IMMEDIATE")  # someone (say, an ingest transaction) holds the lock
+
+    def executed(_c: Any, _cur: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("UPDATE households"):
+            order.append("api wrote")  # the statement ran: its transaction holds the lock
+
+    sa.event.listen(engine.sync_engine, "after_cursor_execute", executed)
+
+    async def api_write() -> None:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.update(schema.households).where(schema.households.c.id == 1).values(notes="x")
+            )
+
+    async def ingest_next_transaction() -> None:
+        await gate.yield_to_writers()
+        order.append("ingest began")
+
+    writer = asyncio.create_task(api_write())
+    try:
+        await wait_until(lambda: gate.busy, 10, message="the API write waiting for the lock")
+        ingest = asyncio.create_task(ingest_next_transaction())
+        await asyncio.sleep(0)  # let it reach the gate: it must not pass while the writer waits
+        assert order == [] and not ingest.done()
+        holder.execute("COMMIT")  # the lock is free: the writer gets it first
+        await asyncio.wait_for(asyncio.gather(writer, ingest), 30)
+    finally:
+        holder.close()
+    assert order == ["api wrote", "ingest began"]
+    assert gate.yields == 1 and not gate.busy
+
+
+async def test_the_gate_does_not_hold_ingest_when_nobody_writes(engine: AsyncEngine) -> None:
+    gate = WriteGate()
+    gate.install(engine)
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(schema.households).where(schema.households.c.id == 1).values(notes="y")
+        )
+    await asyncio.wait_for(gate.yield_to_writers(), 5)
+    assert gate.yields == 0 and not gate.busy
