@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast bench soak lint typecheck system-deps clean screenshots
+.PHONY: demo test test-fast bench soak care-sim lint typecheck system-deps clean screenshots
 
 system-deps:
 	@scripts/ensure-system-deps.sh
@@ -41,6 +41,14 @@ soak: system-deps $(STAMP)
 	mkdir -p var
 	FAULTS_SOAK=1 $(BIN)/python -m pytest tests/faults -m soak -s -q -p no:cacheprovider \
 		--basetemp=var/soak
+
+# The wellbeing watch's simulated month (issue #15; docs/care.md): 2000 residents, 30 days,
+# learnt rhythm against the fixed 12-hour rule, on two seeds. CARE_ARGS to change them.
+CARE_ARGS ?= --households 2000 --days 30
+care-sim: $(STAMP)
+	@nproc; grep -m1 "model name" /proc/cpuinfo || true
+	$(BIN)/python -m simulators care $(CARE_ARGS) --seed 1
+	$(BIN)/python -m simulators care $(CARE_ARGS) --seed 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

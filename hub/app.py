@@ -45,6 +45,7 @@ from hub.api.routes import edges as edges_route
 from hub.api.routes import facilities as facilities_route
 from hub.api.routes import metrics as metrics_route
 from hub.api.routes import notifications as notifications_route
+from hub.api.routes import wellbeing as wellbeing_route
 from hub.auth.login import Authenticator
 from hub.auth.passwords import Passwords
 from hub.auth.throttle import ThrottlePolicy
@@ -228,6 +229,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
     app.include_router(metrics_route.router)
     app.include_router(notifications_route.router)
     app.include_router(facilities_route.router)  # doors, parcels (issue #3)
+    app.include_router(wellbeing_route.router)  # the wellbeing watch (issue #15)
     app.include_router(device_data_route.router)  # state, history, commands (issue #3)
     app.include_router(desk.router)  # the hotline desk board (issue #12)
     app.include_router(kpi.router)  # care KPIs (issue #12)

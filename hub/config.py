@@ -17,6 +17,7 @@ from contract.config_file import ConfigError, load_config
 from contract.mqtt import BrokerSettings
 from hub.domain.facility_rules import FacilitySettings
 from hub.domain.notification import TEMPLATE_FIELDS
+from hub.domain.wellbeing_settings import WellbeingSettings
 from hub.notify.sms import placeholders
 from hub.services.supervision import SupervisionSettings
 
@@ -207,6 +208,8 @@ class HubConfig(BaseModel):
     facilities: FacilitySettings = FacilitySettings()
     # When simultaneous device.offline events are one outage (one task, not hundreds).
     supervision: SupervisionSettings = SupervisionSettings()
+    # The wellbeing watch of residents who live alone and consented (issue #15).
+    wellbeing: WellbeingSettings = WellbeingSettings()
     # How often time-driven device rules run (overdue parcels, leak windows, outages).
     device_tick_s: float = Field(default=30.0, gt=0, le=3600)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")

@@ -12,6 +12,7 @@ from hub.services.device_handlers import DeviceEventHandler
 from hub.services.device_state import DeviceStateHandler
 from hub.services.facilities import facility_handlers
 from hub.services.supervision import SupervisionHandler
+from hub.services.wellbeing import wellbeing_handlers
 
 
 def device_handlers(config: HubConfig) -> list[DeviceEventHandler]:
@@ -23,4 +24,6 @@ def device_handlers(config: HubConfig) -> list[DeviceEventHandler]:
         SupervisionHandler(config.supervision, tz=tz, ack_base_url=base_url),
         # doors, parcels, water meters, bins
         *facility_handlers(config.facilities, tz, base_url),
+        # the wellbeing watch of residents living alone (issue #15): activity, welfare checks
+        *wellbeing_handlers(config.wellbeing, tz, base_url),
     ]

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from simulators import button_cli, community, demo, dlt645_meter, door, locker, modbus_devices
+from simulators import button_cli, care, community, demo, dlt645_meter, door, locker, modbus_devices
 
 # name → (help, add_arguments, main).
 SUBCOMMANDS: dict[
@@ -40,6 +40,12 @@ SUBCOMMANDS: dict[
         "with scenarios (power cut, stuck water meter, full bin, forced door)",
         community.add_arguments,
         community.main,
+    ),
+    "care": (
+        "a simulated month of the wellbeing watch: detection delay and false welfare checks, "
+        "learnt rhythm against the fixed 12-hour rule",
+        care.add_arguments,
+        care.main,
     ),
     "demo": (
         "the whole system (broker, hub, edge, buttons) with a help call played through",

@@ -80,6 +80,10 @@ class SimulatedButton:
     def presence(self) -> Frame:
         return self._send(FrameType.PRESENCE)
 
+    def check_in(self) -> Frame:
+        """The daily "I'm OK" (报平安, frame type 0x08)."""
+        return self._send(FrameType.CHECK_IN)
+
     def heartbeat(self, battery: int | None = None) -> Frame:
         self.battery = self.battery if battery is None else battery
         return self._send(FrameType.HEARTBEAT, bytes([self.battery]))

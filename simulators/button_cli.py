@@ -25,6 +25,7 @@ COMMANDS_HELP = """commands (one per line):
   cancel SERIAL           cancel the last call (取消)
   presence SERIAL         grid worker on site (到场)
   fall SERIAL             fall detected (跌倒)
+  checkin SERIAL          daily check-in (报平安)
   heartbeat SERIAL PCT    heartbeat with battery %
   lowbattery SERIAL PCT   low battery warning
   garbage COUNT           COUNT noise bytes on the line
@@ -37,6 +38,7 @@ _ACTIONS: dict[str, tuple[int, Callable[..., Frame]]] = {
     "cancel": (0, SimulatedButton.cancel),
     "presence": (0, SimulatedButton.presence),
     "fall": (0, SimulatedButton.fall),
+    "checkin": (0, SimulatedButton.check_in),
     "heartbeat": (1, SimulatedButton.heartbeat),
     "lowbattery": (1, SimulatedButton.low_battery),
 }

@@ -48,6 +48,7 @@ class FrameType(IntEnum):
     LOW_BATTERY = 0x05
     FALL = 0x06
     PRESENCE = 0x07
+    CHECK_IN = 0x08  # daily "I'm OK" (报平安, issue #15): the green key, once a day
     LINK_ACK = 0x80
     RECEIVED = 0x81
     HELP_COMING = 0x82

@@ -15,6 +15,8 @@ Map of the tables:
 * traffic: events (id = commit order, uid = "edge:incarnation:seq" for deduplication),
   quarantine (what could not be accepted), commands (durable outbox of hub → edge commands)
 * help calls: cases, case_audit, case_notifications; tasks (service requests, maintenance)
+* wellbeing watch (issue #15): wellbeing_watch (consent), wellbeing_away, wellbeing_activity
+  (raw, kept for a limited time), wellbeing_sources, welfare_checks
 """
 
 from __future__ import annotations
@@ -674,4 +676,88 @@ quarantine_dropped = Table(
     Column("count", Integer, nullable=False),
     _when("first_at", nullable=False),
     _when("last_at", nullable=False),
+)
+
+# The wellbeing watch (issue #15). Per consenting household: the watch itself (consent, who
+# recorded it, the resident's face id at the door, the daily check-in hour, the learnt
+# baseline of the day), away periods with an end date, raw activity (kept
+# ``wellbeing.activity_kept_days``), each source's last report and activity, and the
+# welfare checks raised (a ``tasks`` row of kind welfare_check, its escalation and outcome).
+wellbeing_watch = Table(
+    "wellbeing_watch",
+    metadata,
+    Column("household_id", Integer, ForeignKey("households.id"), primary_key=True),
+    _flag("consent", default=False),
+    _when("consent_at", nullable=False),
+    Column("consent_by", String(100), nullable=False),  # the audit actor who recorded it
+    _text("consent_note"),
+    Column("face_person_id", String(64), nullable=True, unique=True),
+    Column("check_in_hour", Integer, nullable=True),  # local hour 0-23, or no check-in
+    _when("started_at", nullable=False),  # the silence is never counted from before this
+    Column("baseline", JSONText(), nullable=True),
+    Column("baseline_day", Date, nullable=True),
+    _when("alerted_silence_since"),  # one welfare check per silence
+    Column("check_in_day", Date, nullable=True),  # the last day whose missed check-in was acted on
+    Column("check_in_task_id", Integer, nullable=True),  # the desk's call, while pending
+    _when("check_in_prompted_at"),
+    _when("judged_at"),
+)
+
+wellbeing_away = Table(
+    "wellbeing_away",
+    metadata,
+    _id(),
+    _fk("household_id", "households.id"),
+    Column("reason", String(16), nullable=False),  # hospital | travel | family_visit | other
+    _when("starts_at", nullable=False),
+    _when("ends_at", nullable=False),
+    _text("note"),
+    Column("created_by", String(100), nullable=False),
+    _when("created_at", nullable=False),
+    Index(None, "household_id", "ends_at"),
+)
+
+wellbeing_activity = Table(
+    "wellbeing_activity",
+    metadata,
+    _id(),
+    Column("household_id", Integer, nullable=False),
+    Column("source", String(16), nullable=False),  # water | electricity | door | button | check_in
+    Column("device_id", String(64), nullable=False),
+    _when("at", nullable=False),
+    Index(None, "household_id", "at"),
+    Index(None, "at"),
+    sqlite_autoincrement=True,
+)
+
+wellbeing_sources = Table(
+    "wellbeing_sources",
+    metadata,
+    Column("household_id", Integer, primary_key=True),
+    Column("source", String(16), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    _when("last_report_at"),
+    _when("last_activity_at"),
+    Column("last_kwh", Float, nullable=True),  # electricity: the previous energy reading
+    _when("last_kwh_at"),
+)
+
+welfare_checks = Table(
+    "welfare_checks",
+    metadata,
+    _id(),
+    Column("task_id", Integer, ForeignKey("tasks.id"), nullable=False, unique=True),
+    _fk("household_id", "households.id"),
+    Column("grid_id", Integer, nullable=True),
+    Column("reason", String(16), nullable=False),  # silence | check_in
+    _text("evidence"),
+    _when("opened_at", nullable=False),
+    Column("tier", Integer, nullable=False, server_default=text("0")),  # 0 grid … 2 station
+    _when("next_escalation_at"),
+    # all_well | helped | hospital | no_answer_door_opened
+    Column("outcome", String(32), nullable=True),
+    _text("outcome_note"),
+    Column("outcome_by", String(100), nullable=True),
+    _when("closed_at"),
+    Index(None, "closed_at", "next_escalation_at"),
 )

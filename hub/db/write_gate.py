@@ -70,8 +70,14 @@ class WriteGate:
         self._done(id(cursor))
 
     def _error(self, context: ExceptionContext) -> None:
-        if context.cursor is not None:
-            self._done(id(context.cursor))
+        # SQLAlchemy leaves ``cursor`` unset on some error paths (an OverflowError while
+        # binding a too-large int, say): look for it on the execution context too, and never
+        # raise here, or the caller's own error is replaced by an AttributeError.
+        cursor = getattr(context, "cursor", None)
+        if cursor is None:
+            cursor = getattr(context.execution_context, "cursor", None)
+        if cursor is not None:
+            self._done(id(cursor))
 
     def _done(self, key: int) -> None:
         self._running.pop(key, None)

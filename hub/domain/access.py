@@ -3,7 +3,9 @@
 Pure rules, no I/O: the API layer builds a :class:`Principal` from a token, services and
 routes ask it questions. A grid worker is bound to the grids of their ``workers`` row;
 everyone else on the staff sees every grid. Medical notes are narrower still (issue #4):
-operators, and workers of that household's grid.
+operators, and workers of that household's grid. The wellbeing watch's activity data and
+welfare checks (issue #15) go to the resident's grid worker, the community station
+(operators) and the desk (hotline), and to no one else: not even an admin.
 """
 
 from __future__ import annotations
@@ -44,5 +46,11 @@ class Principal:
 
     def may_read_medical_notes(self, household_grid_id: int | None) -> bool:
         if self.role is Role.OPERATOR:
+            return True
+        return self.role is Role.WORKER and household_grid_id in self.grid_ids
+
+    def may_see_wellbeing(self, household_grid_id: int | None) -> bool:
+        """Activity data and welfare checks of a household (issue #15)."""
+        if self.role in (Role.OPERATOR, Role.HOTLINE):
             return True
         return self.role is Role.WORKER and household_grid_id in self.grid_ids

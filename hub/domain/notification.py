@@ -41,6 +41,7 @@ _HEADLINES: dict[str, tuple[str, str]] = {
     "delivery": ("【包裹送上门】", "Parcel delivery"),
     "outage": ("【疑似停电】", "Suspected power cut"),
     "maintenance": ("【设备维护】", "Device maintenance"),
+    "welfare_check": ("【关爱探访】", "Welfare check"),  # the wellbeing watch (issue #15)
 }
 
 

@@ -114,7 +114,10 @@ async def file_maintenance(
 #: Task kinds filed from device events (issue #3); each has the same simple lifecycle.
 DEVICE_TASK_KINDS = frozenset(
     {"maintenance", "collection", "delivery", "door_alert", "bin_alert", "leak_check", "outage"}
+    | {"welfare_check", "check_in_call"}  # the wellbeing watch (issue #15)
 )
+#: Tasks only the resident's grid worker, the community station and the desk may see.
+WELLBEING_TASK_KINDS = frozenset({"welfare_check", "check_in_call"})
 
 
 async def file_device_task(
@@ -167,8 +170,10 @@ async def list_tasks(
     limit: int = 50,
     offset: int = 0,
     grid_ids: Collection[int] | None = None,
+    exclude_kinds: Collection[str] = (),
 ) -> list[dict[str, Any]]:
-    """Tasks, newest first, with the household's address; ``grid_ids`` narrows to grids."""
+    """Tasks, newest first, with the household's address; ``grid_ids`` narrows to grids,
+    ``exclude_kinds`` hides kinds the caller may not see."""
     query = select(tasks, households.c.address).join_from(
         tasks, households, tasks.c.household_id == households.c.id, isouter=True
     )
@@ -182,6 +187,8 @@ async def list_tasks(
             query = query.where(column == value)
     if grid_ids is not None:
         query = query.where(tasks.c.grid_id.in_(sorted(grid_ids)))
+    if exclude_kinds:
+        query = query.where(tasks.c.kind.not_in(sorted(exclude_kinds)))
     query = query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit).offset(offset)
     return [dict(row) for row in (await conn.execute(query)).mappings()]
 

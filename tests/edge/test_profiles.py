@@ -41,6 +41,7 @@ def test_cb100_profile_loads(cb100_profile: DeviceProfile) -> None:
         0x05: ("low_battery", Lane.NORMAL),
         0x06: ("fall", Lane.ALARM),
         0x07: ("presence", Lane.NORMAL),
+        0x08: ("check_in", Lane.NORMAL),  # daily check-in (issue #15)
     }
     feedback = p.command("button_feedback")
     assert feedback is not None

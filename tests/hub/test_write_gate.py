@@ -65,3 +65,25 @@ async def test_the_gate_does_not_hold_ingest_when_nobody_writes(engine: AsyncEng
         )
     await asyncio.wait_for(gate.yield_to_writers(), 5)
     assert gate.yields == 0 and not gate.busy
+
+
+async def test_a_statement_that_fails_before_it_runs_keeps_its_own_error_and_frees_the_gate(
+    engine: AsyncEngine,
+) -> None:
+    """An id beyond SQLite's 64 bits fails while binding; the API turns that OverflowError
+    into a 422, so the gate must not replace it (it once raised AttributeError: a 500)."""
+    gate = WriteGate(max_wait_s=30)
+    gate.install(engine)
+    too_large = 2**80
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.update(schema.households)
+                .where(schema.households.c.id == too_large)
+                .values(notes="x")
+            )
+    except OverflowError:
+        pass
+    else:
+        raise AssertionError("binding a 2**80 id should fail with OverflowError")
+    assert not gate.busy  # the failed write no longer holds ingest back

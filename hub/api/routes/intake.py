@@ -19,6 +19,7 @@ from hub.api.deps import (
     STAFF,
     Principal,
     ReadConnection,
+    Role,
     RuntimeDep,
     forbidden,
     require_roles,
@@ -30,6 +31,7 @@ from hub.services.audit import record_audit
 from hub.services.errors import InvalidAct, NotFound
 from hub.services.org import advance_task, list_quarantine, list_tasks
 from hub.services.quarantine import list_dropped
+from hub.services.tasks import WELLBEING_TASK_KINDS
 
 #: Task kinds: service requests from call buttons and the device tasks of issue #3
 #: (``hub.services.tasks.DEVICE_TASK_KINDS``).
@@ -42,9 +44,12 @@ TaskKind = Literal[
     "bin_alert",
     "leak_check",
     "outage",
+    "welfare_check",
+    "check_in_call",
 ]
 
 router = APIRouter(prefix="/api/v1", tags=["intake"])
+WELLBEING_ONLY = "welfare tasks: grid worker, station, desk only / 关爱任务仅限网格员、社区站、热线"
 
 Staff = Depends(require_roles(*STAFF))
 Person = Annotated[Principal, Depends(require_roles(*HUMANS))]
@@ -94,6 +99,9 @@ async def list_task_rows(
         limit=limit,
         offset=offset,
         grid_ids=None if principal.sees_all_grids() else principal.grid_ids,
+        # welfare checks: the grid's worker, the station, the desk only (issue #15); a
+        # worker sees only their grids' tasks anyway, so only an admin is left out
+        exclude_kinds=WELLBEING_TASK_KINDS if principal.role is Role.ADMIN else (),
     )
 
 
@@ -126,6 +134,11 @@ async def _advance(
                 raise NotFound(f"task {task_id} not found / 任务 {task_id} 不存在")
             if not principal.sees_grid(before["grid_id"]):
                 raise forbidden(OUTSIDE_GRID)
+            kind = (
+                await conn.execute(sa.select(tasks.c.kind).where(tasks.c.id == task_id))
+            ).scalar()
+            if kind in WELLBEING_TASK_KINDS and not principal.may_see_wellbeing(before["grid_id"]):
+                raise forbidden(WELLBEING_ONLY)
             now = runtime.clock()
             await advance_task(conn, task_id, worker, to, now)
             after = (await conn.execute(query)).mappings().one()
