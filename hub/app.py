@@ -30,11 +30,13 @@ from hub.api.routes import (
     audit,
     auth,
     cases,
+    desk,
     devices,
     grids,
     health,
     households,
     intake,
+    kpi,
     levels,
     registry_import,
     stream,
@@ -247,6 +249,8 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
     app.include_router(facilities_route.router)  # doors, parcels (issue #3)
     app.include_router(wellbeing_route.router)  # the wellbeing watch (issue #15)
     app.include_router(device_data_route.router)  # state, history, commands (issue #3)
+    app.include_router(desk.router)  # the hotline desk board (issue #12)
+    app.include_router(kpi.router)  # care KPIs (issue #12)
     install_web(app)  # the web pages and their session cookie (issue #12); last: catch-all
     return app
 

@@ -98,6 +98,15 @@ async def wait_for(
     raise TimeoutError(f"demo: {path} did not reach the expected state in {timeout} s")
 
 
+def desk_login(stack: Stack) -> tuple[str, str]:
+    """A hotline desk account for the desk board (issue #12): (username, password)."""
+    password = secrets.token_urlsafe(9)
+    with httpx.Client(base_url=stack.hub_url, headers=stack.headers(), timeout=10) as client:
+        body = {"username": "desk", "role": "hotline", "password": password}
+        client.post("/api/v1/accounts", json=body).raise_for_status()
+    return "desk", password
+
+
 async def play(
     stack: Stack, bus: SimulatedButtonBus, households: int = 0, wait_s: float = 60.0
 ) -> None:
@@ -155,6 +164,9 @@ async def _play_call(
     username, password, grid_worker = await asyncio.to_thread(demo_login, stack, grid)
     say("demo", f"网格员页面 / worker page: {stack.hub_url}/worker")
     say("demo", f"  演示账号 / demo login: {username}  密码 / password: {password}")
+    desk_user, desk_password = await asyncio.to_thread(desk_login, stack)
+    say("demo", f"96890 坐席看板 / desk board: {stack.hub_url}/desk")
+    say("demo", f"  演示账号 / demo login: {desk_user}  密码 / password: {desk_password}")
     await asyncio.sleep(0.5)  # let the phones' streams connect before the call
     say("resident", f"按下一键通 SOS (button {BUTTONS[0]}) / presses SOS")
     button = bus.button(BUTTONS[0])

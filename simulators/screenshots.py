@@ -6,9 +6,12 @@ through the first steps, then drives Debian's chromium with Playwright over each
 of :data:`SHOTS` and writes ``docs/screenshots/<name>.png``. The last shot is taken with
 the hub stopped, to show the offline banner.
 
-To add a page (the desk board, the KPIs): add a :class:`Shot` per viewport with the page's
-path and a login of the right role (add the account in :func:`demo_logins`), and a
-``prepare`` coroutine if the page needs a click before the picture.
+To add a page: add a :class:`Shot` per viewport with the page's path, a login of the right
+role (add the account in :func:`demo_logins` or :func:`desk_logins`), the selectors that
+say it has loaded (``ready``), and a ``prepare`` coroutine if the page needs a click
+before the picture.
+The desk board and the KPI page are shot as the hotline desk (``desk``) and an operator
+(``boss``) see them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright
@@ -75,6 +79,23 @@ def demo_logins(stack: Stack) -> dict[str, tuple[str, int, int]]:
     return logins
 
 
+def desk_logins(stack: Stack) -> dict[str, tuple[str, int, int]]:
+    """The desk pages' accounts: ``desk`` (hotline) and ``boss`` (operator); no worker, no grid.
+
+    Kept apart from :func:`demo_logins`, which the browser tests use as "one login per grid".
+    """
+    logins = {}
+    with httpx.Client(base_url=stack.hub_url, headers=stack.headers(), timeout=20) as client:
+        for name, role in (("desk", "hotline"), ("boss", "operator")):
+            password = secrets.token_urlsafe(12)
+            response = client.post(
+                "/api/v1/accounts", json={"username": name, "role": role, "password": password}
+            )
+            response.raise_for_status()
+            logins[name] = (password, 0, 0)
+    return logins
+
+
 @dataclass(frozen=True)
 class Shot:
     name: str
@@ -83,11 +104,32 @@ class Shot:
     viewport: ViewportSize
     prepare: Callable[[Page], Awaitable[None]] | None = None
     full_page: bool = False  # the whole page, not only the first screen
+    #: what must be on the page before the picture (the worker page's by default)
+    ready: tuple[str, ...] = ("#live-status[data-state='live']", "#cases-title")
 
 
 async def _open_first_case(page: Page) -> None:
     await page.locator("article[data-case-id] a").first.click()
     await page.locator("#case-detail").wait_for(timeout=30_000)
+
+
+async def _desk_case_and_caller(page: Page) -> None:
+    """The desk with a case open in the side panel and a caller's household found."""
+    await page.locator("#board-table button[data-action='handle']").first.click()
+    await page.locator("#reassign-form, #note-form").first.wait_for(timeout=30_000)
+    await page.fill("#household-q", "和平新村")
+    await page.click("#search-submit")
+    await page.locator("#household-results").wait_for(timeout=30_000)
+    await page.evaluate("window.scrollTo(0, 0)")
+
+
+async def _desk_board_on_a_phone(page: Page) -> None:
+    await page.locator("#board").scroll_into_view_if_needed()
+
+
+DESK_READY = ("#live-status[data-state='live']", "#board-table", ".health-card")
+KPI_READY = ("#kpi-table", "#chart svg")
+KPI_PATH = "/kpi?level=community&id=1"
 
 
 async def _in_english(page: Page) -> None:
@@ -102,6 +144,11 @@ SHOTS = [
     Shot("worker-case-phone", "/worker", "wang", PHONE, _open_first_case, full_page=True),
     Shot("worker-desktop", "/worker", "wang", DESKTOP),
     Shot("worker-phone-en", "/worker", "wang", PHONE, _in_english),
+    Shot("desk-desktop", "/desk", "desk", DESKTOP, ready=DESK_READY),
+    Shot("desk-case-desktop", "/desk", "desk", DESKTOP, _desk_case_and_caller, ready=DESK_READY),
+    Shot("desk-phone", "/desk", "desk", PHONE, _desk_board_on_a_phone, ready=DESK_READY),
+    Shot("kpi-desktop", KPI_PATH, "boss", DESKTOP, ready=KPI_READY),
+    Shot("kpi-phone", KPI_PATH, "boss", PHONE, ready=KPI_READY),
 ]
 
 
@@ -126,9 +173,9 @@ async def take(browser: Browser, base: str, shot: Shot, logins: dict[str, Any], 
     if shot.login is None:
         await page.goto(base + shot.path)
     else:
-        await log_in(page, base, shot.login, logins[shot.login][0], shot.path)
-        await page.locator("#live-status[data-state='live']").wait_for(timeout=30_000)
-        await page.locator("#cases-title").wait_for(timeout=30_000)
+        await log_in(page, base, shot.login, logins[shot.login][0], quote(shot.path, safe=""))
+        for selector in shot.ready:
+            await page.locator(selector).first.wait_for(timeout=30_000)
     if shot.prepare is not None:
         await shot.prepare(page)
     await page.screenshot(path=str(out / f"{shot.name}.png"), full_page=shot.full_page)
@@ -154,6 +201,46 @@ def stage_cases(stack: Stack, logins: dict[str, tuple[str, int, int]]) -> None:
         phone_case(homes[0], "老人来电称摔倒在卫生间 / fell in the bathroom")
 
 
+def stage_desk(stack: Stack) -> None:
+    """What the desk board's pictures should show, written into the hub's database.
+
+    The waiting call is backdated by 75 s so the picture shows the red "over 60 s" state
+    (a call really opened now would be white); a low battery, a device gone offline, an
+    edge with a backlog and one quarantined message fill the health panel.
+    """
+    db = sqlite3.connect(stack.workdir / "hub" / "hub.db", timeout=10)
+    try:
+        with db:
+            db.execute(
+                "UPDATE cases SET opened_at = datetime(opened_at, '-75 seconds') "
+                "WHERE state IN ('open', 'dispatched')"
+            )
+            db.execute(
+                "UPDATE devices SET battery_pct = 12, online = 1, last_seen = datetime('now') "
+                "WHERE id = 'cb100-77627'"
+            )
+            db.execute(
+                "UPDATE devices SET online = 0, last_seen = datetime('now', '-2 hours') "
+                "WHERE id = 'cb100-77628'"
+            )
+            info = (
+                '{"outbox_depth": 5400, "oldest_unsent_age_s": 620, "buffer_pressure": true, '
+                '"fill_pct": 91, "dropped": {"telemetry": 12}}'
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO edge_status (edge_id, online, at, info) "
+                "VALUES ('edge-demo', 1, datetime('now', '-1 minutes'), ?)",
+                (info,),
+            )
+            db.execute(
+                "INSERT INTO quarantine (received_at, edge_id, topic, reason, payload) VALUES "
+                "(datetime('now', '-10 minutes'), 'edge-demo', 'community/edge-demo/events', "
+                "'event.kind: unknown kind \"foo\" / 未知事件类型', '')"
+            )
+    finally:
+        db.close()
+
+
 async def run(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="screenshots-") as workdir:
@@ -162,7 +249,9 @@ async def run(out: Path) -> None:
         try:
             stack.start_hub(escalation={"grid_worker_s": 3600, "backup_worker_s": 3600})
             logins = demo_logins(stack)
-            stage_cases(stack, logins)
+            stage_cases(stack, logins)  # before the desk accounts: it wants the workers only
+            logins |= desk_logins(stack)
+            stage_desk(stack)
             async with async_playwright() as playwright:
                 browser = await playwright.chromium.launch(**chromium_options())
                 page = None

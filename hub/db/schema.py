@@ -319,6 +319,9 @@ cases = Table(
     _text("note"),
     _when("updated_at", nullable=False),
     Column("version", Integer, nullable=False, server_default=text("1")),  # optimistic lock
+    # the worker the hotline desk handed the case to (issue #12, migration 0015); a plain
+    # integer because SQLite cannot add a foreign key to an existing table in place
+    Column("assigned_worker_id", Integer, nullable=True),
     Index(None, "household_id", "state"),
     Index(None, "state", "deadline_at"),
     Index(None, "opened_at"),
@@ -637,6 +640,25 @@ water_nights = Table(
     Column("task_id", Integer, nullable=True),
     UniqueConstraint("device_id", "night"),
     Index(None, "evaluated_at", "ends_at"),
+)
+
+# The live feed (issue #12): what the pages' streams send, one row per event, so that a
+# phone that reconnects with Last-Event-ID gets everything after it, across hub restarts.
+# "case" and "task" rows are written by database triggers (migration 0014) in the same
+# transaction as the change itself, whichever code path made it; "notification" rows by
+# ``hub.notify.stream.WorkerStreams`` with the notification's JSON in ``data``.
+live_feed = Table(
+    "live_feed",
+    metadata,
+    _id(),
+    Column("event", String(16), nullable=False),  # case | task | notification
+    Column("case_id", Integer, nullable=True),
+    Column("task_id", Integer, nullable=True),
+    Column("grid_id", Integer, nullable=True),
+    Column("worker_id", Integer, nullable=True),  # notification rows: whose
+    Column("data", JSONText(), nullable=True),  # notification rows: the notification
+    Column("at", String(32), nullable=False, server_default=text("CURRENT_TIMESTAMP")),
+    sqlite_autoincrement=True,  # ids are never reused: they are the clients' Last-Event-ID
 )
 
 

@@ -15,6 +15,12 @@ Lifecycle::
 
 A cancel from the button only sets ``cancel_requested``: an unanswered cancel might have
 been pressed by mistake or by someone else, so a worker still resolves and closes the case.
+
+The hotline desk may **reassign** a case nobody is with yet (open, dispatched or
+acknowledged) to a named worker: the case goes back to ``dispatched`` with that worker as
+``assigned_worker_id`` and a fresh deadline, so a handover that the new worker never
+confirms is escalated like any unanswered call rather than left with nobody. Anyone on the
+staff may **add a note**; a note changes no state and lives in the audit trail.
 """
 
 from __future__ import annotations
@@ -109,6 +115,7 @@ class Case:
     closed_at: datetime | None = None
     note: str = ""  # intake note, e.g. what the caller said on the phone
     updated_at: datetime | None = None
+    assigned_worker_id: int | None = None  # set by a desk reassignment (issue #12)
 
     @property
     def escalated(self) -> bool:
@@ -275,6 +282,56 @@ def request_cancel(case: Case, now: datetime, actor: str = "") -> tuple[Case, Au
     detail = "cancel pressed again" if case.cancel_requested else "cancel requested"
     device = f"device:{case.device_id}" if case.device_id else "resident"
     return new, _audit(case, new, now, actor or device, "request_cancel", detail)
+
+
+#: States a case may be reassigned from: nobody is with the resident yet.
+REASSIGNABLE_STATES = frozenset({CaseState.OPEN, CaseState.DISPATCHED, CaseState.ACKNOWLEDGED})
+NOTE_MAX_CHARS = 2000
+
+
+def reassign(
+    case: Case, worker_id: int, actor: str, now: datetime, deadline_at: datetime, note: str = ""
+) -> tuple[Case, AuditRecord]:
+    """The desk hands the case to ``worker_id``, who must acknowledge it by ``deadline_at``.
+
+    The case goes back to ``dispatched`` (a previous acknowledgement is withdrawn: the
+    audit keeps it) so the escalation clock runs again from the case's current tier; the
+    caller computes ``deadline_at`` from that tier's timeout.
+    """
+    if case.state is CaseState.ON_SITE:
+        raise InvalidTransition(
+            f"case {case.id} is on_site: someone is with the resident; resolve it instead"
+        )
+    _require(case, REASSIGNABLE_STATES, "reassign")
+    if deadline_at <= now:
+        raise ValueError("a reassigned case needs a deadline after now")
+    holder = case.acknowledged_by if case.state is CaseState.ACKNOWLEDGED else None
+    waiting_for = case.assigned_worker_id if case.state is CaseState.DISPATCHED else None
+    if worker_id in (holder, waiting_for):
+        raise InvalidTransition(f"case {case.id} is already with worker {worker_id}")
+    new = replace(
+        case,
+        state=CaseState.DISPATCHED,
+        assigned_worker_id=worker_id,
+        acknowledged_by=None,
+        acknowledged_at=None,
+        deadline_at=deadline_at,
+        updated_at=now,
+    )
+    was = f" (was acknowledged by worker {holder})" if holder is not None else ""
+    detail = f"to worker {worker_id}{was}" + (f": {note}" if note else "")
+    return new, _audit(case, new, now, actor, "reassign", detail)
+
+
+def add_note(case: Case, actor: str, text: str, now: datetime) -> tuple[Case, AuditRecord]:
+    """A note on the case's timeline (who said what on the phone, who is on the way)."""
+    text = text.strip()
+    if not text:
+        raise InvalidTransition("a note needs some text / 备注不能为空")
+    if len(text) > NOTE_MAX_CHARS:
+        raise InvalidTransition(f"a note has at most {NOTE_MAX_CHARS} characters")
+    new = replace(case, updated_at=now)
+    return new, _audit(case, new, now, actor, "note", text)
 
 
 def _require(case: Case, allowed: frozenset[CaseState] | set[CaseState], verb: str) -> None:

@@ -78,6 +78,8 @@ from hub.services.org import Place, available_by_tier, household_place
 from hub.services.tasks import file_maintenance, file_service_request
 
 DEFAULT_DEDUPE_WINDOW = timedelta(minutes=10)
+#: The ``tier`` of a notification sent because the hotline desk reassigned the case.
+REASSIGNED = "reassigned"
 DEFAULT_REPEAT_NOTIFY_INTERVAL = timedelta(seconds=60)
 ALARM_KINDS = frozenset({"sos", "fall"})
 _OFFLINE_KINDS = frozenset({"offline", "device_offline", "device.offline"})
@@ -512,6 +514,70 @@ class CaseService:
         effects = Effects()
         await self._feedback(conn, effects, new, "case_closed", now)
         return effects
+
+    # -- desk acts (issue #12): reassign a case, add a note ----------------------------------
+
+    async def reassign(
+        self,
+        conn: AsyncConnection,
+        case_id: int,
+        worker_id: int,
+        actor: str,
+        note: str,
+        now: datetime,
+    ) -> Effects:
+        """Hand the case to ``worker_id`` and tell them; they must acknowledge it in time.
+
+        The deadline is the timeout of the tier the case is at, so an unconfirmed handover
+        escalates on from there. The new worker's notification is marked with the tier
+        ``"reassigned"`` (in ``case_notifications`` too), so a review can tell a desk
+        handover from the escalation policy's own calls.
+        """
+        row = (
+            await conn.execute(
+                select(workers.c.id, workers.c.active).where(workers.c.id == worker_id)
+            )
+        ).first()
+        if row is None:
+            raise errors.NotFound(f"worker {worker_id} not found / 工作人员 {worker_id} 不存在")
+        if not row.active:
+            raise errors.InvalidAct(f"worker {worker_id} is not active / 该工作人员已停用")
+        case, version = await self._load(conn, case_id)
+        deadline = now + self.policy.timeout(Tier.at(case.tier))
+        with _refusals():
+            new, audit = domain.reassign(case, worker_id, actor, now, deadline, note)
+        await self._save(conn, new, version, [audit])
+        await conn.execute(
+            insert(case_notifications).values(
+                case_id=case.id, worker_id=worker_id, tier=REASSIGNED, notified_at=now
+            )
+        )
+        place = await household_place(conn, case.household_id)
+        base = self._notification(
+            place,
+            Notify(worker_id, Tier.GRID_WORKER),  # composed without an "escalated" banner
+            case.kind,
+            case.occurred_at,
+            case_id=case.id,
+            detail=note or case.note,
+        )
+        notification = replace(
+            base,
+            tier=REASSIGNED,
+            message_zh="【热线改派】" + base.message_zh,
+            message_en="[Reassigned by the hotline desk] " + base.message_en,
+        )
+        return Effects(notifications=[notification])
+
+    async def add_note(
+        self, conn: AsyncConnection, case_id: int, actor: str, text: str, now: datetime
+    ) -> Effects:
+        """Add a note to the case's audit trail; the case's state does not change."""
+        case, version = await self._load(conn, case_id)
+        with _refusals():
+            new, audit = domain.add_note(case, actor, text, now)
+        await self._save(conn, new, version, [audit])
+        return Effects()
 
     # -- escalation ------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ addStrings({
 });
 
 // Where each role lands after logging in (the desk pages add themselves here).
-export const HOME = { worker: "/worker" };
+export const HOME = { worker: "/worker", hotline: "/desk", operator: "/desk", admin: "/desk" };
 
 function safeNext(raw) {
   // Only a path on this hub: never "//other.site" or an absolute address.
