@@ -55,9 +55,7 @@ def test_replays_across_the_wrap_are_caught() -> None:
     assert window.classify(44) is Verdict.NEW
 
 
-def test_a_button_that_restarts_at_zero_is_taken_even_while_its_old_seqs_are_remembered() -> (
-    None
-):
+def test_a_button_that_restarts_at_zero_is_taken_even_while_its_old_seqs_are_remembered() -> None:
     window = _run(list(range(0, 40)))  # 0 … 39 recorded: 0 is inside the window
     assert window.classify(0) is Verdict.RESTART
     window = window.accept(0)
@@ -84,7 +82,7 @@ def test_seqs_below_the_restart_mark_are_never_refused() -> None:
 
 @pytest.mark.parametrize("text", ["", "x", "70000:1", "5:" + "f" * (WIDTH // 4 + 1), "-1:0"])
 def test_stored_text_that_is_not_ours_is_refused(text: str) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011 - any ValueError; the outbox logs and resets
+    with pytest.raises(ValueError):  # any ValueError: the outbox logs it and starts afresh
         SeqWindow.from_text(text)
 
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from contract import Lane
+from edge.errors import OutboxError
 from edge.frame_window import Verdict
 from edge.outbox import Outbox
 
@@ -56,12 +59,8 @@ async def test_a_failed_write_leaves_the_frame_unrecorded(tmp_path: Path) -> Non
                 "CREATE TRIGGER refuse BEFORE INSERT ON outbox "
                 "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
             )
-        try:
+        with pytest.raises(OutboxError, match="disk on fire"):
             await outbox.record("d1", "sos", Lane.ALARM, {}, dedupe_key="d1:201", frame_seq=201)
-        except Exception as err:  # noqa: BLE001 - OutboxError; only the window matters here
-            assert "disk on fire" in str(err)
-        else:
-            raise AssertionError("the write should have failed")
         # the button retransmits seq 201: it must still be taken as new
         assert outbox.frame_verdict("d1", 201, "d1:201") is Verdict.NEW
     now[0] += 120  # past the dedupe window
