@@ -101,8 +101,9 @@ class EffectDispatcher:
         if effects.commands:
             ids = [c.command_id for c in effects.commands]
             async with self._engine.connect() as conn:
-                rows = (await conn.execute(_ROWS.where(commands_table.c.id.in_(ids)))).all()
-            await self._publish_rows(rows, self._clock())
+                found = (await conn.execute(_ROWS.where(commands_table.c.id.in_(ids)))).all()
+            by_id = {row.id: row for row in found}  # in the order the case service queued them
+            await self._publish_rows([by_id[i] for i in ids if i in by_id], self._clock())
 
     async def _publish_rows(self, rows: Sequence[Any], now: datetime) -> int:
         """Publish each row before its deadline; mark it sent, or expired past it."""
@@ -228,7 +229,7 @@ class EffectDispatcher:
                                 t.c.sent_at < now - timedelta(seconds=self._retry_s),
                             ),
                         )
-                    )
+                    ).order_by(t.c.created_at, t.c.id)
                 )
             ).all()
         return await self._publish_rows(rows, now) if rows else 0
