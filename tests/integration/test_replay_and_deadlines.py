@@ -31,6 +31,7 @@ from edge.codecs.cb100 import FrameType, encode
 from edge.drivers.base import DeviceEntry
 from edge.local_broker import write_local_broker_files
 from edge.profiles.loader import load_profile
+from simulators.broker import free_port
 from simulators.button import SimulatedButtonBus
 from simulators.door import SimulatedDoor
 from simulators.stack import REPO_ROOT, Stack
@@ -73,9 +74,11 @@ async def test_a_replayed_sos_is_not_a_new_event_and_restarted_or_wrapped_button
 ) -> None:
     stack.start_hub()
     link = tmp_path / "bus0"
+    metrics_port = free_port()
     edge_config: dict[str, Any] = {
         "status_interval_s": 0.5,
         "outbox": {"dedupe_window_s": DEDUPE_S},
+        "metrics_port": metrics_port,
     }
     async with SimulatedButtonBus(link_path=link, retransmit_s=1.0) as bus, api(stack) as client:
         button = bus.add_button(77626, first_seq=1000)
@@ -103,6 +106,9 @@ async def test_a_replayed_sos_is_not_a_new_event_and_restarted_or_wrapped_button
         )
         assert await _sos_seqs(client, "cb100-77626") == [1000]
         assert _replays(await _edge_info(client, EDGE)) == 1
+        metrics = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+        replays = f'edge_bus_errors_total{{bus="{link}",reason="replay"}} 1.0'
+        assert replays in metrics, metrics
 
         # kill -9 and restart the edge: the window comes back from the outbox.
         await asyncio.to_thread(edge.kill)
