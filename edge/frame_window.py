@@ -22,7 +22,8 @@ What is therefore caught: a replay of any of the last ``WIDTH`` frames of a devi
 current run, however long after (the window survives restarts of the edge). What is not:
 a replay of a frame from before the device's last ``WIDTH`` frames, or of one with a seq
 below ``RESTART_BELOW``; each is taken as a restart, counted and flagged on the event
-(``seq_restart``), and after it the frames that followed the replayed one are new again.
+(``seq_restart``). A restart gives up the remembered seqs (a restarted button reuses
+them), so after it every frame up to 32,767 steps ahead is new again, replays included.
 """
 
 from __future__ import annotations

@@ -109,3 +109,12 @@ def test_a_counting_button_is_never_refused_and_its_recent_frames_are_caught(
     replayed = recent[pick % len(recent)]
     expected = Verdict.RESTART if replayed < RESTART_BELOW else Verdict.REPLAY
     assert window.classify(replayed) is expected
+
+
+def test_what_a_restart_gives_up_the_documented_limit() -> None:
+    """docs/security.md, "Not caught": a frame taken as a restart starts the window again,
+    so frames recorded before it are no longer recognised."""
+    window = _run(list(range(1000, 1010)))
+    assert window.classify(1005) is Verdict.REPLAY
+    window = window.accept(3)  # a replayed seq 3, or a real restart: cannot be told apart
+    assert window.classify(1005) is Verdict.NEW
