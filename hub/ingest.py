@@ -211,7 +211,7 @@ class Ingest:
                 result = CommandResult.decode(message.payload)
                 refused = await self._effects.on_result(edge_id, result)  # issue #11: origin
                 if refused is not None:
-                    await self._quarantine(message, refused, edge_id)
+                    await self._quarantine(message, refused)
             else:
                 raise ContractError(f"unexpected topic {message.topic!r}")
         except ContractError as err:
