@@ -475,3 +475,4 @@ async def test_a_write_past_its_deadline_never_reaches_the_bus(
     assert status == "expired", detail
     assert "before the bus write" in detail
     assert not any(r[0] == "write" for r in link.requests)
+    assert driver.stats()["devices"]["bin-1"]["failures"] == {}  # not held against the device
