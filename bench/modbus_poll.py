@@ -226,7 +226,14 @@ class _WireRelay:
 
 class _NullSink:
     async def record(
-        self, device_id: str, kind: str, lane: Lane, data: dict[str, Any], *, dedupe_key: Any = None
+        self,
+        device_id: str,
+        kind: str,
+        lane: Lane,
+        data: dict[str, Any],
+        *,
+        dedupe_key: Any = None,
+        frame_seq: int | None = None,
     ) -> bool:
         return True
 

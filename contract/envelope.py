@@ -14,12 +14,14 @@ counts and quarantines.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any, Literal
 
 MAX_MESSAGE_BYTES = 1_048_576  # larger payloads are refused before parsing
+MAX_COMMAND_TTL_S = 86_400.0  # a command's time to live is at most a day
 
 
 class ContractError(ValueError):
@@ -239,14 +241,28 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """Hub → edge: do something to a device, e.g. tell a call button "help is coming"."""
+    """Hub → edge: do something to a device, e.g. tell a call button "help is coming".
+
+    Every command on the wire carries its deadline twice (issue #11): ``deadline``, the
+    absolute time (hub clock) after which it must not be executed, and ``ttl_s``, the
+    seconds that were left when the hub published it. The edge measures ``ttl_s`` from
+    receipt on its own monotonic clock (immune to clock skew) and also refuses a command
+    whose ``deadline`` has passed by its own clock plus a tolerance (which catches one
+    that waited in the broker while the edge was away); see docs/security.md. Inside the
+    hub a command may lack them until the dispatcher publishes it; :meth:`encode` refuses
+    such a command.
+    """
 
     command_id: str
     device_id: str
     name: str  # e.g. "button_feedback"
     args: dict[str, Any] = field(default_factory=dict)
+    deadline: datetime | None = None
+    ttl_s: float | None = None
 
     def encode(self) -> bytes:
+        if self.deadline is None or self.ttl_s is None:
+            raise ContractError(f"command {self.command_id}: no deadline; not sent")
         return _dumps(
             {
                 "v": 1,
@@ -254,22 +270,36 @@ class Command:
                 "device_id": self.device_id,
                 "name": self.name,
                 "args": self.args,
+                "deadline": format_time(self.deadline),
+                "ttl_s": round(self.ttl_s, 3),
             }
         )
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Command:
         obj = _loads(raw, "command")
+        ttl = obj.get("ttl_s")
+        if (
+            not isinstance(ttl, int | float)
+            or isinstance(ttl, bool)
+            or not math.isfinite(ttl)
+            or not 0 <= ttl <= MAX_COMMAND_TTL_S
+        ):
+            raise ContractError(
+                f"command.ttl_s: expected a number of seconds from 0 to {MAX_COMMAND_TTL_S:g}"
+            )
         return cls(
             command_id=_str(obj, "command_id", "command", max_len=64),
             device_id=_str(obj, "device_id", "command"),
             name=_str(obj, "name", "command", max_len=64),
             args=_dict(obj, "args", "command"),
+            deadline=parse_time(obj.get("deadline"), "command.deadline"),
+            ttl_s=float(ttl),
         )
 
 
-CommandStatus = Literal["ok", "device_error", "timeout", "rejected"]
-_COMMAND_STATUSES = ("ok", "device_error", "timeout", "rejected")
+CommandStatus = Literal["ok", "device_error", "timeout", "rejected", "expired"]
+_COMMAND_STATUSES = ("ok", "device_error", "timeout", "rejected", "expired")
 
 
 @dataclass(frozen=True, slots=True)

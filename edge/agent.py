@@ -4,7 +4,9 @@ Start-up validates everything before connecting to anything (profiles, bus → p
 references), opens the outbox (so buffered events from before a crash are forwarded
 first), then starts the MQTT connection, the uplink, one task per bus and the status
 reporter in one ``asyncio.TaskGroup``. Hub commands (button feedback) are routed to the
-bus that last heard the device, and their result is reported back to the hub. A
+bus that last heard the device, and their result is reported back to the hub. Every
+command carries a deadline (:mod:`edge.command_deadline`): one that arrives past it, or
+would reach the bus or the device past it, ends ``expired`` and is never executed. A
 configuration document from the hub (``edge.remote_config``) may replace the buses while
 everything else keeps running (:meth:`EdgeAgent.swap_buses`).
 """
@@ -13,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from contract import Ack, Command, CommandResult, ContractError, EdgeStatus, HubStatus, Lane, topics
 from contract.envelope import utc_now
 from contract.mqtt import Message, MqttConnection
+from edge import command_deadline
+from edge.command_deadline import CommandDeadline
 from edge.config import ConfigError, EdgeConfig
 from edge.device_plan import DevicePlan, plan_devices
 from edge.drivers.base import DeviceDriver
@@ -26,7 +31,7 @@ from edge.drivers.dlt645_meter import Dlt645MeterDriver
 from edge.drivers.modbus_rtu import ModbusRtuDriver
 from edge.drivers.modbus_tcp import ModbusTcpDriver
 from edge.drivers.mqtt_devices import MqttDeviceDriver
-from edge.errors import DeviceError, EdgeError, TransportError
+from edge.errors import CommandExpired, DeviceError, EdgeError, TransportError
 from edge.local_broker import edge_settings
 from edge.metrics import EdgeMetrics
 from edge.outbox import Outbox
@@ -106,7 +111,7 @@ class EdgeAgent:
         )
         self.buses: list[CallButtonBus] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self.stats = {"bad_messages": 0, "commands": 0}
+        self.stats = {"bad_messages": 0, "commands": 0, "commands_expired": 0}
         edge_id = config.edge_id
         self._status_topic = topics.status(edge_id)
         # Remote configuration (issue #4): the hub's last known good document, if one was
@@ -174,7 +179,8 @@ class EdgeAgent:
             elif message.topic.endswith("/acks"):
                 self._spawn(self.uplink.on_ack(Ack.decode(message.payload)))
             elif message.topic.endswith("/commands"):
-                self._spawn(self._run_command(Command.decode(message.payload)))
+                command = Command.decode(message.payload)
+                self._spawn(self._run_command(command, self._deadline_of(command, message)))
             elif message.topic == self._config_topic:
                 self._spawn(self.remote_config.on_message(message.payload))
             else:
@@ -183,15 +189,33 @@ class EdgeAgent:
             self.stats["bad_messages"] += 1
             log.warning("ignored a bad message on %s: %s", message.topic, err)
 
-    async def _run_command(self, command: Command) -> None:
+    def _deadline_of(self, command: Command, message: Message) -> CommandDeadline:
+        """The command's deadline, measured from when paho handed the message over."""
+        assert command.deadline is not None and command.ttl_s is not None  # decode checks
+        received_mono = message.received or time.monotonic()
+        return command_deadline.on_receipt(
+            command.deadline,
+            command.ttl_s,
+            received_mono=received_mono,
+            received_wall=time.time() - (time.monotonic() - received_mono),
+            tolerance_s=self.config.command_clock_tolerance_s,
+        )
+
+    async def _run_command(self, command: Command, deadline: CommandDeadline) -> None:
         self.stats["commands"] += 1
         result: CommandResult
         driver = next((d for d in self.drivers if d.knows(command.device_id)), None)
-        if command.name == "button_feedback":
-            result = await self._button_feedback(command)
+        if deadline.expired():
+            detail = deadline.detail("on arrival at the edge")
+            log.warning("command %s on %s: %s", command.name, command.device_id, detail)
+            result = CommandResult(command.command_id, command.device_id, "expired", detail)
+        elif command.name == "button_feedback":
+            result = await self._button_feedback(command, deadline)
         elif driver is not None:
             try:
-                status, detail = await driver.command(command.device_id, command.name, command.args)
+                status, detail = await driver.command(
+                    command.device_id, command.name, command.args, deadline=deadline
+                )
             except Exception as err:  # a driver bug must still answer the hub
                 log.exception("command %s on %s failed", command.name, command.device_id)
                 status, detail = "device_error", f"edge error: {err}"
@@ -203,9 +227,11 @@ class EdgeAgent:
                 "rejected",
                 f"device {command.device_id!r} is not configured on this edge",
             )
+        if result.status == "expired":
+            self.stats["commands_expired"] += 1
         self.mqtt.publish(topics.command_results(self.config.edge_id), result.encode(), qos=1)
 
-    async def _button_feedback(self, command: Command) -> CommandResult:
+    async def _button_feedback(self, command: Command, deadline: CommandDeadline) -> CommandResult:
         code, ref_seq = command.args.get("code"), command.args.get("ref_seq")
         if not isinstance(code, str) or not isinstance(ref_seq, int):
             return CommandResult(
@@ -223,7 +249,9 @@ class EdgeAgent:
                 "device not heard on any bus of this edge",
             )
         try:
-            await bus.send_feedback(command.device_id, code, ref_seq)
+            await bus.send_feedback(command.device_id, code, ref_seq, deadline)
+        except CommandExpired as err:
+            return CommandResult(command.command_id, command.device_id, "expired", str(err))
         except TransportError as err:
             return CommandResult(command.command_id, command.device_id, "timeout", str(err))
         except DeviceError as err:
@@ -241,6 +269,7 @@ class EdgeAgent:
             "drivers": {d.name: d.stats() for d in self.drivers},
             "devices_online": self.supervisor.online_count(),
             "bad_messages": self.stats["bad_messages"],
+            "commands": dict(self.stats),
             **self.remote_config.status_info(),  # config_version, config_refused (issue #4)
             **await self.outbox.buffer_status(),  # buffer_pressure, fill_pct, dropped, buffer
         }
@@ -273,7 +302,7 @@ class EdgeAgent:
         assert self._group is not None, "buses run inside run()'s task group"
         for port, profile in plan:
             sink = GatedSink(self.outbox)
-            bus = CallButtonBus.on_serial_port(port, profile, sink)
+            bus = CallButtonBus.on_serial_port(port, profile, sink, windows=self.outbox)
             self.buses.append(bus)
             task = self._group.create_task(bus.run(), name=f"bus {port}")
             self._bus_tasks.append((task, sink))

@@ -83,6 +83,9 @@ class EdgeConfig(BaseModel):
     # Time zone of cron poll schedules ("0 * * * *": every full hour, local time).
     timezone: str = Field(default="Asia/Shanghai", min_length=1)
     status_interval_s: float = Field(default=30.0, gt=0, le=3600)
+    # A hub command whose absolute deadline has passed by this edge's clock by more than
+    # this is expired on arrival (edge.command_deadline: clock skew between hub and edge).
+    command_clock_tolerance_s: float = Field(default=2.0, ge=0, le=60)
     # Prometheus metrics on 127.0.0.1:<port>/metrics (edge.metrics); 0 or unset: off.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")

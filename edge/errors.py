@@ -5,7 +5,8 @@
     ├── ProfileError        a device profile file is invalid (names file and field)
     ├── OutboxError         the outbox cannot store an event (disk full, I/O error)
     ├── TransportError      a port or connection is unavailable
-    └── DeviceError         a device answered with an error, or a frame could not be mapped
+    ├── DeviceError         a device answered with an error, or a frame could not be mapped
+    └── CommandExpired      a hub command reached its deadline before it went to the device
 
 Third-party exceptions (pyserial, sqlite3, paho) are translated into these at the module
 that calls the library.
@@ -32,3 +33,7 @@ class TransportError(EdgeError):
 
 class DeviceError(EdgeError):
     """A device reported an error or sent something its profile cannot map."""
+
+
+class CommandExpired(EdgeError):
+    """A hub command's deadline passed before it was written to the device: not executed."""

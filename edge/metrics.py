@@ -9,10 +9,13 @@ gateway.
 
 Metric names (all ``edge_``): ``outbox_depth{lane}``, ``outbox_oldest_unsent_age_seconds``,
 ``bad_frames_total{bus,reason}``, ``garbage_bytes_total{bus}``, ``bus_errors_total{bus,
-reason}``, ``bus_link_open{bus}``, ``devices_known{bus}``, ``devices_online{bus}`` (heard
-within three heartbeat intervals of their profile), ``uplink_in_flight_events``,
-``uplink_events_sent_total``, ``uplink_rewinds_total``, ``outbox_write_errors_total``,
-``bad_messages_total``, ``mqtt_connected``, ``hub_online``; plus ``process_*``.
+reason}`` (``replay``: an old frame played back, issue #11),
+``bus_seq_restarts_total{bus}`` (frames taken as a button restart),
+``commands_expired_total``, ``bus_link_open{bus}``, ``devices_known{bus}``,
+``devices_online{bus}`` (heard within three heartbeat intervals of their profile),
+``uplink_in_flight_events``, ``uplink_events_sent_total``, ``uplink_rewinds_total``,
+``outbox_write_errors_total``, ``bad_messages_total``, ``mqtt_connected``, ``hub_online``;
+plus ``process_*``.
 """
 
 from __future__ import annotations
@@ -112,6 +115,11 @@ class EdgeMetrics(Collector):
             "MQTT messages from the hub that broke the contract",
             value=float(agent.stats.get("bad_messages", 0)),
         )
+        yield CounterMetricFamily(
+            "edge_commands_expired",
+            "Hub commands not executed because their deadline had passed",
+            value=float(agent.stats.get("commands_expired", 0)),
+        )
         yield GaugeMetricFamily(
             "edge_mqtt_connected",
             "1 while connected to the broker",
@@ -135,6 +143,11 @@ class EdgeMetrics(Collector):
             "Frames decoded but not accepted, by reason",
             labels=["bus", "reason"],
         )
+        restarts = CounterMetricFamily(
+            "edge_bus_seq_restarts",
+            "Frames whose seq went back, taken as a button restart (or an old replay)",
+            labels=["bus"],
+        )
         link = GaugeMetricFamily("edge_bus_link_open", "1 while the port is open", labels=["bus"])
         known = GaugeMetricFamily(
             "edge_devices_known", "Devices heard on the bus since start", labels=["bus"]
@@ -152,12 +165,13 @@ class EdgeMetrics(Collector):
             garbage.add_metric([name], float(stats["garbage_bytes"]))
             for reason, count in sorted(stats["errors"].items()):
                 errors.add_metric([name, reason], float(count))
+            restarts.add_metric([name], float(stats["seq_restarts"]))
             link.add_metric([name], 1.0 if stats["link_open"] else 0.0)
             devices: dict[str, dict[str, Any]] = stats["devices"]
             known.add_metric([name], float(len(devices)))
             heard = sum(_heard_within(d, now, window) for d in devices.values())
             online.add_metric([name], float(heard))
-        yield from (bad, garbage, errors, link, known, online)
+        yield from (bad, garbage, errors, restarts, link, known, online)
 
     def _online_window(self, bus_name: str) -> timedelta:
         """Three heartbeat intervals of the profile configured for the bus's port."""

@@ -16,6 +16,12 @@ Durability (see docs/reliability.md):
   the monotonic clock, so a wall-clock jump (NTP, a dead RTC battery) neither reopens nor
   closes it. A copy that arrives while the first is
   still waiting for its commit returns only after that commit.
+- ``frame_windows`` remembers, per CB-100 device, which frame sequence numbers were
+  recorded (:mod:`edge.frame_window`: the last 256 of each device's run). A record that
+  names its ``frame_seq`` updates the device's window in the same transaction as the event
+  (so it is fsynced with it, and a write that fails leaves the window as it was); the
+  windows are read once at open, so a frame replayed after the dedupe window, or after an
+  edge restart, is recognised (:meth:`Outbox.frame_verdict`).
 
 Bounds (issue #5; :class:`OutboxSettings`):
 - A cap on rows (exact: a running counter, counted once at open) and on bytes (database
@@ -59,7 +65,9 @@ from typing import Any
 import aiosqlite
 
 from contract import Event, Lane
+from edge import frame_window
 from edge.errors import OutboxError
+from edge.frame_window import SeqWindow, Verdict
 from edge.outbox_space import (
     BufferGauge,
     OutboxSettings,
@@ -84,6 +92,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_lane_seq ON outbox (lane, seq);
 CREATE TABLE IF NOT EXISTS recent_keys (key TEXT PRIMARY KEY, recorded_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS frame_windows (
+    device_id TEXT PRIMARY KEY, win TEXT NOT NULL, updated_at REAL NOT NULL
+);
 """
 
 #: Lanes whose oldest rows may be deleted to stay within bounds, in the order they go.
@@ -101,6 +112,7 @@ class _Pending:
     row: tuple[int, str, str, str, str]
     key: str | None
     done: asyncio.Future[None]
+    frame_seq: int | None = None
 
 
 class Outbox:
@@ -112,7 +124,7 @@ class Outbox:
         *,
         group_commit_s: float = 0.2,
         group_commit_max: int = 1000,
-        dedupe_window_s: float = 60.0,
+        dedupe_window_s: float | None = None,
         settings: OutboxSettings | None = None,
         on_buffer_change: Callable[[], None] | None = None,
         wall_clock: Callable[[], float] = time.time,
@@ -121,8 +133,11 @@ class Outbox:
         self._path = Path(path)
         self._group_commit_s = group_commit_s
         self._group_commit_max = group_commit_max
-        self._dedupe_window_s = dedupe_window_s
         self._settings = settings or OutboxSettings()
+        self._dedupe_window_s = (
+            self._settings.dedupe_window_s if dedupe_window_s is None else dedupe_window_s
+        )
+        self._windows: dict[str, SeqWindow] = {}  # device → frames recorded (committed)
         self._wall_clock = wall_clock
         self._monotonic = monotonic
         self._db: aiosqlite.Connection | None = None
@@ -220,6 +235,13 @@ class Outbox:
             self._recent = {
                 str(k): mono_now - max(0.0, wall_now - float(t)) for k, t in await cur.fetchall()
             }
+        self._windows = {}
+        async with self._db.execute("SELECT device_id, win FROM frame_windows") as cur:
+            for device_id, text in await cur.fetchall():
+                try:
+                    self._windows[str(device_id)] = SeqWindow.from_text(str(text))
+                except ValueError:  # not ours: start that device afresh rather than stop
+                    log.warning("outbox: unreadable frame window of %s ignored", device_id)
         async with self._db.execute("PRAGMA page_size") as cur:
             row = await cur.fetchone()
             self._page_size = int(row[0]) if row else 4096
@@ -274,6 +296,7 @@ class Outbox:
         data: dict[str, Any],
         *,
         dedupe_key: str | None = None,
+        frame_seq: int | None = None,
     ) -> bool:
         now = self._wall_clock()
         if self._is_duplicate(dedupe_key, self._monotonic()):
@@ -289,7 +312,7 @@ class Outbox:
         if dedupe_key is not None:
             # Claimed now; released again if the write fails.
             self._recent[dedupe_key] = self._monotonic()
-        pending = _Pending(row, dedupe_key, asyncio.get_running_loop().create_future())
+        pending = _Pending(row, dedupe_key, asyncio.get_running_loop().create_future(), frame_seq)
         if dedupe_key is not None:
             self._unsettled[dedupe_key] = pending.done
             pending.done.add_done_callback(lambda _f: self._unsettled.pop(dedupe_key, None))
@@ -301,6 +324,15 @@ class Outbox:
                 self._flush_wanted.set()
         await pending.done  # raises OutboxError if the write failed
         return True
+
+    def frame_verdict(self, device_id: str, seq: int, dedupe_key: str) -> Verdict:
+        """Whether frame ``seq`` of ``device_id`` is new, a replay of one already recorded,
+        or taken as a restart of the device (:mod:`edge.frame_window`). A frame whose
+        ``dedupe_key`` is still in the dedupe window is a retransmission, not a replay:
+        ``NEW`` here, and :meth:`record` answers it as a duplicate."""
+        if self._is_duplicate(dedupe_key, self._monotonic()):
+            return Verdict.NEW
+        return frame_window.classify(self._windows.get(device_id), seq)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -388,6 +420,12 @@ class Outbox:
     async def _insert(self, batch: Sequence[_Pending], now: float) -> sqlite3.Error | None:
         """One transaction: the rows, their dedupe keys, and drops to stay within the caps."""
         keys = [(p.key, now) for p in batch if p.key is not None]
+        windows: dict[str, SeqWindow] = {}
+        for p in batch:
+            if p.frame_seq is not None:
+                device_id = p.row[1]
+                before = windows.get(device_id, self._windows.get(device_id))
+                windows[device_id] = frame_window.accept(before, p.frame_seq)
         db = self._conn
         try:
             await db.execute("BEGIN IMMEDIATE")
@@ -398,6 +436,13 @@ class Outbox:
             if keys:
                 await db.executemany(
                     "INSERT OR REPLACE INTO recent_keys (key, recorded_at) VALUES (?, ?)", keys
+                )
+            if windows:
+                await db.executemany(
+                    "INSERT INTO frame_windows (device_id, win, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (device_id) DO UPDATE SET win = excluded.win, "
+                    "updated_at = excluded.updated_at",
+                    [(d, w.to_text(), now) for d, w in windows.items()],
                 )
             if abs(now - self._last_prune) > 10:  # wall time: abs() survives a jump back
                 self._last_prune = now
@@ -412,6 +457,7 @@ class Outbox:
             await self._rollback()
             return err
         self._rows = rows
+        self._windows.update(windows)
         self._count_drops(drops, "over its cap")
         self._gauge.measure(self._rows, used, spare)
         return None

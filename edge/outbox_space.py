@@ -46,6 +46,12 @@ class OutboxSettings(BaseModel):
     reserve_bytes: int = Field(
         default=8 << 20, ge=0, le=1 << 30, description="disk space held back for alarms; 0: off"
     )
+    dedupe_window_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="a frame seq seen again within this is a retransmission (acked again)",
+    )
 
 
 def fill_pct(

@@ -116,12 +116,15 @@ class GatedSink:
         data: dict[str, Any],
         *,
         dedupe_key: str | None = None,
+        frame_seq: int | None = None,
     ) -> bool:
         if not self._open:
             raise OutboxError("the bus is being reconfigured; the device resends this frame")
         self._in_flight += 1
         try:
-            return await self._sink.record(device_id, kind, lane, data, dedupe_key=dedupe_key)
+            return await self._sink.record(
+                device_id, kind, lane, data, dedupe_key=dedupe_key, frame_seq=frame_seq
+            )
         finally:
             self._in_flight -= 1
             if self._in_flight == 0 and self._drained is not None and not self._drained.done():

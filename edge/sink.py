@@ -26,10 +26,13 @@ class EventSink(Protocol):
         data: dict[str, Any],
         *,
         dedupe_key: str | None = None,
+        frame_seq: int | None = None,
     ) -> bool:
         """Store one event durably. Returns False when ``dedupe_key`` was already recorded
         within the dedupe window (a retransmission): the caller acks it again but it is not
-        stored twice. Raises :class:`edge.errors.OutboxError` when it cannot be stored."""
+        stored twice. ``frame_seq`` (CB-100) marks the frame's sequence number as recorded
+        in the device's replay window, with the event. Raises
+        :class:`edge.errors.OutboxError` when it cannot be stored."""
         ...
 
 

@@ -154,7 +154,12 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             on_connect_publish=lambda: [(topics.HUB_STATUS, hub_status(online=True), 1, True)],
         )
         effects = EffectDispatcher(
-            engine, broker, Fanout(channels), utc_now, retry_s=config.command_retry_s
+            engine,
+            broker,
+            Fanout(channels),
+            utc_now,
+            retry_s=config.command_retry_s,
+            profiles_dir=config.profiles_dir,
         )
         router = DeviceEventRouter(device_handlers(config))  # issue #3
         gate = WriteGate()  # ingest lets the API's writes in between its transactions

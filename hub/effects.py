@@ -5,28 +5,62 @@ as the case change (a durable command outbox), so a hub crash between commit and
 loses nothing: :meth:`EffectDispatcher.resend_unconfirmed` publishes every command that
 has no result yet, at start-up and every ``retry_s``. The edge executes button feedback
 idempotently, so a repeat is harmless.
+
+Deadlines (issue #11): every command has one, ``deadline_at`` (the profile's
+``deadline_s`` after the hub accepted it; button feedback queued by the case service gets
+it on first publish). The hub publishes a command only before it, with the seconds left
+(``ttl_s``, so the edge can measure from receipt whatever its clock says), and at the
+deadline stops resending and records ``expired``; the edge refuses it past the deadline
+too, so after an edge outage an operator's ``open_door`` never opens a door minutes later.
+A result the edge sends afterwards (it may have executed the command just in time)
+replaces the hub's ``expired``.
+
+Result origin (issue #11): a ``CommandResult`` counts only when it comes from the edge the
+command was published to, and names the command's device; otherwise :meth:`on_result`
+says why, the caller quarantines the message and the command's state stays as it was.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contract import Command, CommandResult, topics
+from edge.profiles.common import DEFAULT_COMMAND_DEADLINE_S
+from edge.profiles.model import DeviceProfile
 from hub.db.schema import commands as commands_table
+from hub.db.schema import devices as devices_table
 from hub.notify.base import Notifier
 from hub.services.cases import Effects
+from hub.services.remote_config import read_profile_texts
 
 log = logging.getLogger(__name__)
 
-#: A command without a result after this long is given up and marked ``timeout``.
-COMMAND_EXPIRY = timedelta(minutes=10)
+#: How long the profiles read for deadlines are reused before the directory is read again.
+PROFILES_TTL_S = 60.0
+#: States a result from the right edge may replace (a late result beats the hub's guess).
+_OPEN_STATES = ("pending", "sent", "expired", "timeout")
+
+_ROWS = sa.select(
+    commands_table.c.id,
+    commands_table.c.edge_id,
+    commands_table.c.device_id,
+    commands_table.c.name,
+    commands_table.c.args,
+    commands_table.c.created_at,
+    commands_table.c.deadline_at,
+    devices_table.c.profile,
+).select_from(
+    commands_table.outerjoin(devices_table, devices_table.c.id == commands_table.c.device_id)
+)
 
 
 class CommandPublisher(Protocol):
@@ -44,12 +78,17 @@ class EffectDispatcher:
         clock: Callable[[], datetime],
         *,
         retry_s: float = 15.0,
+        profiles_dir: Path | None = None,
     ) -> None:
         self._engine = engine
         self._publisher = publisher
         self._notifier = notifier
         self._clock = clock
         self._retry_s = retry_s
+        self._profiles_dir = profiles_dir
+        self._profiles: Mapping[str, DeviceProfile] = {}
+        self._profiles_read = -PROFILES_TTL_S
+        self.stats = {"expired": 0, "results_refused": 0}
         #: Set after every dispatch; the escalation timer re-reads its next deadline on it.
         self.cases_changed = asyncio.Event()
 
@@ -59,49 +98,130 @@ class EffectDispatcher:
         # People first: the worker's phone must not wait for our bookkeeping write below.
         for notification in effects.notifications:
             await self._notifier.notify(notification)
-        sent = [c.command_id for c in effects.commands if self._publish(c)]
-        if sent:
-            await self._mark_sent(sent)
+        if effects.commands:
+            ids = [c.command_id for c in effects.commands]
+            async with self._engine.connect() as conn:
+                found = (await conn.execute(_ROWS.where(commands_table.c.id.in_(ids)))).all()
+            by_id = {row.id: row for row in found}  # in the order the case service queued them
+            await self._publish_rows([by_id[i] for i in ids if i in by_id], self._clock())
 
-    def _publish(self, command: Command) -> bool:
-        edge_id = command.args.get("edge_id")
-        if not isinstance(edge_id, str):
-            log.error("command %s has no edge_id; not sent", command.command_id)
-            return False
-        # edge_id routes the command here; the device's arguments are the rest
-        args = {k: v for k, v in command.args.items() if k != "edge_id"}
-        wire = Command(command.command_id, command.device_id, command.name, args)
-        return self._publisher.publish(topics.commands(edge_id), wire.encode(), qos=1)
-
-    async def _mark_sent(self, command_ids: list[str]) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                sa.update(commands_table)
-                .where(commands_table.c.id.in_(command_ids), commands_table.c.state == "pending")
-                .values(state="sent", sent_at=self._clock())
+    async def _publish_rows(self, rows: Sequence[Any], now: datetime) -> int:
+        """Publish each row before its deadline; mark it sent, or expired past it."""
+        sent: list[tuple[str, datetime]] = []
+        expired: list[tuple[str, datetime]] = []
+        for row in rows:
+            deadline = row.deadline_at or row.created_at + timedelta(
+                seconds=await self._deadline_s(row.profile, row.name)
             )
-
-    async def on_result(self, result: CommandResult) -> None:
+            if deadline <= now:
+                expired.append((row.id, deadline))
+                continue
+            wire = Command(
+                row.id,
+                row.device_id,
+                row.name,
+                dict(row.args or {}),
+                deadline=deadline,
+                ttl_s=(deadline - now).total_seconds(),
+            )
+            if self._publisher.publish(topics.commands(row.edge_id), wire.encode(), qos=1):
+                sent.append((row.id, deadline))
+        t = commands_table
         async with self._engine.begin() as conn:
+            for command_id, deadline in sent:
+                await conn.execute(
+                    sa.update(t)
+                    .where(t.c.id == command_id, t.c.state.in_(("pending", "sent")))
+                    .values(state="sent", sent_at=now, deadline_at=deadline)
+                )
+            for command_id, deadline in expired:
+                await self._expire(conn, command_id, deadline, now)
+        return len(sent)
+
+    async def _expire(self, conn: Any, command_id: str, deadline: datetime, now: datetime) -> None:
+        t = commands_table
+        done = await conn.execute(
+            sa.update(t)
+            .where(t.c.id == command_id, t.c.state.in_(("pending", "sent")))
+            .values(
+                state="expired",
+                result_at=now,
+                deadline_at=deadline,
+                detail="deadline passed without a result from the edge; not sent again "
+                "/ 命令已过期，未再下发",
+            )
+        )
+        if done.rowcount:
+            self.stats["expired"] += 1
+            log.info("command %s expired at its deadline %s", command_id, deadline)
+
+    async def _deadline_s(self, profile: str | None, name: str) -> float:
+        """The profile's ``deadline_s`` of command ``name`` (the default without one)."""
+        if self._profiles_dir is not None and time.monotonic() - self._profiles_read > (
+            PROFILES_TTL_S
+        ):
+            self._profiles_read = time.monotonic()
+            self._profiles = await asyncio.to_thread(_read_profiles, self._profiles_dir)
+        found = self._profiles.get(profile or "")
+        return found.command_deadline_s(name) if found else DEFAULT_COMMAND_DEADLINE_S
+
+    async def on_result(self, edge_id: str, result: CommandResult) -> str | None:
+        """Store ``result`` from ``edge_id``'s topic. Returns why it was refused (the
+        caller quarantines the message; the command is unchanged), or None when stored."""
+        t = commands_table
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(t.c.edge_id, t.c.device_id).where(t.c.id == result.command_id)
+                )
+            ).first()
+            refused: str | None = None
+            if row is None:
+                refused = f"result for unknown command {result.command_id}"
+            elif row.edge_id != edge_id:
+                refused = (
+                    f"result for command {result.command_id} from edge {edge_id!r}; "
+                    f"it was sent to edge {row.edge_id!r}"
+                )
+            elif row.device_id != result.device_id:
+                refused = (
+                    f"result for command {result.command_id} names device "
+                    f"{result.device_id!r}; the command is for {row.device_id!r}"
+                )
+            if refused is not None:
+                self.stats["results_refused"] += 1
+                return refused
             await conn.execute(
-                sa.update(commands_table)
-                .where(commands_table.c.id == result.command_id)
+                sa.update(t)
+                .where(t.c.id == result.command_id, t.c.state.in_(_OPEN_STATES))
                 .values(state=result.status, result_at=self._clock(), detail=result.detail[:500])
             )
+        return None
 
     async def resend_unconfirmed(self) -> int:
-        """Publish commands that are pending, or sent without a result for ``retry_s``."""
+        """Publish commands that are pending, or sent without a result for ``retry_s``,
+        and not past their deadline; record ``expired`` for those that are."""
         now = self._clock()
         t = commands_table
         async with self._engine.begin() as conn:
-            await conn.execute(
+            due = await conn.execute(
                 sa.update(t)
-                .where(t.c.state.in_(("pending", "sent")), t.c.created_at < now - COMMAND_EXPIRY)
-                .values(state="timeout", result_at=now, detail="no result from the edge")
+                .where(
+                    t.c.state.in_(("pending", "sent")),
+                    t.c.deadline_at.is_not(None),
+                    t.c.deadline_at <= now,
+                )
+                .values(
+                    state="expired",
+                    result_at=now,
+                    detail="deadline passed without a result from the edge; not sent again "
+                    "/ 命令已过期，未再下发",
+                )
             )
+            self.stats["expired"] += max(due.rowcount, 0)
             rows = (
                 await conn.execute(
-                    sa.select(t.c.id, t.c.edge_id, t.c.device_id, t.c.name, t.c.args).where(
+                    _ROWS.where(
                         sa.or_(
                             t.c.state == "pending",
                             sa.and_(
@@ -109,20 +229,10 @@ class EffectDispatcher:
                                 t.c.sent_at < now - timedelta(seconds=self._retry_s),
                             ),
                         )
-                    )
+                    ).order_by(t.c.created_at, t.c.id)
                 )
             ).all()
-        sent = []
-        for command_id, edge_id, device_id, name, args in rows:
-            command = Command(command_id, device_id, name, {**(args or {}), "edge_id": edge_id})
-            if self._publish(command):
-                sent.append(command_id)
-        if sent:
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    sa.update(t).where(t.c.id.in_(sent)).values(state="sent", sent_at=now)
-                )
-        return len(sent)
+        return await self._publish_rows(rows, now) if rows else 0
 
     async def run_retry_loop(self) -> None:
         while True:
@@ -131,3 +241,9 @@ class EffectDispatcher:
             except Exception:
                 log.exception("command resend failed")
             await asyncio.sleep(self._retry_s)
+
+
+def _read_profiles(directory: Path) -> dict[str, DeviceProfile]:
+    """The valid profiles of ``directory`` (blocking file I/O; run in a thread)."""
+    found, _problems = read_profile_texts(directory)
+    return {name: profile for name, (_text, profile) in found.items()}

@@ -208,7 +208,10 @@ class Ingest:
             elif rest == "status":
                 await self._handle_status(edge_id, message)
             elif rest == "command-results":
-                await self._effects.on_result(CommandResult.decode(message.payload))
+                result = CommandResult.decode(message.payload)
+                refused = await self._effects.on_result(edge_id, result)  # issue #11: origin
+                if refused is not None:
+                    await self._quarantine(message, refused)
             else:
                 raise ContractError(f"unexpected topic {message.topic!r}")
         except ContractError as err:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from contract.envelope import CommandStatus
+from edge.command_deadline import CommandDeadline
 from edge.profiles.model import DeviceProfile
 
 #: What became of a command: the contract's status and a human-readable detail.
@@ -44,8 +45,17 @@ class DeviceDriver(Protocol):
         """Run until cancelled; device errors never end it."""
         ...
 
-    async def command(self, device_id: str, name: str, args: dict[str, Any]) -> CommandOutcome:
-        """Carry out one hub command on one device and say what became of it."""
+    async def command(
+        self,
+        device_id: str,
+        name: str,
+        args: dict[str, Any],
+        *,
+        deadline: CommandDeadline | None = None,
+    ) -> CommandOutcome:
+        """Carry out one hub command on one device and say what became of it. Past
+        ``deadline`` at the moment it would go on the bus or to the device: ``expired``,
+        and nothing is sent."""
         ...
 
     def stats(self) -> dict[str, Any]: ...

@@ -15,6 +15,14 @@ would cap a bus at one frame per group-commit interval. Each frame is acked when
 first copy's ack answers it). Backpressure: at most ``max_in_flight`` records at once, and a
 bounded frame queue; when that is full (the outbox is stalled) new frames are dropped and
 counted, and the buttons retransmit them.
+
+Replayed frames (issue #11): the bus has only a CRC, so a frame recorded off the wire and
+played back after the dedupe window would be taken as new. With a ``windows`` view (the
+outbox's per-device record of frame seqs, :mod:`edge.frame_window`) a frame whose seq was
+already recorded is link-acked, so the line goes quiet, but not recorded again; it is
+counted as ``replays`` (and under ``errors["replay"]``). A frame taken as a device restart
+(its counter went back) is recorded, flagged ``seq_restart: true`` in its data and counted
+as ``seq_restarts``: an SOS is never refused because a button lost power.
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ from typing import Any, Protocol
 
 from contract.envelope import format_time, utc_now
 from edge.codecs import cb100
-from edge.errors import DeviceError, OutboxError, TransportError
+from edge.command_deadline import CommandDeadline
+from edge.errors import CommandExpired, DeviceError, OutboxError, TransportError
+from edge.frame_window import Verdict
 from edge.profiles.mapping import MappedEvent, MappingError, build_command_frame, map_frame
 from edge.profiles.model import DeviceProfile
 from edge.sink import EventSink
@@ -56,10 +66,21 @@ class ByteLink(Protocol):
     async def write(self, data: bytes) -> None: ...
 
 
+class FrameWindows(Protocol):
+    """Which frame seqs each device has had recorded (the outbox keeps them durably)."""
+
+    def frame_verdict(self, device_id: str, seq: int, dedupe_key: str) -> Verdict:
+        """``REPLAY`` only for a seq recorded before whose ``dedupe_key`` is no longer in
+        the dedupe window (inside it, ``record`` answers the retransmission)."""
+        ...
+
+
 @dataclass
 class DeviceStats:
     frames_ok: int = 0
     duplicates: int = 0
+    replays: int = 0
+    seq_restarts: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     last_seen: datetime | None = None
 
@@ -67,6 +88,8 @@ class DeviceStats:
         return {
             "frames_ok": self.frames_ok,
             "duplicates": self.duplicates,
+            "replays": self.replays,
+            "seq_restarts": self.seq_restarts,
             "errors": dict(self.errors),
             "last_seen": format_time(self.last_seen) if self.last_seen else None,
         }
@@ -85,8 +108,10 @@ class CallButtonBus:
         queue_size: int = 4096,
         max_in_flight: int = 4096,
         clock: Callable[[], float] = time.monotonic,
+        windows: FrameWindows | None = None,
     ) -> None:
         self.name = name or str(getattr(link, "port", "bus"))  # for log lines
+        self._windows = windows
         self._link = link
         self._profile = profile
         self._sink = sink
@@ -116,12 +141,15 @@ class CallButtonBus:
             group.create_task(self._link.run(self._on_data), name=f"{self.name} link")
             group.create_task(self._consume(), name=f"{self.name} frames")
 
-    async def send_feedback(self, device_id: str, code: str, ref_seq: int) -> None:
+    async def send_feedback(
+        self, device_id: str, code: str, ref_seq: int, deadline: CommandDeadline | None = None
+    ) -> None:
         """Show the resident what became of a call (``received``, ``help_coming``,
         ``case_closed``); ``ref_seq`` is the seq of the frame answered, e.g. the SOS.
 
         Raises DeviceError for a device this bus has not heard from or bad arguments,
-        TransportError when the port is down.
+        TransportError when the port is down, CommandExpired (nothing written) past
+        ``deadline``.
         """
         serial = self._serials.get(device_id)
         if serial is None:
@@ -129,6 +157,9 @@ class CallButtonBus:
         data = build_command_frame(
             self._profile, serial, "button_feedback", {"code": code, "ref_seq": ref_seq}
         )
+        if deadline is not None and deadline.expired():
+            self._counts["feedback_expired"] += 1
+            raise CommandExpired(deadline.detail("before the serial write"))
         await self._link.write(data)
         self._counts["feedback_sent"] += 1
 
@@ -139,8 +170,11 @@ class CallButtonBus:
             "reopen_count": self._link.reopen_count,
             "frames_ok": self._counts["frames_ok"],
             "duplicates": self._counts["duplicates"],
+            "replays": self._counts["replays"],
+            "seq_restarts": self._counts["seq_restarts"],
             "downlink_ignored": self._counts["downlink_ignored"],
             "feedback_sent": self._counts["feedback_sent"],
+            "feedback_expired": self._counts["feedback_expired"],
             "queue_dropped": self._counts["queue_dropped"],
             "garbage_bytes": self._decoder.garbage_bytes,
             "bad_frames": dict(self._decoder.bad_frames),
@@ -189,6 +223,8 @@ class CallButtonBus:
                     self._counts["duplicates"] += 1
                     stats.duplicates += 1
                     continue
+                if self._windows is not None and not self._check_window(frame, event, stats):
+                    continue
                 await self._slots.acquire()
                 self._in_flight.add(key)
                 # Tasks start in creation order, so records begin in frame order.
@@ -210,14 +246,55 @@ class CallButtonBus:
             self._count_error(stats, err.reason, device_id, str(err))
             return None
 
+    def _check_window(self, frame: cb100.Frame, event: MappedEvent, stats: DeviceStats) -> bool:
+        """False for a replay (acked, not recorded); flags a frame taken as a restart."""
+        assert self._windows is not None
+        key = f"{event.device_id}:{frame.seq}"
+        verdict = self._windows.frame_verdict(event.device_id, frame.seq, key)
+        if verdict is Verdict.RESTART:
+            self._counts["seq_restarts"] += 1
+            stats.seq_restarts += 1
+            event.data["seq_restart"] = True
+            self._log_throttled(
+                event.device_id,
+                "seq_restart",
+                f"frame seq {frame.seq} went back: taken as a button restart (or a replay "
+                "of an old frame) · 序号回退，按设备重启处理",
+            )
+            return True
+        if verdict is not Verdict.REPLAY:
+            return True
+        self._counts["replays"] += 1
+        stats.replays += 1
+        self._count_error(
+            stats,
+            "replay",
+            event.device_id,
+            f"frame seq {frame.seq} ({event.kind}) was recorded before: a replay, acked "
+            "but not recorded · 重放的旧帧，已应答但不记录",
+        )
+        ack = cb100.Frame(frame.device_serial, frame.seq, cb100.FrameType.LINK_ACK)
+        self._queue_ack(cb100.encode(ack), event.device_id, stats)
+        return False
+
     async def _record_then_ack(
         self, frame: cb100.Frame, event: MappedEvent, key: str, stats: DeviceStats
     ) -> None:
         try:
             try:
-                stored = await self._sink.record(
-                    event.device_id, event.kind, event.lane, event.data, dedupe_key=key
-                )
+                if self._windows is None:
+                    stored = await self._sink.record(
+                        event.device_id, event.kind, event.lane, event.data, dedupe_key=key
+                    )
+                else:
+                    stored = await self._sink.record(
+                        event.device_id,
+                        event.kind,
+                        event.lane,
+                        event.data,
+                        dedupe_key=key,
+                        frame_seq=frame.seq,
+                    )
             except OutboxError as err:
                 msg = f"not stored, so not acked: {err}"
                 self._count_error(stats, "outbox", event.device_id, msg)

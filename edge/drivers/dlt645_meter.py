@@ -49,6 +49,7 @@ from typing import Any, Protocol
 from contract import Lane
 from contract.envelope import format_time
 from edge.codecs import dlt645
+from edge.command_deadline import CommandDeadline
 from edge.drivers.base import CommandOutcome, DeviceEntry
 from edge.errors import DeviceError, OutboxError
 from edge.sink import EventSink, RecordPipeline
@@ -323,7 +324,14 @@ class Dlt645MeterDriver:
         finally:
             self.bus.close()
 
-    async def command(self, device_id: str, name: str, args: dict[str, Any]) -> CommandOutcome:
+    async def command(
+        self,
+        device_id: str,
+        name: str,
+        args: dict[str, Any],
+        *,
+        deadline: CommandDeadline | None = None,
+    ) -> CommandOutcome:
         if device_id not in self._meters:
             return "rejected", f"{self.name}: no meter {device_id!r} on this bus"
         return "rejected", f"{device_id}: meters take no commands (unknown command {name!r})"

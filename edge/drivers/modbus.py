@@ -49,8 +49,9 @@ from edge.codecs.modbus_registers import (
     plan_reads,
     slice_block,
 )
+from edge.command_deadline import CommandDeadline
 from edge.drivers.base import CommandOutcome, DeviceEntry
-from edge.errors import DeviceError, OutboxError, TransportError
+from edge.errors import CommandExpired, DeviceError, OutboxError, TransportError
 from edge.sink import EventSink, RecordPipeline
 from edge.transports.bus_scheduler import BusScheduler, FireSchedule, TriggerSchedule
 from edge.transports.modbus_client import LinkDown, ModbusLink, Table
@@ -273,8 +274,15 @@ class ModbusDriverBase:
     def device_stats(self, device_id: str) -> DeviceStats:
         return self._stats[device_id]
 
-    async def command(self, device_id: str, name: str, args: dict[str, Any]) -> CommandOutcome:
-        outcome = await self._command(device_id, name, args)
+    async def command(
+        self,
+        device_id: str,
+        name: str,
+        args: dict[str, Any],
+        *,
+        deadline: CommandDeadline | None = None,
+    ) -> CommandOutcome:
+        outcome = await self._command(device_id, name, args, deadline)
         stats = self._stats.get(device_id)
         if stats is not None:
             stats.commands[outcome[0]] += 1
@@ -400,7 +408,9 @@ class ModbusDriverBase:
 
     # ---- write_point ---------------------------------------------------------------
 
-    async def _command(self, device_id: str, name: str, args: dict[str, Any]) -> CommandOutcome:
+    async def _command(
+        self, device_id: str, name: str, args: dict[str, Any], deadline: CommandDeadline | None
+    ) -> CommandOutcome:
         device = self._devices.get(device_id)
         if device is None:
             return "rejected", f"{self.name}: no device {device_id!r}"
@@ -418,6 +428,10 @@ class ModbusDriverBase:
         link = self._link(device_id)
 
         async def write() -> list[int] | None:
+            # Checked when the bus scheduler runs it: a command that waited its turn behind
+            # a poll past its deadline never reaches the wire.
+            if deadline is not None and deadline.expired():
+                raise CommandExpired(deadline.detail("before the bus write"))
             await link.write(device.unit, spec.point.address, registers, device.timeout_s)
             if not device.verify_writes:
                 return None
@@ -429,6 +443,8 @@ class ModbusDriverBase:
             back = await self._scheduler(device_id).command(
                 device_id, write, timeout_s=2 * device.timeout_s + TIMEOUT_SLACK_S
             )
+        except CommandExpired as err:
+            return "expired", f"{device_id}: {err}"
         except TimeoutError as err:
             return "timeout", f"{device_id}: {err or 'no reply'}"
         except LinkDown as err:

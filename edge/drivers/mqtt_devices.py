@@ -56,6 +56,7 @@ from typing import Any
 from contract import Lane
 from contract.envelope import format_time, utc_now
 from contract.mqtt import BrokerSettings, Message, MqttConnection
+from edge.command_deadline import CommandDeadline
 from edge.drivers.base import CommandOutcome, DeviceEntry
 from edge.errors import OutboxError
 from edge.profiles.errors import MappingError
@@ -205,8 +206,15 @@ class MqttDeviceDriver:
         finally:
             await self._conn.stop()
 
-    async def command(self, device_id: str, name: str, args: dict[str, Any]) -> CommandOutcome:
-        outcome = await self._command(device_id, name, args)
+    async def command(
+        self,
+        device_id: str,
+        name: str,
+        args: dict[str, Any],
+        *,
+        deadline: CommandDeadline | None = None,
+    ) -> CommandOutcome:
+        outcome = await self._command(device_id, name, args, deadline)
         self._commands[outcome[0]] += 1
         return outcome
 
@@ -363,7 +371,9 @@ class MqttDeviceDriver:
                 delay = min(delay * 2, RECORD_RETRY_MAX_S)
 
     # -- commands ---------------------------------------------------------------------------
-    async def _command(self, device_id: str, name: str, args: dict[str, Any]) -> CommandOutcome:
+    async def _command(
+        self, device_id: str, name: str, args: dict[str, Any], deadline: CommandDeadline | None
+    ) -> CommandOutcome:
         device = self._devices.get(device_id)
         if device is None:
             return "rejected", f"{device_id}: not an MQTT device of this edge"
@@ -381,6 +391,8 @@ class MqttDeviceDriver:
         self._pending[command_id] = (device_id, future)
         try:
             data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+            if deadline is not None and deadline.expired():
+                return "expired", deadline.detail("before it was published to the device")
             if not self._conn.publish(device.command_topic, data, qos=device.transport.qos):
                 return "device_error", "local MQTT broker not connected; command not sent"
             try:

@@ -65,6 +65,13 @@ def first_duplicate(values: list[str]) -> tuple[int, int] | None:
     return None
 
 
+#: How long a hub command may take to reach its device before it is ``expired`` (issue
+#: #11); a command's ``deadline_s`` in its profile overrides it.
+DEFAULT_COMMAND_DEADLINE_S = 60.0
+#: A command's ``deadline_s``: seconds from when the hub accepts it, 0.5 s to a day.
+DeadlineSeconds = Annotated[float, Field(ge=0.5, le=86_400)]
+
+
 class Strict(BaseModel):
     """Unknown keys are errors (a typo never becomes a silently ignored setting); frozen."""
 

@@ -18,6 +18,8 @@ from pydantic import Field, JsonValue, StrictBool, StrictInt, StrictStr, model_v
 
 from contract import Lane
 from edge.profiles.common import (
+    DEFAULT_COMMAND_DEADLINE_S,
+    DeadlineSeconds,
     Identifier,
     JsonPath,
     LaneName,
@@ -258,6 +260,7 @@ class MqttCommandSpec(Strict):
     payload: dict[str, JsonValue] = Field(min_length=1)
     args: dict[Identifier, ArgSpec] = Field(default_factory=dict)
     result_timeout_s: float = Field(default=5, gt=0, le=300)
+    deadline_s: DeadlineSeconds = DEFAULT_COMMAND_DEADLINE_S
 
     @model_validator(mode="after")
     def _check(self) -> MqttCommandSpec:

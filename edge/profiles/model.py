@@ -39,6 +39,7 @@ API for drivers (all pure, nothing here does I/O):
   ``dedupe_key(payload)``, ``contract_lane``); ``profile.mqtt_command(name)``
   (:class:`MqttCommandSpec`: ``render(args, command_id=…) -> dict``,
   ``result_timeout_s``); :func:`edge.profiles.json_rules.parse_command_reply`.
+* Commands: ``profile.command_deadline_s(name)`` (each command's ``deadline_s``).
 * CB-100: ``profile.event_for(frame_type)``, ``profile.command(name)``.
 
 Payload and argument problems raise :class:`edge.profiles.errors.MappingError` with a
@@ -64,8 +65,10 @@ from pydantic import (
 from contract import Lane
 from edge.codecs.modbus_registers import Point, RegisterMapError, encode, find_overlaps
 from edge.profiles.common import (
+    DEFAULT_COMMAND_DEADLINE_S,
     RULE_ERROR,
     UNION_TAGS,
+    DeadlineSeconds,
     Identifier,
     LaneName,
     Strict,
@@ -205,6 +208,7 @@ class CommandSpec(Strict):
     name: Identifier
     description: str = ""
     codes: dict[Identifier, Byte] = Field(min_length=1)
+    deadline_s: DeadlineSeconds = DEFAULT_COMMAND_DEADLINE_S
 
 
 # --- unions of the codec-specific parts ---------------------------------------------------
@@ -504,6 +508,12 @@ class DeviceProfile(Strict):
 
     def command_names(self) -> list[str]:
         return [c.name for c in self.commands]
+
+    def command_deadline_s(self, name: str) -> float:
+        """Seconds command ``name`` has from the hub's acceptance to its device; after
+        that it ends ``expired`` (the default for a name the profile does not have)."""
+        spec = next((c for c in self.commands if c.name == name), None)
+        return spec.deadline_s if spec is not None else DEFAULT_COMMAND_DEADLINE_S
 
     def json_events(self) -> tuple[JsonEventRule, ...]:
         return tuple(e for e in self.events if isinstance(e, JsonEventRule))

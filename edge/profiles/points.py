@@ -24,6 +24,8 @@ from pydantic import Field, StrictBool, StrictInt, model_validator
 from contract import Lane
 from edge.codecs.modbus_registers import Order, Point, RegisterType, width
 from edge.profiles.common import (
+    DEFAULT_COMMAND_DEADLINE_S,
+    DeadlineSeconds,
     Identifier,
     LaneName,
     Strict,
@@ -224,3 +226,4 @@ class ModbusCommandSpec(Strict):
     name: Literal["write_point"]
     verify: StrictBool = True
     description: str = ""
+    deadline_s: DeadlineSeconds = DEFAULT_COMMAND_DEADLINE_S

@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from edge.errors import CommandExpired
+
 log = logging.getLogger(__name__)
 
 Transaction = Callable[[], Awaitable[Any]]
@@ -310,6 +312,8 @@ class BusScheduler:
         except TimeoutError as err:
             self._failed(device, "timeout", err if str(err) else None)
             raise
+        except CommandExpired:
+            raise  # the command gave up before the wire (issue #11): not the device's fault
         except Exception as err:
             self._failed(device, str(getattr(err, "reason", "") or type(err).__name__), err)
             raise

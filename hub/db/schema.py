@@ -382,13 +382,16 @@ commands = Table(
     Column("device_id", String(64), nullable=False),
     Column("name", String(64), nullable=False),
     Column("args", JSONText(), nullable=False),
-    # pending | sent | ok | device_error | timeout | rejected
+    # pending | sent | ok | device_error | timeout | rejected | expired
     Column("state", String(16), nullable=False),
     _fk("case_id", "cases.id", nullable=True),
     _when("created_at", nullable=False),
     _when("sent_at"),
     _when("result_at"),
     _text("detail"),
+    # Not executed after this (issue #11); NULL until first published for button feedback
+    # queued by the case service (then created_at + the profile's deadline_s).
+    _when("deadline_at"),
     Index(None, "state", "created_at"),
 )
 

@@ -9,7 +9,9 @@ commands that could have been executed. The profile files are the ones the edges
 A command is written to the ``commands`` table (state ``pending``) and to the audit log in
 one transaction; it is published after the commit through the effect dispatcher, which
 also resends it until the edge answers and stores the result (``hub.effects``). States:
-``pending`` → ``sent`` → ``ok | device_error | timeout | rejected``.
+``pending`` → ``sent`` → ``ok | device_error | timeout | rejected | expired``. Every
+command gets ``deadline_at``: now plus its profile's ``deadline_s`` (issue #11); past it
+the hub no longer sends it and the edge no longer executes it (``expired``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -160,6 +162,7 @@ async def send_command(
         "args": args,
         "state": "pending",
         "created_at": now,
+        "deadline_at": now + timedelta(seconds=profile.command_deadline_s(name)),
     }
     await conn.execute(sa.insert(commands).values(**row))
     await record_audit(
@@ -187,6 +190,7 @@ _PUBLIC = (
     commands.c.created_at,
     commands.c.sent_at,
     commands.c.result_at,
+    commands.c.deadline_at,
 )
 
 

@@ -35,7 +35,10 @@ def test_batch_round_trip() -> None:
 def test_other_messages_round_trip() -> None:
     ack = Ack("edge-1", "abc", (1, 2, 3))
     assert Ack.decode(ack.encode()) == ack
-    cmd = Command("c1", "cb100-1", "button_feedback", {"code": "received", "ref_seq": 7})
+    deadline = datetime(2026, 1, 1, 8, 0, 5, tzinfo=UTC)
+    cmd = Command(
+        "c1", "cb100-1", "button_feedback", {"code": "received", "ref_seq": 7}, deadline, 5.0
+    )
     assert Command.decode(cmd.encode()) == cmd
     res = CommandResult("c1", "cb100-1", "ok", "")
     assert CommandResult.decode(res.encode()) == res
@@ -94,3 +97,23 @@ def test_batch_follows_and_ack_gap_round_trip_and_are_checked() -> None:
     assert Ack.decode(gap.encode()) == gap
     with pytest.raises(ContractError, match=r"ack\.gap"):
         Ack.decode(b'{"v":1,"edge_id":"e","incarnation":"i","seqs":[],"gap":"urgent"}')
+
+
+def test_a_command_without_a_deadline_is_neither_sent_nor_taken() -> None:
+    with pytest.raises(ContractError, match="deadline"):
+        Command("c1", "door-1", "open_door", {"duration_s": 3}).encode()
+    deadline = datetime(2026, 1, 1, tzinfo=UTC)
+    wire = json.loads(Command("c1", "door-1", "open_door", {}, deadline, 5.0).encode())
+    for field, value in (("deadline", None), ("ttl_s", None), ("ttl_s", -1), ("ttl_s", 1e9)):
+        bad = dict(wire)
+        if value is None:
+            del bad[field]
+        else:
+            bad[field] = value
+        with pytest.raises(ContractError, match=field):
+            Command.decode(json.dumps(bad).encode())
+
+
+def test_expired_is_a_command_result_status() -> None:
+    res = CommandResult("c1", "door-1", "expired", "arrived 3.0 s after its deadline")
+    assert CommandResult.decode(res.encode()) == res

@@ -59,6 +59,7 @@ class FakeSink:
         data: dict[str, Any],
         *,
         dedupe_key: str | None = None,
+        frame_seq: int | None = None,
     ) -> bool:
         event = RecordedEvent(device_id, kind, lane, dict(data), dedupe_key)
         self.calls.append(event)

@@ -17,6 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from contract import Lane
 from edge.codecs.modbus_registers import Point
+from edge.command_deadline import CommandDeadline
 from edge.drivers.modbus import ModbusDevice, PointSpec, PollPlan, ReadPlan
 from edge.drivers.modbus_rtu import ModbusRtuDriver, frame_gap_s
 from edge.drivers.modbus_tcp import ModbusTcpDriver, TcpDevice
@@ -457,3 +458,21 @@ def test_a_poll_of_an_unknown_point_is_refused() -> None:
             (PointSpec(Point("total_m3", 0, "u32")),),
             (PollPlan.every(1, ["flow"], "water_reading"),),
         )
+
+
+async def test_a_write_past_its_deadline_never_reaches_the_bus(
+    bus: tuple[FakeLink, ModbusRtuDriver, FakeSink],
+) -> None:
+    """Issue #11: checked when the scheduler runs the write, so a command that waited its
+    turn past its deadline ends ``expired`` with nothing on the wire."""
+    link, driver, _ = bus
+    now = [100.0]
+    deadline = CommandDeadline(expires_at=100.0, why="time to live 5 s", clock=lambda: now[0])
+    async with running(driver):
+        status, detail = await driver.command(
+            "bin-1", "write_point", {"point": "report_interval_s", "value": 600}, deadline=deadline
+        )
+    assert status == "expired", detail
+    assert "before the bus write" in detail
+    assert not any(r[0] == "write" for r in link.requests)
+    assert driver.stats()["devices"]["bin-1"]["failures"] == {}  # not held against the device

@@ -34,6 +34,7 @@ from pydantic import SecretStr
 from contract import Lane
 from contract.mosquitto_auth import verify_password
 from contract.mqtt import BrokerSettings
+from edge.command_deadline import CommandDeadline
 from edge.drivers import mqtt_devices
 from edge.drivers.base import DeviceEntry
 from edge.drivers.mqtt_devices import QUARANTINE_EVENTS_PER_MIN, QUARANTINED, MqttDeviceDriver
@@ -538,11 +539,20 @@ async def test_open_door_round_trip_ok_device_error_timeout_and_rejected(tmp_pat
                 0
             ] == "rejected"
             assert len(sim.commands) == received  # nothing rejected was published
+            # Issue #11: past its deadline nothing is published to the door.
+            sim.silent = False
+            past = CommandDeadline(expires_at=0.0, why="deadline by the edge's clock")
+            status, detail = await driver.command(
+                door.device_id, "open_door", {"duration_s": 5}, deadline=past
+            )
+            assert status == "expired" and "before it was published" in detail, detail
+            assert len(sim.commands) == received
             assert driver.stats()["commands"] == {
                 "ok": 2,
                 "device_error": 1,
                 "timeout": 1,
                 "rejected": 8,
+                "expired": 1,
             }
 
 

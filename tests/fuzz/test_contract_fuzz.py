@@ -50,7 +50,7 @@ VALID: dict[str, tuple[Callable[[bytes], Any], bytes]] = {
     "ack": (Ack.decode, Ack("edge-1", "inc-1", (1, 2, 3)).encode()),
     "command": (
         Command.decode,
-        Command("cmd-1", "cb100-77626", "button_feedback", {"code": "received"}).encode(),
+        Command("cmd-1", "cb100-77626", "button_feedback", {"code": "received"}, AT, 30.0).encode(),
     ),
     "command result": (
         CommandResult.decode,
@@ -142,6 +142,19 @@ def test_event_batch_round_trip(
     events = tuple(Event(s, device, kind, Lane.NORMAL, AT, data) for s in seqs)
     batch = EventBatch("edge-1", "inc", events)
     assert EventBatch.decode(batch.encode()) == batch
+
+
+@FUZZ
+@given(ttl=st.floats(allow_nan=True, allow_infinity=True) | st.integers() | st.booleans())
+def test_command_ttl_is_a_bounded_finite_number(ttl: Any) -> None:
+    raw = json.loads(VALID["command"][1])
+    raw["ttl_s"] = ttl
+    try:
+        command = Command.decode(json.dumps(raw).encode())
+    except ContractError:
+        return
+    assert command.ttl_s is not None
+    assert 0 <= command.ttl_s <= 86_400
 
 
 def test_integers_beyond_64_bits_are_refused_not_passed_to_the_database() -> None:

@@ -148,9 +148,10 @@ async def test_a_command_is_stored_audited_published_and_shows_its_result(
     )
     assert audit["after"] == {"command_id": command_id, "name": "open_door", "args": body["args"]}
 
-    await app.state.runtime.effects.on_result(
-        CommandResult(command_id, "door-gate-3", "ok", "door opened for 5 s")
+    refused = await app.state.runtime.effects.on_result(
+        "edge-1", CommandResult(command_id, "door-gate-3", "ok", "door opened for 5 s")
     )
+    assert refused is None
     shown = (await clients["worker1"].get(f"/api/v1/commands/{command_id}")).json()
     assert (shown["state"], shown["detail"]) == ("ok", "door opened for 5 s")
     assert shown["result_at"] == "2025-03-03T01:00:00Z"

@@ -94,12 +94,15 @@ class CommandPublic(BaseModel):
     edge_id: str
     name: str
     args: dict[str, Any]
-    state: Literal["pending", "sent", "ok", "device_error", "timeout", "rejected"]
+    state: Literal["pending", "sent", "ok", "device_error", "timeout", "rejected", "expired"]
     detail: str
     case_id: int | None
     created_at: datetime
     sent_at: datetime | None
     result_at: datetime | None
+    deadline_at: datetime | None = Field(
+        default=None, description="not executed after this; then the state is expired"
+    )
 
 
 @router.get(
@@ -238,7 +241,7 @@ async def device_command_list(
 
 @router.get(
     "/commands/{command_id}",
-    summary="One command: pending, sent, ok, device_error, timeout or rejected",
+    summary="One command: pending, sent, ok, device_error, timeout, rejected or expired",
     responses=READ_ONE,
 )
 async def get_command(
