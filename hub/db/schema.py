@@ -645,26 +645,6 @@ water_nights = Table(
     Index(None, "evaluated_at", "ends_at"),
 )
 
-# The live feed (issue #12): what the pages' streams send, one row per event, so that a
-# phone that reconnects with Last-Event-ID gets everything after it, across hub restarts.
-# "case" and "task" rows are written by database triggers (migration 0014) in the same
-# transaction as the change itself, whichever code path made it; "notification" rows by
-# ``hub.notify.stream.WorkerStreams`` with the notification's JSON in ``data``.
-live_feed = Table(
-    "live_feed",
-    metadata,
-    _id(),
-    Column("event", String(16), nullable=False),  # case | task | notification
-    Column("case_id", Integer, nullable=True),
-    Column("task_id", Integer, nullable=True),
-    Column("grid_id", Integer, nullable=True),
-    Column("worker_id", Integer, nullable=True),  # notification rows: whose
-    Column("data", JSONText(), nullable=True),  # notification rows: the notification
-    Column("at", String(32), nullable=False, server_default=text("CURRENT_TIMESTAMP")),
-    sqlite_autoincrement=True,  # ids are never reused: they are the clients' Last-Event-ID
-)
-
-
 # --- quarantine caps (issue #11) ---
 # What ingest refused but did not keep, counted so that a flood stays visible after a
 # restart. cause: "device_cap" / "edge_cap" (a sending edge's rows for one device, or all
