@@ -79,6 +79,13 @@ RETRY_FOR_S = 60.0  # ... for this long, then left to the broker's and the edge'
 
 
 _INSERT_EVENT = sa.insert(events_table)
+#: Refused events keep their rows (their uids recognise resends and anchor the order gate)
+#: but are marked, so that no history shows them as the device's.
+_MARK_REFUSED = (
+    sa.update(events_table)
+    .where(events_table.c.uid.in_(sa.bindparam("uids", expanding=True)))
+    .values(refused=True)
+)
 _STORED_UIDS = sa.select(events_table.c.uid).where(
     events_table.c.uid.in_(sa.bindparam("uids", expanding=True))
 )
@@ -317,6 +324,11 @@ class Ingest:
                 effects.extend(chunk_effects)
                 refused_seqs = {event.seq for event, _ in refused}
                 placed = [e for e in new_events if e.seq not in refused_seqs]
+                if refused_seqs:
+                    await conn.execute(
+                        _MARK_REFUSED,
+                        {"uids": [event_uid(edge_id, incarnation, s) for s in refused_seqs]},
+                    )
                 effects.extend(await self._router.on_events(conn, placed, self._clock()))
                 refusals.extend(
                     Refusal(

@@ -273,6 +273,9 @@ events = Table(
     _when("occurred_at", nullable=False),
     _when("received_at", nullable=False),
     Column("data", JSONText(), nullable=False),
+    # Quarantined at ingest (its device is not behind the sending edge): the row is kept for
+    # its uid (duplicates, the order gate) but is no history of the device (migration 0019).
+    Column("refused", Boolean, nullable=False, server_default=false()),
     Index(None, "device_id", "occurred_at"),
     sqlite_autoincrement=True,
 )

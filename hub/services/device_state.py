@@ -302,7 +302,7 @@ async def _events_query(conn: AsyncConnection, viewer: Principal, f: EventFilter
         events.c.occurred_at,
         events.c.received_at,
         events.c.data,
-    )
+    ).where(events.c.refused.is_(False))  # refused at ingest: no history of the device
     if f.device_id is not None:
         query = query.where(events.c.device_id == f.device_id)
     elif not viewer.sees_all_grids():

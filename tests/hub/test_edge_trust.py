@@ -21,10 +21,12 @@ from contract import Ack, Event, EventBatch, Lane, topics
 from contract.mqtt import Message
 from hub.config import IngestSettings
 from hub.db import schema
+from hub.domain.access import Principal, Role
 from hub.domain.escalation import EscalationPolicy
 from hub.ingest import Ingest
 from hub.services.cases import CaseService, Effects
 from hub.services.device_handlers import DeviceEventRouter, DeviceRow
+from hub.services.device_state import EventFilter, list_events, list_readings
 from hub.services.org import list_tasks
 from hub.services.quarantine import QuarantineLimits, Refusal, add_refusals, list_dropped
 
@@ -488,3 +490,32 @@ async def test_whole_messages_that_break_the_contract_are_capped_per_edge(
     assert [r["payload"] for r in rows] == ["{bad 2", "{bad 3", "{bad 4"]
     assert all(r["edge_id"] == FORGER for r in rows)
     assert [(d["edge_id"], d["cause"], d["count"]) for d in dropped] == [(FORGER, "edge_cap", 2)]
+
+
+async def test_a_forged_event_is_no_history_of_the_device_it_names(engine: AsyncEngine) -> None:
+    """A refused event keeps its row (its uid recognises a resend) but is marked, so the
+    device's events and readings show only what its own edge sent."""
+    ingest, _ = make_ingest(engine)
+    forged = ev("reading", device=BUTTON, seq=1, battery_pct=1)
+    own = ev("reading", device=BUTTON, seq=1, battery_pct=87)
+    await ingest.handle(message(FORGER, [forged], Lane.TELEMETRY))
+    await ingest.handle(message(EDGE, [own], Lane.TELEMETRY))
+    operator = Principal(kind="user", name="op", role=Role.OPERATOR)
+    async with engine.connect() as conn:
+        stored = (await conn.execute(sa.select(schema.events.c.edge_id))).scalars().all()
+        history = await list_events(conn, operator, EventFilter(device_id=BUTTON))
+        everything = await list_events(conn, operator, EventFilter())
+        series = await list_readings(
+            conn,
+            operator,
+            BUTTON,
+            field_name="battery_pct",
+            since=None,
+            until=None,
+            before_id=None,
+            limit=50,
+        )
+    assert sorted(stored) == sorted([EDGE, FORGER]), "both rows are kept, for resends"
+    assert [e["edge_id"] for e in history] == [EDGE]
+    assert [e["edge_id"] for e in everything] == [EDGE]
+    assert [p["value"] for p in series] == [87]
