@@ -38,6 +38,8 @@ def test_ctrl_c_while_the_community_plays_leaves_no_task_exception(tmp_path: Pat
             str(tmp_path / "demo"),
             "--escalation-s",
             "2",
+            "--wait-s",  # nobody is at the worker page here: escalate at once
+            "2",
             "--households",
             "2",
         ],
