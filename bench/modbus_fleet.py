@@ -9,7 +9,11 @@ the device sees it, independently of the edge's own bookkeeping.
     python -m bench.modbus_fleet rtu --port /dev/pts/N --units 1
 
 It prints ``READY <port,port,…>`` once serving, then takes commands on stdin: ``mark``
-forgets the stamps so far; ``report`` prints one JSON line ``{"<port>:<unit>": [t, …]}``.
+forgets the stamps so far; ``report`` prints one JSON line ``{"<port>:<unit>": [t, …]}``;
+``counts`` prints ``{"<port>": replies sent}`` since the start (what the exact Modbus
+counting of ``bench.modbus_store`` compares with the hub's rows); ``stop`` stops serving
+(every listener and connection closed) and then prints the same counts, so no reply can
+be sent after the figure is taken.
 """
 
 from __future__ import annotations
@@ -31,10 +35,14 @@ REGISTERS = 100
 class Stamps:
     def __init__(self) -> None:
         self.times: defaultdict[str, list[float]] = defaultdict(list)
+        self.replies: defaultdict[str, int] = defaultdict(int)
 
     def tracer(self, where: str, rtu: bool):  # type: ignore[no-untyped-def]
         def trace(sending: bool, data: bytes) -> bytes:
-            if not sending and data:
+            if sending:
+                if data:
+                    self.replies[where] += 1
+            elif data:
                 unit = data[0] if rtu else (data[6] if len(data) > 6 else -1)
                 self.times[f"{where}:{unit}"].append(time.monotonic())
             return data
@@ -56,10 +64,12 @@ async def serve(args: argparse.Namespace) -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     stamps = Stamps()
     where: list[str] = []
+    servers: list[ModbusTcpServer | ModbusSerialServer] = []
     if args.mode == "tcp":
         for _ in range(args.ports):
             tcp = ModbusTcpServer(devices(args.units), address=("127.0.0.1", 0))
             await tcp.serve_forever(background=True)
+            servers.append(tcp)
             port = tcp.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
             tcp.trace_packet = stamps.tracer(str(port), rtu=False)  # read per connection
             where.append(str(port))
@@ -71,6 +81,7 @@ async def serve(args: argparse.Namespace) -> None:
             trace_packet=stamps.tracer("rtu", rtu=True),
         )
         await rtu.serve_forever(background=True)
+        servers.append(rtu)
         where.append("rtu")
     print("READY " + ",".join(where), flush=True)
     loop = asyncio.get_running_loop()
@@ -83,6 +94,12 @@ async def serve(args: argparse.Namespace) -> None:
             print("OK", flush=True)
         elif line == "report":
             print(json.dumps(stamps.times), flush=True)
+        elif line == "counts":
+            print(json.dumps(stamps.replies), flush=True)
+        elif line == "stop":
+            for server in servers:
+                await server.shutdown()  # type: ignore[no-untyped-call]
+            print(json.dumps(stamps.replies), flush=True)
 
 
 def main() -> int:

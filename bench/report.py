@@ -33,6 +33,7 @@ class Row:
     ratio: str = "—"
     of_limit: str = "—"
     how: str = ""
+    goal_key: str = ""  # which of Report.goals this row decides, if any
 
 
 def at_least(value: float, goal: float) -> str:
@@ -60,6 +61,10 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     remarks: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: (key, goal) of an issue's goal list: listed under the table with the verdict of the
+    #: row that has the key, or "not measured in this run", so no goal goes unmentioned.
+    goals: list[tuple[str, str]] = field(default_factory=list)
+    goals_title: str = "Goals"
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
@@ -91,6 +96,19 @@ class Report:
         )
         lines.append("")
         lines.extend(f"{i}. {text}" for i, text in enumerate(notes, 1))
+        if self.goals:
+            lines.append("")
+            lines.append(f"{self.goals_title}:")
+            lines.append("")
+            decided = {row.goal_key: row for row in self.rows if row.goal_key}
+            for key, goal in self.goals:
+                found = decided.get(key)
+                verdict = (
+                    f"{found.ratio} — {found.measured} (limit: {found.limit})"
+                    if found is not None
+                    else "not measured in this run"
+                )
+                lines.append(f"- {goal}: {verdict}")
         if self.remarks:
             lines.append("")
             lines.extend(f"- {text}" for text in self.remarks)
