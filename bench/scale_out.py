@@ -192,10 +192,7 @@ class PgHubs:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if not proc.running:
-                raise NotAvailable(
-                    "the hub did not start on PostgreSQL: "
-                    + (proc.log_text().strip().splitlines() or ["(no log)"])[-1][-300:]
-                )
+                raise NotAvailable(f"the hub did not start on PostgreSQL: {_cause(proc)}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
                     self.hubs.append((proc, port))
@@ -208,6 +205,15 @@ class PgHubs:
         for proc, _port in self.hubs:
             proc.stop()
         self.hubs.clear()
+
+
+def _cause(proc: ManagedProcess) -> str:
+    """The line of the hub's log that says why it stopped: its last exception."""
+    lines = [line.strip() for line in proc.log_text().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if ("Error" in line or "Exception" in line) and "startup failed" not in line:
+            return line[-300:]
+    return lines[-1][-300:] if lines else "(no log)"
 
 
 def register_load(pg: PrivatePostgres, edge_id: str) -> None:
