@@ -106,6 +106,7 @@ async def city_load(
     await rig.wait_drained(600)
     rate_each = rate / edges
     procs = [_start(rig, p, per, rate_each, seconds) for p in range(processes)]
+    finished = False
     try:
         for proc in procs:
             assert proc.stdout is not None
@@ -130,10 +131,11 @@ async def city_load(
         for proc in procs:
             assert proc.stdout is not None
             words.append((await asyncio.to_thread(proc.stdout.readline)).split())
+        finished = True
     finally:
         for proc in procs:
             try:
-                proc.wait(60)
+                proc.wait(60 if finished else 0.1)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)

@@ -54,6 +54,7 @@ KIND = "reading"  # the event kind of one poll
 GOAL_PERIOD_S = 0.1
 BEYOND_PERIOD_S = 0.05
 LATENCY_PERIOD_S = 1.0
+SETTLE_S = 3.0
 #: Keys in the edge's status (``info.drivers``) that count polls that ran late or were
 #: skipped because the machine could not keep the schedule (issue #13, item 3). Any key
 #: holding "behind" is summed, so the figure appears as soon as the edge reports it.
@@ -275,14 +276,17 @@ async def modbus_store(
         rss = memory_kib(pid)["VmRSS"] / 1024
         replies = sum(json.loads(fleet.ask("stop")).values())
         outbox = rig.workdir / edge_id / "outbox.db"
-        last = [-1]
+        last = [-1.0, 0.0]  # the hub's count, when it last changed
 
         def settled() -> bool:
-            """Outbox empty and the hub's count unchanged since the last look."""
+            """Outbox empty and the hub's count unchanged for SETTLE_S (readings still
+            queued in the edge's driver reach the outbox well within that)."""
             stored = _stored(rig, edge_id)
-            done = _outbox_depth(outbox) == 0 and stored == last[0]
-            last[0] = stored
-            return done
+            now = time.monotonic()
+            if stored != last[0]:
+                last[0], last[1] = stored, now
+                return False
+            return _outbox_depth(outbox) == 0 and now - last[1] >= SETTLE_S
 
         await rig.wait_for("the Modbus readings to reach the hub", settled, 300)
         info = await status.next()

@@ -135,12 +135,15 @@ class SyntheticEdge:
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)  # pacing the offered load, not synchronisation
-            self.slots.acquire()
-            if interval and time.monotonic() - (t0 + b * interval) > interval:
-                self.behind += 1
-            if interval and time.monotonic() > stop_at:
+            if not interval:
+                self.slots.acquire()
+            elif not self.slots.acquire(timeout=max(0.0, stop_at - time.monotonic())):
+                return  # the paced run is over and the window is still shut
+            elif time.monotonic() > stop_at:
                 self.slots.release()
                 return  # the paced run is over: what was not published is not offered
+            elif time.monotonic() - (t0 + b * interval) > interval:
+                self.behind += 1
             self.client.publish(topic, payload, qos=1)
             self.published += min(self.batch, self.total - b * self.batch)
 
