@@ -24,6 +24,7 @@ configuration afterwards.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import secrets
 import shutil
@@ -44,7 +45,6 @@ from edge.codecs.cb100 import Frame, FrameType, encode
 from edge.config import EdgeConfig
 from edge.device_plan import plan_devices
 from edge.local_broker import STORE_PATH, read_passwords, write_local_broker_files
-from edge.profiles.loader import load_profiles
 from simulators.broker import free_port
 from simulators.stack import REPO_ROOT
 
@@ -74,6 +74,18 @@ class FullEdge:
     cpu: dict[str, float]
     rss_mib: float
     seconds: float
+
+
+def load_profiles(folder: Path) -> Any:
+    """The profile loader: ``profiles.loader`` since issue #13 moved the schema to a package
+    both sides import, ``edge.profiles.loader`` before; the bench runs on either tree."""
+    for name in ("profiles.loader", "edge.profiles.loader"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        return module.load_profiles(folder)
+    raise ImportError("no device-profile loader (profiles.loader or edge.profiles.loader)")
 
 
 def _profiles(folder: Path) -> Path:

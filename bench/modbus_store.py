@@ -184,21 +184,35 @@ def _walk(node: Any, path: str = "") -> list[tuple[str, Any]]:
 
 def edge_counters(info: dict[str, Any]) -> tuple[dict[str, int], int | None]:
     """Sums over the edge's Modbus devices: polls_ok, dropped, record_failed, failures by
-    reason; and polls behind schedule where any key says so (None where none does)."""
+    reason; and polls behind schedule where any key says so (None where none does). A
+    driver that gives a total beside its devices' own counts is taken by its total."""
     totals: dict[str, int] = {}
     behind: int | None = None
     drivers = info.get("drivers", {})
-    for path, value in _walk(drivers):
-        if not isinstance(value, int) or isinstance(value, bool):
+    if not isinstance(drivers, dict):
+        return totals, behind
+    for driver in drivers.values():
+        if not isinstance(driver, dict):
             continue
-        leaf = path.rsplit(".", 1)[-1]
-        if BEHIND_MARK in path.lower():
-            behind = (behind or 0) + value
-        elif ".failures." in f".{path}":
-            totals[f"failures {leaf}"] = totals.get(f"failures {leaf}", 0) + value
-        elif leaf in ("polls_ok", "dropped", "record_failed"):
-            totals[leaf] = totals.get(leaf, 0) + value
+        own = [v for k, v in driver.items() if BEHIND_MARK in k.lower() and _count(v)]
+        for path, value in _walk(driver):
+            if not _count(value):
+                continue
+            leaf = path.rsplit(".", 1)[-1]
+            if BEHIND_MARK in path.lower():
+                if not own:
+                    behind = (behind or 0) + value
+            elif ".failures." in f".{path}":
+                totals[f"failures {leaf}"] = totals.get(f"failures {leaf}", 0) + value
+            elif leaf in ("polls_ok", "dropped", "record_failed"):
+                totals[leaf] = totals.get(leaf, 0) + value
+        if own:
+            behind = (behind or 0) + sum(own)
     return totals, behind
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _stored(rig: Rig, edge_id: str) -> int:

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from bench import modbus_store, scale_out
-from bench.full_edge import bus_frames_per_s
+from bench.full_edge import bus_frames_per_s, load_profiles
 from bench.report import Report, Row
 from bench.synthetic_edge import _devices
-from edge.profiles.loader import load_profiles
 
 
 def test_every_goal_is_listed_with_its_rows_verdict_or_as_not_measured() -> None:
@@ -28,9 +27,11 @@ def test_edge_counters_sum_the_modbus_devices_and_find_polls_behind_schedule() -
             "modbus-tcp": {
                 "devices": {
                     "m1": {"polls_ok": 10, "dropped": 2, "record_failed": 0,
-                           "failures": {"timeout": 1}, "online": True},
+                           "failures": {"timeout": 1}, "online": True,
+                           "polls_behind_schedule": 3},
                     "m2": {"polls_ok": 5, "dropped": 0, "record_failed": 1,
-                           "failures": {"timeout": 2, "link_down": 3}},
+                           "failures": {"timeout": 2, "link_down": 3},
+                           "polls_behind_schedule": 4},
                 },
                 "polls_behind_schedule": 7,
             }
@@ -44,7 +45,13 @@ def test_edge_counters_sum_the_modbus_devices_and_find_polls_behind_schedule() -
         "failures timeout": 3,
         "failures link_down": 3,
     }
-    assert behind == 7
+    assert behind == 7  # the driver's total, not the total plus its devices' counts
+
+
+def test_polls_behind_schedule_are_summed_over_devices_without_a_total() -> None:
+    info = {"drivers": {"tcp": {"devices": {"a": {"polls_behind_schedule": 2},
+                                            "b": {"polls_behind_schedule": 5}}}}}  # fmt: skip
+    assert modbus_store.edge_counters(info)[1] == 7
 
 
 def test_an_edge_that_does_not_count_polls_behind_schedule_shows_n_a() -> None:
