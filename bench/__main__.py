@@ -811,24 +811,33 @@ async def scale_out_rows(report: Report, limits: Limits, plan: Plan, rig: Rig) -
                 "—",
                 "—",
                 limits.rows_share(result.per_s),
-                f"As the SQLite ingest row ({num(result.events)} events, bench.synthetic_edge, "
-                f"window 8), against {result.replicas} python -m hub process(es) on one private "
-                "PostgreSQL cluster (initdb in the work directory, fsync and synchronous_commit "
-                f"on) and the stack's broker. CPU: {cpu_text(result.cpu)}.",
+                f"{num(result.events)} heartbeats from {LOAD_PTYS} synthetic edges in one "
+                "bench.synthetic_edge process (pre-encoded 250-event batches, window 8 each, "
+                "flat out; several edges because replicas own edges), against "
+                f"{result.replicas} python -m hub process(es) on one private PostgreSQL "
+                "cluster (initdb in the work directory, fsync and synchronous_commit on) and "
+                "the stack's broker; figure = events ÷ (last ack − first publish). CPU: "
+                f"{cpu_text(result.cpu)}.",
             )
         )
     if s.replicas_missing is not None:
         report.add(Row(f"{ingest_name}, 2 replicas", f"not available: {s.replicas_missing}"))
         report.add(Row(sos_name, f"not available: {s.replicas_missing}"))
-    elif s.sos is not None:
+    elif s.sos:
+        every = Latencies(
+            [x for lat in s.sos.values() for x in lat.samples], sum(x.lost for x in s.sos.values())
+        )
         report.add(
             sos_row(
                 sos_name,
-                s.sos,
+                every,
                 limits,
-                "A real edge with the SOS button on a pty, both replicas subscribed; the "
-                "grid worker's stream is on the second replica, so a case ingested by either "
-                "must reach it; presses as in the idle row.",
+                "A real edge with the SOS button on a pty, two hub replicas (each owns some "
+                "edges); the grid worker's stream on each replica in turn, half the presses "
+                "each, so one half crosses from the replica that ingests to the one that "
+                "streams; presses as in the idle row. Per stream: "
+                + "; ".join(f"{name}: {lat.text()}" for name, lat in s.sos.items())
+                + ".",
             )
         )
 

@@ -67,6 +67,14 @@ def check_postgres() -> Path:
     return binaries
 
 
+def cluster_setting() -> bool:
+    """Whether the hub's config has the replicas' ``cluster`` section (``replica_id``,
+    ``role``): every hub process of these rows then gets one, the single one too."""
+    from hub.config import HubConfig
+
+    return "cluster" in HubConfig.model_fields
+
+
 def replica_support() -> str | None:
     """Why the hub cannot run as replicas, or None when it says it can."""
     if os.environ.get("BENCH_REPLICAS") == "1":
@@ -178,6 +186,8 @@ class PgHubs:
             },
             "escalation": {"grid_worker_s": 36000, "backup_worker_s": 36000, "dedupe_window_s": 0},
         }
+        if cluster_setting():
+            config["cluster"] = {"replica_id": f"r{index}", "role": "all"}
         path = self.workdir / f"hub-pg-{index}.yaml"
         path.write_text(yaml.safe_dump(config, allow_unicode=True))
         argv = [sys.executable, "-m", "hub", "--config", str(path)]
@@ -216,27 +226,30 @@ def _cause(proc: ManagedProcess) -> str:
     return lines[-1][-300:] if lines else "(no log)"
 
 
-def register_load(pg: PrivatePostgres, edge_id: str) -> None:
-    """The load buttons behind the synthetic edge, in the SOS button's household."""
+def register_load(pg: PrivatePostgres) -> None:
+    """The load buttons, group g behind synthetic edge g, in the SOS button's household."""
     values = ",".join(
-        f"('cb100-{LOAD_BASE + 1000 * g + i}')"
+        f"('cb100-{LOAD_BASE + 1000 * g + i}', '{SYNTHETIC_EDGE}-{g:02d}')"
         for g in range(LOAD_PTYS)
         for i in range(LOAD_DEVICES)
     )
     pg.sql(
         "INSERT INTO devices (id, household_id, place, edge_id, profile, online) "
-        f"SELECT v.id, d.household_id, 'bench', '{edge_id}', 'cb100', false FROM (VALUES "
-        f"{values}) AS v(id), devices d WHERE d.id = 'cb100-{SOS_BUTTON}' "
+        "SELECT v.id, d.household_id, 'bench', v.edge, 'cb100', false FROM (VALUES "
+        f"{values}) AS v(id, edge), devices d WHERE d.id = 'cb100-{SOS_BUTTON}' "
         "ON CONFLICT (id) DO UPDATE SET edge_id = EXCLUDED.edge_id",
         db="hub",
     )
 
 
 def _start_synthetic(broker_port: int, events: int) -> subprocess.Popen[str]:
+    """``LOAD_PTYS`` synthetic edges in one process, flat out: replicas own edges, so one
+    edge would load one replica only."""
     return subprocess.Popen(
         [sys.executable, "-m", "bench.synthetic_edge", str(broker_port), SYNTHETIC_EDGE,
-         str(events), "8", str(LOAD_BASE), str(LOAD_PTYS), str(LOAD_DEVICES)],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
+         str(events // LOAD_PTYS), "8", str(LOAD_BASE), "1", str(LOAD_DEVICES),
+         "--edges", str(LOAD_PTYS), "--rate", "0", "--drain-s", "600"],
+        cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 
@@ -245,17 +258,23 @@ async def synthetic_ingest(
 ) -> tuple[int, float, dict[str, float]]:
     """Run bench.synthetic_edge against whatever hubs listen; (acked, events/s, CPU)."""
     proc = _start_synthetic(broker_port, events)
-    assert proc.stdout is not None
+    assert proc.stdout is not None and proc.stdin is not None
     try:
         line = await asyncio.to_thread(proc.stdout.readline)
         if line.strip() != "ready":
             raise RuntimeError(f"bench.synthetic_edge: {line.strip()!r}")
         meters = {name: CpuWindow(pid).start() for name, pid in pids.items()}
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
         words = (await asyncio.to_thread(proc.stdout.readline)).split()
         cpu = {name: meter.share() for name, meter in meters.items()}
     finally:
         if proc.poll() is None:
-            proc.wait(60)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
     if not words or words[0] != "done":
         raise RuntimeError(f"bench.synthetic_edge ended with {' '.join(words)!r}")
     acked, t0, t1 = int(words[1]), float(words[2]), float(words[3])
@@ -279,45 +298,48 @@ def _postgres_pids(pg: PrivatePostgres) -> dict[str, int]:
 class ScaleOut:
     ingest: list[PgIngest] = field(default_factory=list)
     replicas_missing: str | None = None  # why the 2-replica rows did not run
-    sos: Latencies | None = None  # SOS across replicas: edge → any replica → stream on another
+    #: SOS with the worker's stream on each replica in turn: one of them is not the replica
+    #: that owns the SOS edge, so its presses cross from one process to the other.
+    sos: dict[str, Latencies] = field(default_factory=dict)
 
 
 async def sos_across(
     workdir: Path,
     broker: MosquittoProcess,
     pg: PrivatePostgres,
-    hub_url: str,
+    hub_urls: dict[str, str],
     token: str,
     samples: int,
-) -> Latencies:
-    """A real edge with the SOS button; the worker's stream on the *second* replica, so an
-    SOS ingested by either replica must cross to it (through the database and whatever
+) -> dict[str, Latencies]:
+    """A real edge with the SOS button; the worker's stream on each replica in turn
+    (``samples`` split between them), so the presses of one turn are ingested by the
+    other replica and must cross to the stream (through the database and whatever
     wake-up channel the hub uses)."""
     stack = Stack(workdir / "pg-edge")
     stack.workdir.mkdir(parents=True, exist_ok=True)
     stack.broker = broker  # the stack's broker, not stopped here
     pg.sql(f"UPDATE devices SET edge_id = '{PG_EDGE}' WHERE id = 'cb100-{SOS_BUTTON}'", db="hub")
     link = stack.workdir / "bus-sos"
+    headers = {"Authorization": f"Bearer {token}"}
+    out: dict[str, Latencies] = {}
     try:
-        async with (
-            SimulatedButtonBus([SOS_BUTTON], link_path=link, retransmit_s=5) as bus,
-            httpx.AsyncClient(
-                base_url=hub_url, headers={"Authorization": f"Bearer {token}"}, timeout=60
-            ) as client,
-        ):
+        async with SimulatedButtonBus([SOS_BUTTON], link_path=link, retransmit_s=5) as bus:
             edge = stack.start_edge(PG_EDGE, [str(link)], status_interval_s=1, log_level="WARNING")
 
             def check() -> None:
                 if not edge.running:
                     raise RuntimeError(f"bench: {PG_EDGE} exited:\n{edge.log_text()[-3000:]}")
 
-            probe = SosProbe(bus, check)
-            await probe.connect(client)
-            try:
-                await probe.sample(5, timeout_s=30)  # warm-up, not counted
-                return await probe.sample(samples)
-            finally:
-                await probe.close()
+            for name, url in hub_urls.items():
+                async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
+                    probe = SosProbe(bus, check)
+                    await probe.connect(client)
+                    try:
+                        await probe.sample(3, timeout_s=30)  # warm-up, not counted
+                        out[name] = await probe.sample(max(1, samples // len(hub_urls)))
+                    finally:
+                        await probe.close()
+        return out
     finally:
         for proc in stack.edges.values():
             await asyncio.to_thread(proc.stop)
@@ -336,7 +358,7 @@ async def scale_out(
     try:
         await asyncio.to_thread(pg.start)
         await asyncio.to_thread(hubs.start, 1, seed=True)
-        await asyncio.to_thread(register_load, pg, SYNTHETIC_EDGE)
+        await asyncio.to_thread(register_load, pg)
 
         def pids() -> dict[str, int]:
             found = {
@@ -350,12 +372,14 @@ async def scale_out(
         out.ingest.append(PgIngest(1, acked, rate, _fold(cpu)))
         out.replicas_missing = replica_support()
         if out.replicas_missing is None:
-            _proc, port = await asyncio.to_thread(hubs.start, 2, seed=False)
+            await asyncio.to_thread(hubs.start, 2, seed=False)
             acked, rate, cpu = await synthetic_ingest(broker.port, events, pids())
             out.ingest.append(PgIngest(2, acked, rate, _fold(cpu)))
-            out.sos = await sos_across(
-                workdir, broker, pg, f"http://127.0.0.1:{port}", token, sos_samples
-            )
+            urls = {
+                f"replica {k}": f"http://127.0.0.1:{port}"
+                for k, (_proc, port) in enumerate(hubs.hubs, 1)
+            }
+            out.sos = await sos_across(workdir, broker, pg, urls, token, sos_samples)
         return out
     finally:
         await asyncio.to_thread(hubs.stop)
