@@ -725,7 +725,8 @@ async def modbus_store_rows(report: Report, limits: Limits, plan: Plan, rig: Rig
         Row(
             f"Modbus TCP: {goal.devices} devices × {store.REGISTERS} registers every 100 ms, "
             "stored at the hub",
-            f"{num(dp_s)} datapoints/s ({num(goal.polls_per_s)} polls/s); {lost_text(goal)}",
+            f"{num(dp_s)} datapoints/s ({num(goal.polls_per_s)} polls/s); {lost_text(goal)}; "
+            f"polls behind schedule {goal.behind_text()}",
             f"{pymodbus}; {num(goal.scheduled_per_s)} polls/s scheduled",
             f"{num(dp_goal)} datapoints/s, 0 lost",
             f"{dp_s / dp_goal:.2f} {'met' if met else 'missed'}",
