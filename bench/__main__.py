@@ -119,7 +119,7 @@ class Plan:
     rtu_window_s: float = 20.0
     store_warm_s: float = 10.0
     store_window_s: float = 20.0
-    pg_events: int = 100_000
+    pg_events: int = 60_000
 
 
 QUICK = Plan(
