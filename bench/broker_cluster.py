@@ -458,7 +458,8 @@ class Trial:
             "last will across nodes (edge on one node, hub on another)",
             True,
             f"edge process killed: the hub marked it offline after {offline_after:.1f} s "
-            "(keepalive 5 s × 1.5), online again after restart",
+            "(its node saw the socket close and published the will), online again after "
+            "restart",
         )
 
     # -- load and faults -----------------------------------------------------------------------
