@@ -373,8 +373,8 @@ class Trial:
         self.record(
             "shared subscriptions ($share/…) [expected: not supported]",
             not got,
-            f"SUBACK {suback}, messages received {len(got)}: NATS 2.9 treats $share/… as a "
-            "plain topic; replicas cannot split ingest this way on NATS",
+            f"SUBACK {suback}, messages received {len(got)}: no shared subscriptions over "
+            "MQTT here; hub replicas cannot split ingest this way on NATS",
         )
 
     def park_session(self, node: int) -> None:
