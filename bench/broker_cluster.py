@@ -651,6 +651,13 @@ class Trial:
             f"p99 {sos['p99']} ms, max {sos['max']} ms, {sos['over_1s']} over 1 s "
             "(2 cores under other engineers' load)",
         )
+        feedback = int(self.fleet.status().get("feedback", 0))
+        self.record(
+            "SOS feedback back at the buttons (hub → cluster → edge → button)",
+            feedback >= sos["count"],
+            f"{feedback} feedback frames (0x81 received, …) reached the buttons for "
+            f"{sos['count']} SOS presses",
+        )
         self.record(
             "end-to-end acks returned",
             self.outbox_depth() == 0,
