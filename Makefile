@@ -5,7 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast bench soak care-sim lint typecheck system-deps clean screenshots
+.PHONY: demo test test-fast bench soak care-sim lint typecheck system-deps clean screenshots \
+	broker-cluster-trial
 
 system-deps:
 	@scripts/ensure-system-deps.sh
@@ -41,6 +42,14 @@ soak: system-deps $(STAMP)
 	mkdir -p var
 	FAULTS_SOAK=1 $(BIN)/python -m pytest tests/faults -m soak -s -q -p no:cacheprovider \
 		--basetemp=var/soak
+
+# Hub and edge on a three-node NATS cluster (MQTT + JetStream), each node killed under load
+# (issue #14, docs/scaling.md "Broker cluster"); a few minutes, not part of `make test`.
+# Needs Debian's nats-server. BROKER_CLUSTER_ARGS e.g. "--frames 60000 --rate 500 --seed 7".
+BROKER_CLUSTER_ARGS ?=
+broker-cluster-trial: $(STAMP)
+	@command -v nats-server >/dev/null || { echo "install nats-server (apt-get install nats-server)"; exit 1; }
+	$(BIN)/python -m bench.broker_cluster $(BROKER_CLUSTER_ARGS)
 
 # The wellbeing watch's simulated month (issue #15; docs/care.md): 2000 residents, 30 days,
 # learnt rhythm against the fixed 12-hour rule, on two seeds. CARE_ARGS to change them.

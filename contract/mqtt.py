@@ -3,7 +3,10 @@
 paho runs its network loop in a thread of its own (``loop_start``) and calls our callbacks
 there. Everything that crosses into the event loop goes through ``loop.call_soon_threadsafe``
 in this module and nowhere else. paho's built-in reconnect (exponential, capped by
-``reconnect_max_s``) is kept: it also retries a first connection that failed.
+``reconnect_max_s``) is kept: it also retries a first connection that failed. With a
+clustered broker (``failover`` nodes), each lost or refused connection moves on to the next
+node in turn, so the death of the node a client was on costs one reconnect, not an outage
+(docs/scaling.md, "Broker cluster").
 
 ``manual_ack=True`` (the hub) means a QoS 1 message is PUBACKed only when the caller says
 so, after its database commit; with a persistent session the broker then redelivers what
@@ -27,6 +30,15 @@ from pydantic import BaseModel, Field, SecretStr
 log = logging.getLogger(__name__)
 
 
+class BrokerNode(BaseModel):
+    """One more node of a clustered broker (same account, TLS and session as the first)."""
+
+    model_config = {"extra": "forbid"}
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=1883, ge=1, le=65535)
+
+
 class BrokerSettings(BaseModel):
     """Where and how to reach an MQTT broker. The password comes from the environment."""
 
@@ -34,11 +46,18 @@ class BrokerSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
+    #: Other nodes of the same broker cluster, tried in turn after ``host:port`` whenever a
+    #: connection is lost or refused. Empty (one broker): nothing changes.
+    failover: list[BrokerNode] = Field(default_factory=list, max_length=16)
     username: str | None = None
     password: SecretStr | None = None
     tls_ca_file: str | None = None
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     reconnect_max_s: int = Field(default=5, ge=1, le=300)
+
+    def nodes(self) -> list[tuple[str, int]]:
+        """Every node to try, ``host:port`` first."""
+        return [(self.host, self.port), *((n.host, n.port) for n in self.failover)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +99,9 @@ class MqttConnection:
         self._resent_by_owner = resent_by_owner
         self._loop: asyncio.AbstractEventLoop | None = None
         self.connected = False
+        self._nodes = settings.nodes()
+        self._node = 0  # index into _nodes of the node connected to or being tried
+        self._stopping = False
         self._client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -101,20 +123,27 @@ class MqttConnection:
             self._client.will_set(topic, payload, qos, retain)
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
+        self._client.on_connect_fail = self._handle_connect_fail
         self._client.on_message = self._handle_message
+
+    @property
+    def node(self) -> str:
+        """``host:port`` of the broker node connected to (or tried next)."""
+        host, port = self._nodes[self._node]
+        return f"{host}:{port}"
 
     # -- lifecycle (event loop side) --------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._client.connect_async(
-            self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s
-        )
+        host, port = self._nodes[self._node]
+        self._client.connect_async(host, port, keepalive=self._settings.keepalive_s)
         self._client.loop_start()
 
     async def stop(self, *, final_publish: tuple[str, bytes, int, bool] | None = None) -> None:
         if final_publish is not None and self.connected:
             info = self._client.publish(*final_publish)
             await asyncio.to_thread(info.wait_for_publish, 2.0)
+        self._stopping = True
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
 
@@ -138,12 +167,7 @@ class MqttConnection:
 
     def _handle_connect(self, client: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
-            log.warning(
-                "MQTT connect to %s:%s refused: %s",
-                self._settings.host,
-                self._settings.port,
-                reason,
-            )
+            log.warning("MQTT connect to %s refused: %s", self.node, reason)
             return
         if self._resent_by_owner is not None:
             self._discard_owner_resends(client)
@@ -152,7 +176,7 @@ class MqttConnection:
         if self._on_connect_publish is not None:
             for topic, payload, qos, retain in self._on_connect_publish():
                 client.publish(topic, payload, qos, retain)
-        self._post(self._set_connected, True)
+        self._post(self._set_connected, True, self.node)
 
     def _discard_owner_resends(self, client: paho.Client) -> None:
         """Drop the QoS 1 messages the owner resends itself from paho's session store.
@@ -175,7 +199,25 @@ class MqttConnection:
             log.info("MQTT: %d unacknowledged batch(es) left to the owner's resend", len(stale))
 
     def _handle_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        self._post(self._set_connected, False)
+        lost = self.node
+        self._next_node()
+        self._post(self._set_connected, False, lost)
+
+    def _handle_connect_fail(self, _c: paho.Client, _u: Any) -> None:
+        self._next_node()
+
+    def _next_node(self) -> None:
+        """Point paho's own reconnect at the next node of the cluster (paho's thread).
+
+        ``connect_async`` only records the address while the socket is closed (as it is in
+        these callbacks); paho's loop then reconnects there after its backoff. Never after
+        our own ``stop()``: that would undo the disconnect.
+        """
+        if len(self._nodes) < 2 or self._stopping:
+            return
+        self._node = (self._node + 1) % len(self._nodes)
+        host, port = self._nodes[self._node]
+        self._client.connect_async(host, port, keepalive=self._settings.keepalive_s)
 
     def _handle_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         message = Message(
@@ -184,13 +226,13 @@ class MqttConnection:
         self._post(self._on_message, message)
 
     # -- event loop side ------------------------------------------------------------------
-    def _set_connected(self, value: bool) -> None:
+    def _set_connected(self, value: bool, node: str) -> None:
         if value == self.connected:
             return
         self.connected = value
         if value:
-            log.info("MQTT connected to %s:%s", self._settings.host, self._settings.port)
+            log.info("MQTT connected to %s", node)
         else:
-            log.warning("MQTT connection to %s:%s lost", self._settings.host, self._settings.port)
+            log.warning("MQTT connection to %s lost", node)
         if self._on_connection_change is not None:
             self._on_connection_change(value)
