@@ -49,12 +49,14 @@ from contract import Ack, CommandResult, ContractError, EdgeStatus, Event, Event
 from contract.envelope import format_time
 from contract.mqtt import Message
 from hub.config import IngestSettings
+from hub.db.bulk import bulk_execute, select_rows
 from hub.db.schema import edge_status as edge_status_table
 from hub.db.schema import events as events_table
 from hub.db.write_gate import WriteGate
+from hub.domain.effects import Effects
 from hub.effects import EffectDispatcher
-from hub.services.cases import CaseService, Effects, bulk_execute, select_rows
-from hub.services.device_handlers import DeviceEventRouter
+from hub.handlers.router import DeviceEventRouter
+from hub.services.cases import CaseService
 from hub.services.quarantine import QuarantineLimits, Refusal, add_refusals
 
 log = logging.getLogger(__name__)

@@ -1,11 +1,12 @@
 """The case service: wires the pure help-call domain to the database.
 
 Every method runs inside the caller's transaction (``conn``) and is given ``now``; it
-returns :class:`Effects`, the things to do once that transaction has committed. Commands
-for devices are also written to the ``commands`` table in the same transaction (state
-``pending``), so "help is coming" survives a hub crash between commit and publish; the
-caller publishes them after the commit and marks them sent. Each returned command carries
-``args["edge_id"]``, the edge to publish it to (the row keeps it in its own column).
+returns :class:`~hub.domain.effects.Effects`, the things to do once that transaction has
+committed. Commands for devices are also written to the ``commands`` table in the same
+transaction (state ``pending``), so "help is coming" survives a hub crash between commit
+and publish; the caller publishes them after the commit and marks them sent. Each returned
+command carries ``args["edge_id"]``, the edge to publish it to (the row keeps it in its own
+column).
 
 Concurrent writers are caught with an optimistic lock: every case row has a ``version``,
 and an update that finds another version raises :class:`~hub.services.errors.Conflict`
@@ -30,7 +31,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
@@ -46,11 +47,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.expression import UpdateBase
 
 from contract import Command, Event
 from contract.remote_config import EDGE_EVENT_KINDS
+from hub.db.bulk import bulk_execute, select_rows
 from hub.db.schema import (
     case_audit,
     case_notifications,
@@ -69,6 +69,7 @@ from hub.domain.case import (
     CaseState,
     Outcome,
 )
+from hub.domain.effects import Effects
 from hub.domain.escalation import EscalationPolicy, Notify, Tier
 from hub.domain.notification import Notification, compose
 from hub.services import case_queries as queries
@@ -84,7 +85,7 @@ DEFAULT_REPEAT_NOTIFY_INTERVAL = timedelta(seconds=60)
 ALARM_KINDS = frozenset({"sos", "fall"})
 _OFFLINE_KINDS = frozenset({"offline", "device_offline", "device.offline"})
 #: Profiles whose low-battery reports the case service files (call buttons, in homes);
-#: other devices' go to the supervision handler (``hub.services.supervision``).
+#: other devices' go to the supervision handler (``hub.handlers.supervision``).
 _BUTTON_PROFILES = frozenset({"cb-100"})
 #: Kinds that do more than prove the device alive.
 _ROUTED_KINDS = ALARM_KINDS | {"service_request", "low_battery", "cancel", "presence"}
@@ -104,112 +105,6 @@ _TOUCH = (
 _DEVICES_BY_ID = select(
     devices.c.id, devices.c.household_id, devices.c.edge_id, devices.c.last_seen, devices.c.profile
 ).where(devices.c.id.in_(bindparam("ids", expanding=True)), devices.c.retired_at.is_(None))
-
-
-@dataclass(frozen=True, slots=True)
-class _DriverStatement:
-    statement: UpdateBase  # kept so that its id() is never reused while cached
-    sql: str
-    names: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]  # per parameter: its type's processor
-
-
-_driver_statements: dict[tuple[int, tuple[str, ...], str], _DriverStatement] = {}
-
-
-async def bulk_execute(
-    conn: AsyncConnection, statement: UpdateBase, rows: Sequence[Mapping[str, Any]]
-) -> None:
-    """``conn.execute(statement, rows)`` (an executemany), in one round trip on SQLite.
-
-    Why: through SQLAlchemy's asyncio adapter an executemany costs several hops to
-    aiosqlite's thread and per-row parameter handling; at thousands of events a second
-    that was most of the hub's ingest time. On SQLite the statement is compiled once,
-    each value goes through its column type's own bind processor (so the stored bytes are
-    what SQLAlchemy would store) and the driver runs ``executemany`` in the caller's
-    transaction. Other databases take SQLAlchemy's ordinary path.
-    """
-    if not rows:
-        return
-    dialect = conn.dialect
-    if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
-        await conn.execute(statement, list(rows))
-        return
-    keys = tuple(rows[0])
-    cache_key = (id(statement), keys, dialect.name)
-    prepared = _driver_statements.get(cache_key)
-    if prepared is None or prepared.statement is not statement:
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-        names = tuple(compiled.positiontup or ())
-        processors = tuple(
-            compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names
-        )
-        prepared = _DriverStatement(statement, str(compiled), names, processors)
-        _driver_statements[cache_key] = prepared
-    pairs = tuple(zip(prepared.names, prepared.processors, strict=True))
-    params = [tuple(row[n] if p is None else p(row[n]) for n, p in pairs) for row in rows]
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert driver is not None
-    await driver.executemany(prepared.sql, params)
-
-
-@dataclass(frozen=True, slots=True)
-class _DriverQuery:
-    statement: Select[Any]  # kept so that its id() is never reused while cached
-    compiled: SQLCompiler
-    results: tuple[Callable[[Any], Any] | None, ...]  # per column: its type's processor
-
-
-_driver_queries: dict[tuple[int, str], _DriverQuery] = {}
-
-
-async def select_rows(
-    conn: AsyncConnection, statement: Select[Any], params: Mapping[str, Any]
-) -> list[tuple[Any, ...]]:
-    """``conn.execute(statement, params).all()`` as plain tuples, in one round trip on SQLite.
-
-    For module-level queries on the ingest path (see ``bulk_execute`` for why); an
-    ``expanding`` IN parameter is expanded by SQLAlchemy itself, and bind and result
-    values go through the column types' own processors.
-    """
-    dialect = conn.dialect
-    if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
-        return [tuple(row) for row in await conn.execute(statement, dict(params))]
-    cache_key = (id(statement), dialect.name)
-    prepared = _driver_queries.get(cache_key)
-    if prepared is None or prepared.statement is not statement:
-        compiled = statement.compile(dialect=dialect)
-        processors = tuple(
-            c.type.dialect_impl(dialect).result_processor(dialect, None)
-            for c in statement.selected_columns
-        )
-        prepared = _DriverQuery(statement, compiled, processors)
-        _driver_queries[cache_key] = prepared
-    state = prepared.compiled.construct_expanded_state(dict(params))
-    values = state.parameters
-    bound = [
-        values[n] if n not in state.processors else state.processors[n](values[n])
-        for n in state.positiontup or ()
-    ]
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert driver is not None
-    rows = await driver.execute_fetchall(state.statement, bound)
-    convert = prepared.results
-    return [
-        tuple(v if p is None else p(v) for p, v in zip(convert, row, strict=True)) for row in rows
-    ]
-
-
-@dataclass(slots=True)
-class Effects:
-    """What to do after commit: notify these workers, publish these device commands."""
-
-    notifications: list[Notification] = field(default_factory=list)
-    commands: list[Command] = field(default_factory=list)
-
-    def extend(self, other: Effects) -> None:
-        self.notifications.extend(other.notifications)
-        self.commands.extend(other.commands)
 
 
 @dataclass(frozen=True, slots=True)

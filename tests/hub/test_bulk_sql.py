@@ -14,10 +14,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.db.bulk import bulk_execute, select_rows
 from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
 from hub.db.schema import devices, events
-from hub.services.cases import _DEVICES_BY_ID, _TOUCH, bulk_execute, select_rows
+from hub.services.cases import _DEVICES_BY_ID, _TOUCH
 
 CHINA = timezone(timedelta(hours=8))
 

@@ -7,7 +7,7 @@ kind: each feature (device state, doors, parcels, meters, bins, supervision) is 
 handler in its own module and knows nothing of the others or of MQTT.
 
 Handlers run inside ingest's transaction, after the events are stored, so what they write
-commits with the events or not at all; the :class:`~hub.services.cases.Effects` they return
+commits with the events or not at all; the :class:`~hub.domain.effects.Effects` they return
 (notifications, device commands) are dispatched after the commit. ``on_tick`` runs
 periodically for what depends on time passing rather than on an event (a parcel overdue
 after 48 h, a night without zero flow, an outage grouped after its window).
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import Event
 from hub.db.schema import devices
-from hub.services.cases import Effects
+from hub.domain.effects import Effects
 
 log = logging.getLogger(__name__)
 

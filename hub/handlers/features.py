@@ -1,17 +1,17 @@
 """The device features the hub runs (issue #3), in the order their handlers see events.
 
 One place lists them, so a newcomer sees every rule the hub applies to device events
-(``hub.services.device_handlers`` explains the interface)."""
+(``hub.handlers.router`` explains the interface)."""
 
 from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
 from hub.config import HubConfig
-from hub.services.device_handlers import DeviceEventHandler
-from hub.services.device_state import DeviceStateHandler
-from hub.services.facilities import facility_handlers
-from hub.services.supervision import SupervisionHandler
+from hub.handlers.device_state import DeviceStateHandler
+from hub.handlers.facilities import facility_handlers
+from hub.handlers.router import DeviceEventHandler
+from hub.handlers.supervision import SupervisionHandler
 from hub.services.wellbeing import wellbeing_handlers
 
 
