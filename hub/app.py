@@ -161,7 +161,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             retry_s=config.command_retry_s,
             profiles_dir=config.profiles_dir,
         )
-        router = DeviceEventRouter(device_handlers(config))  # issue #3
+        router = DeviceEventRouter(device_handlers(config, service))  # issue #3
         gate = WriteGate()  # ingest lets the API's writes in between its transactions
         gate.install(engine)
         ingest = Ingest(engine, service, broker, effects, utc_now, router, config.ingest, gate)

@@ -9,17 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from contract import Command
+from contract import Command, Event
 from hub.domain.notification import Notification
 
 
 @dataclass(slots=True)
 class Effects:
-    """What to do after commit: notify these workers, publish these device commands."""
+    """What to do after commit: notify these workers, publish these device commands.
+
+    ``refused``: events a device-event handler could not act on, each with the reason (an
+    SOS from a button bound to no household); ingest quarantines and marks them in the same
+    transaction, as it does events it could not place.
+    """
 
     notifications: list[Notification] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
+    refused: list[tuple[Event, str]] = field(default_factory=list)
 
     def extend(self, other: Effects) -> None:
         self.notifications.extend(other.notifications)
         self.commands.extend(other.commands)
+        self.refused.extend(other.refused)
