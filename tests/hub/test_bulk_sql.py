@@ -14,10 +14,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contract import Event, Lane
 from hub.db.bulk import bulk_execute, select_rows
 from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
 from hub.db.schema import devices, events
+from hub.ingest import Ingest, event_uid
 from hub.placement import _DEVICES_BY_ID, _TOUCH
 
 CHINA = timezone(timedelta(hours=8))
@@ -119,3 +121,36 @@ async def test_fast_path_writes_roll_back_with_the_transaction(engine: AsyncEngi
             await bulk_execute(conn, sa.insert(events), [event_row("gone", TIMES[0])])
             raise RuntimeError("crash before commit")
     assert raw(engine, "SELECT COUNT(*) FROM events") == [(0,)]
+
+
+async def test_ingests_one_statement_insert_writes_what_the_orm_writes(
+    engine: AsyncEngine,
+) -> None:
+    """``Ingest._insert_new`` on SQLite (one INSERT … SELECT FROM json_each … RETURNING)
+    stores byte for byte what the ORM's executemany stores, skips stored uids and a
+    repeated seq, and falls back to the statement path for data strict JSON cannot carry."""
+    received = datetime(2026, 11, 25, 21, 0, 0, 123456, tzinfo=CHINA)
+    ingest = Ingest(engine, None, None, None, lambda: received)  # type: ignore[arg-type]
+    data = {"battery_pct": 80, "备注": "客厅", "x": 1e300, "list": [1, 2.5]}
+    chunk = tuple(
+        Event(i + 1, "cb100-1", "heartbeat", Lane.TELEMETRY, t, data) for i, t in enumerate(TIMES)
+    )
+    async with engine.begin() as conn:
+        await bulk_execute(
+            conn,
+            sa.insert(events),
+            [
+                {**event_row(event_uid("edge-1", "orm", e.seq), e.occurred_at), "data": data}
+                for e in chunk
+            ],
+        )
+        first = await ingest._insert_new(conn, "edge-1", "json", chunk)
+        again = await ingest._insert_new(conn, "edge-1", "json", (chunk[0], chunk[0]))
+        nan = Event(9, "cb100-1", "reading", Lane.TELEMETRY, TIMES[0], {"v": float("nan")})
+        fallback = await ingest._insert_new(conn, "edge-1", "json", (nan,))
+    assert first == list(chunk) and again == [] and fallback == [nan]
+    columns = "edge_id, device_id, kind, lane, occurred_at, received_at, data, refused"
+    orm = raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE '%:orm:%' ORDER BY uid")
+    fast = raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE '%:json:%' ORDER BY uid")
+    assert fast[:3] == orm
+    assert fast[3][6] == '{"v":NaN}'  # as json.dumps wrote it before
