@@ -317,6 +317,32 @@ def compare_decoders(kind: str, rounds: int = 200) -> dict[str, float]:
     return results
 
 
+def _undo_steps(steps: set[str]) -> None:
+    """Put back what a step of issue #13 changed, to measure it alone (same tree)."""
+    import hub.db.engine
+    import hub.ingest
+
+    unknown = steps - {"cache", "uid", "insert"}
+    if unknown:
+        raise SystemExit(f"unknown steps {sorted(unknown)}")
+    if "cache" in steps:
+        hub.db.engine.SQLITE_PRAGMAS = tuple(  # type: ignore[assignment]
+            p for p in hub.db.engine.SQLITE_PRAGMAS if "cache_size" not in p and "mmap" not in p
+        )
+    if "uid" in steps:
+
+        def plain_uid(edge_id: str, incarnation: str, seq: int) -> str:
+            return f"{edge_id}:{incarnation}:{seq}"
+
+        hub.ingest.event_uid = plain_uid
+    if "insert" in steps:
+
+        async def statements(*_args: Any) -> None:
+            return None
+
+        hub.ingest._insert_new_sqlite = statements  # type: ignore[assignment]
+
+
 async def _print_sos() -> None:
     with tempfile.TemporaryDirectory(prefix="ingest-profile-") as tmp:
         engine = await _prepare(Path(tmp) / "hub.db")
@@ -335,6 +361,12 @@ def main() -> None:
     parser.add_argument("--kind", choices=("heartbeat", "reading"), default="heartbeat")
     parser.add_argument("--rows", type=int, default=0, help="older events stored first")
     parser.add_argument("--sos", action="store_true", help="list the SOS path's statements")
+    parser.add_argument(
+        "--without",
+        default="",
+        help="comma-separated steps of issue #13 to undo for a before/after: cache (SQLite's "
+        "default page cache, no mmap), uid (unpadded uids), insert (SELECT + executemany)",
+    )
     parser.add_argument("--decoders", action="store_true", help="compare batch decoders")
     args = parser.parse_args()
     if args.decoders:
@@ -344,8 +376,12 @@ def main() -> None:
     if args.sos:
         asyncio.run(_print_sos())
         return
+    _undo_steps({step for step in args.without.split(",") if step})
     per_event, rate, sos = asyncio.run(run(args.events, args.kind, args.rows))
-    print(f"{args.events:,} {args.kind} events in {BATCH}-event batches, {args.rows:,} older rows")
+    print(
+        f"{args.events:,} {args.kind} events in {BATCH}-event batches, {args.rows:,} older rows"
+        + (f", without {args.without}" if args.without else "")
+    )
     for stage, us in per_event.items():
         print(f"  {stage:<36} {us:8.1f} µs CPU/event")
     print(f"  wall rate {rate:,.0f} events/s; one SOS: {sos} SQL statements")
