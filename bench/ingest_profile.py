@@ -223,12 +223,15 @@ async def count_sos_statements(engine: AsyncEngine) -> tuple[int, list[str]]:
     """SQL statements SQLite runs for one SOS from a registered button (a new case).
 
     Counted by SQLite's own trace callback on every connection, so statements sent to the
-    driver directly (``hub.db.bulk``) count too; BEGIN and COMMIT are included.
+    driver directly (``hub.db.bulk``) count too; BEGIN and COMMIT are included, the
+    programs of triggers (the live feed's) are not, and an executemany counts once per row.
     """
     traced: list[str] = []
 
     def trace(sql: str) -> None:
-        traced.append(" ".join(sql.split())[:70])
+        text = " ".join(sql.split())[:70]
+        if not traced or traced[-1] != text:  # a trigger's program is traced as its statement
+            traced.append(text)
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.run_async(lambda driver: driver.set_trace_callback(trace))
