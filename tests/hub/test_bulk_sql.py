@@ -20,7 +20,7 @@ from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
 from hub.db.schema import devices, events
 from hub.ingest import Ingest, event_uid
-from hub.placement import _DEVICES_BY_ID, _TOUCH
+from hub.placement import _DEVICES_BY_ID, _TOUCH, _touch_sqlite
 
 CHINA = timezone(timedelta(hours=8))
 
@@ -154,3 +154,26 @@ async def test_ingests_one_statement_insert_writes_what_the_orm_writes(
     fast = raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE '%:json:%' ORDER BY uid")
     assert fast[:3] == orm
     assert fast[3][6] == '{"v":NaN}'  # as json.dumps wrote it before
+
+
+@pytest.mark.parametrize(
+    ("online", "battery"), [(True, None), (False, 7), (None, None), (None, 100)]
+)
+async def test_placements_one_statement_touch_updates_like_sqlalchemy(
+    engine: AsyncEngine, online: bool | None, battery: int | None
+) -> None:
+    """``hub.placement``'s UPDATE … FROM json_each writes what ``_TOUCH`` writes."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(devices),
+            [
+                {"id": d, "profile": "cb100", "battery_pct": 50, "online": True}
+                for d in ("json", "orm", "other")
+            ],
+        )
+        row = {"b_online": online, "b_battery": battery}
+        await _touch_sqlite(conn, {"json": {**row, "b_id": "json"}}, TIMES[2])
+        await conn.execute(_TOUCH, [{**row, "b_id": "orm", "b_last_seen": TIMES[2]}])
+    rows = raw(engine, "SELECT id, last_seen, online, battery_pct FROM devices ORDER BY id")
+    assert rows[0][1:] == rows[1][1:]
+    assert rows[2] == ("other", None, 1, 50)  # untouched
