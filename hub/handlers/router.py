@@ -97,10 +97,10 @@ class DeviceEventRouter:
         only the handlers that care about heartbeats).
         """
         effects = Effects()
-        if not placed:
-            return effects
         kinds = {e.kind for _, e in placed}
         for handler in self.handlers:
+            if not placed:
+                break
             if handler.kinds is None:
                 if kinds <= handler.ignored_kinds:
                     continue
@@ -111,7 +111,14 @@ class DeviceEventRouter:
                 continue
             else:
                 wanted = [(d, e) for d, e in placed if e.kind in handler.kinds]
-            effects.extend(await handler.on_events(conn, wanted, now))
+            done = await handler.on_events(conn, wanted, now)
+            effects.extend(done)
+            if done.refused:
+                # A refused event (an SOS from a button bound to no household) is marked
+                # and quarantined by ingest: no later handler keeps it as the device's.
+                gone = {id(event) for event, _ in done.refused}
+                placed = [(d, e) for d, e in placed if id(e) not in gone]
+                kinds = {e.kind for _, e in placed}
         return effects
 
     async def on_events(
