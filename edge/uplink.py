@@ -17,6 +17,12 @@ Rules:
   refuses a batch whose predecessor it lacks and says so in an ack with ``gap``; the lane
   is then rewound at once (at most once per ``gap_holdoff_s``: the refusals of the other
   batches that were in flight behind the lost one arrive together and need no more).
+- **The alarm lane has a link of its own** (issue #13). With ``alarm_publisher`` (the
+  agent's second MQTT connection) alarm batches go out there, ask for their acks there
+  (``EventBatch.lane_acks``) and never wait behind telemetry bytes in a TCP stream or the
+  broker's queue. While that link is down (or the hub has not said "online" on it) alarms
+  take the bulk link as before, acked on the bulk link; a switch of link rewinds the alarm
+  lane, so its batches keep their order whichever link carries them.
 - **Only while the hub listens.** Nothing is sent until the hub's retained status says it
   is online (after a broker restart the broker has forgotten the hub's subscription, and a
   message published before the hub re-subscribes is silently dropped). Each time the hub
@@ -54,6 +60,9 @@ class UplinkSettings(BaseModel):
     ack_timeout_s: float = Field(default=10.0, gt=0, le=600)
     group_commit_ms: int = Field(default=200, ge=1, le=5000)
     gap_holdoff_s: float = Field(default=1.0, ge=0, le=60)
+    #: Send alarms over a second MQTT connection (issue #13). Off only for a broker that
+    #: has no account for it (``<username>.alarm``): alarms then share the bulk link.
+    alarm_link: bool = True
 
 
 class Publisher(Protocol):
@@ -79,6 +88,7 @@ class _LaneState:
     #: changed, nothing new can be there and the lane is not queried again.
     empty_at: int | None = None
     rewound_at: float = float("-inf")  # monotonic time of the last rewind
+    link: Publisher | None = None  # the link the lane's in-flight batches went out on
 
 
 class Uplink:
@@ -91,17 +101,20 @@ class Uplink:
         edge_id: str,
         settings: UplinkSettings,
         *,
+        alarm_publisher: Publisher | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._outbox = outbox
         self._publisher = publisher
+        self._alarm_publisher = alarm_publisher
         self._edge_id = edge_id
         self._settings = settings
         self._monotonic = monotonic
         self._lanes = {lane: _LaneState() for lane in Lane}
         self._wake = outbox.new_events  # the outbox sets it on every commit
         self._topics = {lane: topics.events(edge_id, lane) for lane in Lane}
-        self.hub_online = False
+        self.hub_online = False  # as the bulk link last heard it
+        self.alarm_hub_online = False  # as the alarm link last heard it
         self._last_yield = time.perf_counter()
         self._to_forget: set[int] = set()
         self._forget_wanted = asyncio.Event()
@@ -111,15 +124,26 @@ class Uplink:
     def wake(self) -> None:
         self._wake.set()
 
-    def on_connection_change(self, connected: bool) -> None:
-        if not connected:
-            self.hub_online = False  # learnt again from the retained status on reconnect
+    def on_connection_change(self, connected: bool, *, alarm_link: bool = False) -> None:
+        if not connected:  # learnt again from the retained status on reconnect
+            if alarm_link:
+                self.alarm_hub_online = False
+            else:
+                self.hub_online = False
+        self.wake()  # the alarm lane may have to change links
 
-    def on_hub_status(self, online: bool) -> None:
-        was, self.hub_online = self.hub_online, online
-        if online and not was:
-            self._rewind_all("hub online")
-            self.wake()
+    def on_hub_status(self, online: bool, *, alarm_link: bool = False) -> None:
+        if alarm_link:
+            was, self.alarm_hub_online = self.alarm_hub_online, online
+            if online and not was:
+                self._rewind([Lane.ALARM], "hub online on the alarm link")
+        else:
+            was, self.hub_online = self.hub_online, online
+            if online and not was:
+                alarm = self._lanes[Lane.ALARM]
+                on_bulk = alarm.link is None or alarm.link is self._publisher
+                self._rewind([lane for lane in Lane if on_bulk or lane != Lane.ALARM], "hub online")
+        self.wake()
 
     async def on_ack(self, ack: Ack) -> None:
         if ack.edge_id != self._edge_id or ack.incarnation != self._outbox.incarnation:
@@ -178,7 +202,20 @@ class Uplink:
                 pass
 
     def _can_send(self) -> bool:
+        return self._bulk_up() or self._alarm_link_up()
+
+    def _bulk_up(self) -> bool:
         return self.hub_online and self._publisher.connected
+
+    def _alarm_link_up(self) -> bool:
+        link = self._alarm_publisher
+        return link is not None and self.alarm_hub_online and link.connected
+
+    def link_of(self, lane: Lane) -> Publisher | None:
+        """The link ``lane`` goes out on now, or None while it has none."""
+        if lane == Lane.ALARM and self._alarm_link_up():
+            return self._alarm_publisher
+        return self._publisher if self._bulk_up() else None
 
     async def _send_next(self) -> bool:
         """Send one batch from the most urgent lane that has room and work. False if none.
@@ -193,6 +230,13 @@ class Uplink:
         for lane in Lane:
             state = self._lanes[lane]
             alarm = lane == Lane.ALARM
+            link = self.link_of(lane)
+            if link is None:
+                continue
+            if state.link is not link:
+                if state.link is not None:  # what went out on the other link may be stuck
+                    self._rewind([lane], "link changed")
+                state.link = link
             window = self._settings.alarm_window if alarm else self._settings.window
             room = window - len(state.in_flight)
             if room <= 0:
@@ -202,11 +246,15 @@ class Uplink:
                 continue
             events = [state.ahead.popleft() for _ in range(min(limit, len(state.ahead)))]
             payload = EventBatch(
-                self._edge_id, self._outbox.incarnation, tuple(events), follows=state.cursor
+                self._edge_id,
+                self._outbox.incarnation,
+                tuple(events),
+                follows=state.cursor,
+                lane_acks=link is self._alarm_publisher,
             ).encode()
-            if not self._publisher.publish(self._topics[lane], payload, qos=1):
+            if not link.publish(self._topics[lane], payload, qos=1):
                 state.ahead.clear()  # read again from the cursor when the link is back
-                return False  # connection dropped; the hub's return rewinds
+                continue  # connection dropped; the hub's return rewinds
             state.cursor = events[-1].seq
             state.in_flight.append(_InFlight({e.seq for e in events}, self._monotonic()))
             self.stats["batches_sent"] += 1
