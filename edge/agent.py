@@ -351,6 +351,10 @@ class EdgeAgent:
             "uplink": dict(self.uplink.stats),
             "buses": [bus.stats() for bus in self.buses],
             "drivers": {d.name: d.stats() for d in self.drivers},
+            # issue #13: slots passed because the edge could not keep up (nothing dropped)
+            "polls_behind_schedule": sum(
+                int(d.stats().get("polls_behind_schedule", 0)) for d in self.drivers
+            ),
             "devices_online": self.supervisor.online_count(),
             "bad_messages": self.stats["bad_messages"],
             "commands": dict(self.stats),

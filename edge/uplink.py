@@ -58,7 +58,9 @@ class UplinkSettings(BaseModel):
     window: int = Field(default=8, ge=1, le=64)
     alarm_window: int = Field(default=16, ge=1, le=256)
     ack_timeout_s: float = Field(default=10.0, gt=0, le=600)
-    group_commit_ms: int = Field(default=200, ge=1, le=5000)
+    #: The longest a non-alarm event waits for company in a group commit when the writer
+    #: is idle (issue #13: adaptive; under load commits follow each other back to back).
+    group_commit_ms: int = Field(default=5, ge=1, le=5000)
     gap_holdoff_s: float = Field(default=1.0, ge=0, le=60)
     #: Send alarms over a second MQTT connection (issue #13). Off only for a broker that
     #: has no account for it (``<username>.alarm``): alarms then share the bulk link.
