@@ -171,11 +171,14 @@ class EdgeAgent:
             # The alarm link (issue #13): its own client id, TCP stream and broker queue;
             # its own account (the same password), since the broker allows one connection
             # per account. Its status is the bulk link's business: no will here.
-            alarm_settings = config.broker
+            link = config.uplink
+            update: dict[str, Any] = {
+                "host": link.alarm_host or config.broker.host,
+                "port": link.alarm_port or config.broker.port,
+            }
             if config.broker.username is not None:
-                alarm_settings = config.broker.model_copy(
-                    update={"username": topics.alarm_account(config.broker.username)}
-                )
+                update["username"] = topics.alarm_account(config.broker.username)
+            alarm_settings = config.broker.model_copy(update=update)
             alarm_events = topics.events(edge_id, Lane.ALARM)
             self.alarm_mqtt = MqttConnection(
                 alarm_settings,

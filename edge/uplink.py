@@ -65,6 +65,10 @@ class UplinkSettings(BaseModel):
     #: Send alarms over a second MQTT connection (issue #13). Off only for a broker that
     #: has no account for it (``<username>.alarm``): alarms then share the bulk link.
     alarm_link: bool = True
+    #: Where the alarm link connects when not where ``broker`` says (e.g. the same broker
+    #: over a second network path). Account, password and TLS are ``broker``'s.
+    alarm_host: str | None = None
+    alarm_port: int | None = Field(default=None, ge=1, le=65535)
 
 
 class Publisher(Protocol):
