@@ -23,6 +23,10 @@ Rules:
   broker's queue. While that link is down (or the hub has not said "online" on it) alarms
   take the bulk link as before, acked on the bulk link; a switch of link rewinds the alarm
   lane, so its batches keep their order whichever link carries them.
+- **An alarm's head start.** While an alarm batch awaits its ack (at most
+  ``alarm_head_start_s``), no other lane sends: with two connections the hub could
+  otherwise take telemetry sent just after an SOS ahead of it (after an outage, the whole
+  backlog). The pause lasts one alarm round trip, and it also keeps the hub free for it.
 - **Only while the hub listens.** Nothing is sent until the hub's retained status says it
   is online (after a broker restart the broker has forgotten the hub's subscription, and a
   message published before the hub re-subscribes is silently dropped). Each time the hub
@@ -68,6 +72,8 @@ class UplinkSettings(BaseModel):
     #: Where the alarm link connects when not where ``broker`` says (e.g. the same broker
     #: over a second network path). Account, password and TLS are ``broker``'s.
     alarm_host: str | None = None
+    #: While an alarm batch awaits its ack, other lanes wait, for at most this long.
+    alarm_head_start_s: float = Field(default=2.0, ge=0, le=60)
     alarm_port: int | None = Field(default=None, ge=1, le=65535)
 
 
@@ -233,9 +239,12 @@ class Uplink:
         arrived meanwhile is seen before the next batch (an edge whose loop is busy with
         frame intake would otherwise forward one batch per loop turn and fall behind).
         """
+        head_start = self._alarm_head_start()
         for lane in Lane:
             state = self._lanes[lane]
             alarm = lane == Lane.ALARM
+            if head_start and not alarm:
+                return False  # the ack of the alarm in flight wakes the loop again
             link = self.link_of(lane)
             if link is None:
                 continue
@@ -270,6 +279,13 @@ class Uplink:
                 self._last_yield = time.perf_counter()
             return True
         return False
+
+    def _alarm_head_start(self) -> bool:
+        """Whether an alarm batch awaits its ack and its head start has not run out."""
+        in_flight = self._lanes[Lane.ALARM].in_flight
+        if not in_flight:
+            return False
+        return self._monotonic() - in_flight[0].sent_at < self._settings.alarm_head_start_s
 
     async def _read_ahead(self, lane: Lane, state: _LaneState, limit: int) -> bool:
         """Fill ``state.ahead`` from the outbox; False when the lane has nothing to send."""
