@@ -205,3 +205,38 @@ async def test_batches_name_the_seq_they_follow_and_a_gap_rewinds_the_lane_once(
         assert pub.sent[6][1].follows == 0
     finally:
         task.cancel()
+
+
+async def test_alarms_take_their_own_link_ask_for_acks_there_and_get_a_head_start(
+    outbox: Outbox,
+) -> None:
+    """Issue #13: the alarm link; telemetry waits for the alarm's ack; the bulk link is the
+    fallback, with acks on the bulk topic."""
+    await fill(outbox, 300, 2)
+    bulk, alarm_link = FakePublisher(), FakePublisher()
+    settings = UplinkSettings(batch_size=100, alarm_head_start_s=30)
+    uplink = Uplink(outbox, bulk, "e1", settings, alarm_publisher=alarm_link)
+    uplink.on_hub_status(online=True, alarm_link=True)
+    task = await start(uplink)
+    try:
+        await wait_until(lambda: alarm_link.sent, message="alarms on the alarm link")
+        [(topic, batch)] = alarm_link.sent
+        assert topic.endswith("/events/alarm") and batch.lane_acks
+        assert [e.kind for e in batch.events] == ["sos", "sos"]
+        await asyncio.sleep(0.05)
+        assert bulk.sent == []  # the head start: telemetry waits for the alarm's ack
+        await uplink.on_ack(Ack("e1", outbox.incarnation, tuple(e.seq for e in batch.events)))
+        await wait_until(lambda: len(bulk.sent) >= 3, message="telemetry after the ack")
+        assert all(t.endswith("/events/telemetry") for t, _ in bulk.sent)
+
+        # The alarm link goes down: the next alarm takes the bulk link, acked there.
+        alarm_link.connected = False
+        uplink.on_connection_change(False, alarm_link=True)
+        await outbox.record("b9", "sos", Lane.ALARM, {})
+        await wait_until(
+            lambda: any(t.endswith("/events/alarm") for t, _ in bulk.sent), message="fallback"
+        )
+        fallback = next(b for t, b in bulk.sent if t.endswith("/events/alarm"))
+        assert not fallback.lane_acks and "b9" in [e.device_id for e in fallback.events]
+    finally:
+        task.cancel()
