@@ -34,6 +34,10 @@ async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
         yield box
 
 
+# The tests above the alarm link's own leave out the alarm's head start (they do not ack
+# alarms); it has a test of its own at the end.
+
+
 async def fill(outbox: Outbox, telemetry: int, alarms: int) -> None:
     await asyncio.gather(
         *(
@@ -53,7 +57,9 @@ async def start(uplink: Uplink) -> asyncio.Task[None]:
 async def test_alarms_go_first_and_window_bounds_telemetry(outbox: Outbox) -> None:
     await fill(outbox, 1000, 3)
     pub = FakePublisher()
-    uplink = Uplink(outbox, pub, "e1", UplinkSettings(batch_size=100, window=2))
+    uplink = Uplink(
+        outbox, pub, "e1", UplinkSettings(batch_size=100, window=2, alarm_head_start_s=0)
+    )
     task = await start(uplink)
     try:
         await wait_until(lambda: len(pub.sent) >= 3)
@@ -73,7 +79,9 @@ async def test_alarms_go_first_and_window_bounds_telemetry(outbox: Outbox) -> No
 async def test_order_within_lane_and_no_gaps(outbox: Outbox) -> None:
     await fill(outbox, 250, 0)
     pub = FakePublisher()
-    uplink = Uplink(outbox, pub, "e1", UplinkSettings(batch_size=40, window=3))
+    uplink = Uplink(
+        outbox, pub, "e1", UplinkSettings(batch_size=40, window=3, alarm_head_start_s=0)
+    )
     task = await start(uplink)
     try:
         answered = 0
@@ -92,7 +100,7 @@ async def test_order_within_lane_and_no_gaps(outbox: Outbox) -> None:
 async def test_reconnect_resends_unacknowledged(outbox: Outbox) -> None:
     await fill(outbox, 10, 1)
     pub = FakePublisher()
-    uplink = Uplink(outbox, pub, "e1", UplinkSettings(batch_size=100))
+    uplink = Uplink(outbox, pub, "e1", UplinkSettings(batch_size=100, alarm_head_start_s=0))
     task = await start(uplink)
     try:
         await wait_until(lambda: len(pub.sent) == 2)
@@ -119,7 +127,13 @@ async def test_overdue_ack_triggers_resend(outbox: Outbox) -> None:
     await fill(outbox, 0, 1)
     now = [0.0]
     pub = FakePublisher()
-    uplink = Uplink(outbox, pub, "e1", UplinkSettings(ack_timeout_s=0.2), monotonic=lambda: now[0])
+    uplink = Uplink(
+        outbox,
+        pub,
+        "e1",
+        UplinkSettings(ack_timeout_s=0.2, alarm_head_start_s=0),
+        monotonic=lambda: now[0],
+    )
     task = await start(uplink)
     try:
         await wait_until(lambda: len(pub.sent) == 1)
@@ -134,7 +148,7 @@ async def test_overdue_ack_triggers_resend(outbox: Outbox) -> None:
 async def test_foreign_ack_is_ignored(outbox: Outbox) -> None:
     await fill(outbox, 0, 1)
     pub = FakePublisher()
-    uplink = Uplink(outbox, pub, "e1", UplinkSettings())
+    uplink = Uplink(outbox, pub, "e1", UplinkSettings(alarm_head_start_s=0))
     task = await start(uplink)
     try:
         await wait_until(lambda: len(pub.sent) == 1)
@@ -149,7 +163,7 @@ async def test_foreign_ack_is_ignored(outbox: Outbox) -> None:
 async def test_nothing_is_sent_while_the_hub_is_offline(outbox: Outbox) -> None:
     await fill(outbox, 5, 1)
     pub = FakePublisher()
-    uplink = Uplink(outbox, pub, "e1", UplinkSettings())
+    uplink = Uplink(outbox, pub, "e1", UplinkSettings(alarm_head_start_s=0))
     task = asyncio.create_task(uplink.run())
     try:
         uplink.wake()
@@ -180,7 +194,7 @@ async def test_batches_name_the_seq_they_follow_and_a_gap_rewinds_the_lane_once(
         outbox,
         pub,
         "e1",
-        UplinkSettings(batch_size=10, window=3, gap_holdoff_s=1.0),
+        UplinkSettings(batch_size=10, window=3, gap_holdoff_s=1.0, alarm_head_start_s=0),
         monotonic=lambda: clock[0],
     )
     task = await start(uplink)
