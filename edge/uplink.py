@@ -99,6 +99,8 @@ class _LaneState:
     #: The outbox's commit count when a query found this lane empty: while it has not
     #: changed, nothing new can be there and the lane is not queried again.
     empty_at: int | None = None
+    #: The outbox's commit count when the read-ahead was last topped up (see _send_next).
+    topped_at: int | None = None
     rewound_at: float = float("-inf")  # monotonic time of the last rewind
     link: Publisher | None = None  # the link the lane's in-flight batches went out on
 
@@ -259,6 +261,15 @@ class Uplink:
             limit = self._settings.alarm_batch_size if alarm else self._settings.batch_size
             if not state.ahead and not await self._read_ahead(lane, state, limit * room):
                 continue
+            if not alarm and state.in_flight and len(state.ahead) < limit:
+                # Self-clocking (like Nagle): while batches of the lane are in flight, a
+                # partial batch waits for more events or for an ack. The first event after a
+                # quiet spell goes at once; under load each batch holds what arrived during
+                # one hub round trip, not one small group commit's worth — the hub pays a
+                # transaction per message.
+                await self._top_up(lane, state, limit * room)
+                if len(state.ahead) < limit:
+                    continue
             events = [state.ahead.popleft() for _ in range(min(limit, len(state.ahead)))]
             payload = EventBatch(
                 self._edge_id,
@@ -279,6 +290,15 @@ class Uplink:
                 self._last_yield = time.perf_counter()
             return True
         return False
+
+    async def _top_up(self, lane: Lane, state: _LaneState, limit: int) -> None:
+        """Read events committed after the read-ahead's last one (once per commit)."""
+        commits = self._outbox.stats["recorded"]
+        if state.topped_at == commits or len(state.ahead) >= limit:
+            return
+        state.topped_at = commits
+        after = state.ahead[-1].seq if state.ahead else state.cursor
+        state.ahead.extend(await self._outbox.fetch(lane, after, limit - len(state.ahead)))
 
     def _alarm_head_start(self) -> bool:
         """Whether an alarm batch awaits its ack and its head start has not run out."""
@@ -316,6 +336,7 @@ class Uplink:
             state.in_flight.clear()
             state.ahead.clear()
             state.empty_at = None
+            state.topped_at = None
             state.rewound_at = self._monotonic()
 
     def in_flight_events(self) -> int:
