@@ -161,23 +161,31 @@ class EventBatch:
     is refused rather than committed ahead of it, so commit order is seq order per lane
     whatever the broker does. A batch with ``follows == 0`` is always safe: every earlier
     event of the lane has been acknowledged, hence committed.
+
+    ``lane_acks`` (alarm lane only, issue #13): the edge sent this batch over its alarm
+    link and hears acks there, so the hub acks it on ``topics.alarm_acks``. Absent (an older
+    edge, or alarms sent over the bulk link while the alarm link is down) it is acked on
+    ``topics.acks`` as before; an older hub ignores the field and acks there too, which the
+    edge's bulk link still hears.
     """
 
     edge_id: str
     incarnation: str
     events: tuple[Event, ...]
     follows: int = 0
+    lane_acks: bool = False
 
     def encode(self) -> bytes:
-        return _dumps(
-            {
-                "v": 1,
-                "edge_id": self.edge_id,
-                "incarnation": self.incarnation,
-                "follows": self.follows,
-                "events": [e.to_obj() for e in self.events],
-            }
-        )
+        obj: dict[str, Any] = {
+            "v": 1,
+            "edge_id": self.edge_id,
+            "incarnation": self.incarnation,
+            "follows": self.follows,
+            "events": [e.to_obj() for e in self.events],
+        }
+        if self.lane_acks:
+            obj["lane_acks"] = True
+        return _dumps(obj)
 
     @classmethod
     def decode(cls, raw: bytes | str) -> EventBatch:
@@ -205,6 +213,7 @@ class EventBatch:
             incarnation=_str(obj, "incarnation", "event batch", max_len=64),
             events=tuple(Event.from_obj(e, f"events[{i}]") for i, e in enumerate(events)),
             follows=_int(obj, "follows", "event batch") if "follows" in obj else 0,
+            lane_acks=_bool(obj, "lane_acks", "event batch") if "lane_acks" in obj else False,
         )
         if batch.follows and batch.follows >= batch.events[0].seq:
             raise ContractError("event batch.follows: must be below the first event's seq")

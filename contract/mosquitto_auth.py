@@ -51,6 +51,24 @@ def check_account_name(name: str) -> str:
     return name
 
 
+#: The suffix of an alarm link's second account (``contract.topics.ALARM_ACCOUNT_SUFFIX``;
+#: repeated here because ``topics`` imports the envelope and this module must stay light).
+ALARM_SUFFIX = ".alarm"
+
+
+def check_broker_username(name: str) -> str:
+    """``name`` if it may stand in a password or ACL file: an account name, or the alarm
+    link's account of one (``<name>.alarm``, which may run 6 characters past the 64)."""
+    base = name.removesuffix(ALARM_SUFFIX)
+    check_account_name(base)
+    return name
+
+
+def is_alarm_account(name: str) -> bool:
+    """Whether ``name`` is reserved for an alarm link (no edge or hub may be named so)."""
+    return name.endswith(ALARM_SUFFIX)
+
+
 def hash_password(
     password: str, *, salt: bytes | None = None, iterations: int = DEFAULT_ITERATIONS
 ) -> str:
@@ -83,7 +101,7 @@ def render_password_file(accounts: Iterable[tuple[str, str]]) -> str:
     lines = []
     seen: set[str] = set()
     for username, hashed in sorted(accounts):
-        check_account_name(username)
+        check_broker_username(username)
         if username in seen:
             raise ValueError(f"account {username!r} appears twice in the password file")
         seen.add(username)

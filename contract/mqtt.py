@@ -154,6 +154,11 @@ class MqttConnection:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         return info.rc == paho.MQTT_ERR_SUCCESS
 
+    def link_up(self) -> bool:
+        """Whether paho holds an accepted connection now; safe from any thread (unlike
+        :attr:`connected`, which the event loop learns a moment later)."""
+        return bool(self._client.is_connected())
+
     def ack(self, message: Message) -> None:
         """PUBACK a message received with manual_ack (after the caller committed it)."""
         if message.qos > 0:

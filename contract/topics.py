@@ -2,7 +2,17 @@
 
 Every edge owns the subtree ``community/v1/edge/<edge_id>/``; a broker ACL can therefore
 give an edge exactly its own subtree. Events travel on one topic per lane so that the hub
-can take alarms ahead of a telemetry backlog even inside one broker connection.
+can take alarms ahead of a telemetry backlog.
+
+**The alarm link** (issue #13). Alarms travel on an MQTT connection of their own at both
+ends: its own TCP stream and its own broker queue, so an SOS is never behind telemetry
+bytes in a socket buffer or in the broker's queue to the hub. The edge's alarm link
+publishes the alarm lane's batches and command results and receives the alarm lane's acks
+(:func:`alarm_acks`), commands and the hub's status; the hub's alarm link subscribes only to
+:data:`HUB_ALARM_EVENTS_SUBSCRIPTION` and publishes alarm acks and commands. A broker that
+runs ``use_username_as_clientid`` (ours) allows one connection per account, so each alarm
+link logs in as a second account, :func:`alarm_account` of the first, with the same
+password.
 """
 
 from __future__ import annotations
@@ -11,8 +21,19 @@ from contract.envelope import ContractError, Lane
 
 PREFIX = "community/v1"
 
-#: What the hub subscribes to for events from every edge.
+#: What the hub's bulk link subscribes to for events from every edge: every lane but the
+#: alarm lane, which has a link of its own.
+HUB_BULK_EVENTS_SUBSCRIPTIONS = (
+    f"{PREFIX}/edge/+/events/normal",
+    f"{PREFIX}/edge/+/events/telemetry",
+)
+#: What the hub's alarm link subscribes to, and nothing else.
+HUB_ALARM_EVENTS_SUBSCRIPTION = f"{PREFIX}/edge/+/events/alarm"
+#: Every lane's events of every edge (what the hub's two links subscribe to together).
 HUB_EVENTS_SUBSCRIPTION = f"{PREFIX}/edge/+/events/+"
+#: The second account of every alarm link: ``<account>.alarm``. A name that ends so is
+#: reserved: no edge (and no hub account) may be called that.
+ALARM_ACCOUNT_SUFFIX = ".alarm"
 #: The hub's own status (retained, with last will). Edges send only while it says online:
 #: after a broker restart nobody hears a message until the hub has subscribed again.
 HUB_STATUS = f"{PREFIX}/hub/status"
@@ -33,7 +54,25 @@ def events(edge_id: str, lane: Lane) -> str:
 
 
 def acks(edge_id: str) -> str:
+    """Acks of the normal and telemetry lanes, and of alarm batches that did not ask for
+    :func:`alarm_acks` (an edge older than the alarm link, or one sending alarms over its
+    bulk link because its alarm link is down)."""
     return f"{_edge(edge_id)}/acks"
+
+
+def alarm_acks(edge_id: str) -> str:
+    """Acks of alarm batches sent over the edge's alarm link (``EventBatch.lane_acks``)."""
+    return f"{_edge(edge_id)}/acks/alarm"
+
+
+def ack_topic(edge_id: str, lane: Lane, lane_acks: bool) -> str:
+    """Where the hub acks a batch of ``lane``: see :func:`acks` and :func:`alarm_acks`."""
+    return alarm_acks(edge_id) if lane == Lane.ALARM and lane_acks else acks(edge_id)
+
+
+def alarm_account(username: str) -> str:
+    """The broker account of the alarm link of the client that logs in as ``username``."""
+    return f"{username}{ALARM_ACCOUNT_SUFFIX}"
 
 
 def commands(edge_id: str) -> str:

@@ -3,7 +3,9 @@
 Start-up validates everything before connecting to anything (profiles, bus → profile
 references), opens the outbox (so buffered events from before a crash are forwarded
 first), then starts the MQTT connection, the uplink, one task per bus and the status
-reporter in one ``asyncio.TaskGroup``. Hub commands (button feedback) are routed to the
+reporter in one ``asyncio.TaskGroup``. Alarms have an MQTT connection of their own (the
+alarm link, issue #13: see :mod:`edge.uplink` and ``contract.topics``); commands are
+heard on both links and run once per command id. Hub commands (button feedback) are routed to the
 bus that last heard the device, and their result is reported back to the hub. Every
 command carries a deadline (:mod:`edge.command_deadline`): one that arrives past it, or
 would reach the bus or the device past it, ends ``expired`` and is never executed. A
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from typing import Any
 
 from contract import Ack, Command, CommandResult, ContractError, EdgeStatus, HubStatus, Lane, topics
@@ -46,6 +49,9 @@ log = logging.getLogger(__name__)
 
 #: How long a configuration swap waits for a driver's records in flight (a commit takes ms).
 SWAP_DRAIN_S = 30.0
+#: Command ids remembered, with their results: a command heard on both links, or resent by
+#: the hub after a result got lost, is run once and answered again with its result.
+COMMANDS_REMEMBERED = 4096
 
 
 def check_buses(config: EdgeConfig, profiles: dict[str, DeviceProfile], source: str) -> None:
@@ -111,7 +117,14 @@ class EdgeAgent:
         )
         self.buses: list[CallButtonBus] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self.stats = {"bad_messages": 0, "commands": 0, "commands_expired": 0}
+        self.stats = {
+            "bad_messages": 0,
+            "commands": 0,
+            "commands_expired": 0,
+            "commands_repeated": 0,
+        }
+        #: command id → its result (None while it runs); see COMMANDS_REMEMBERED
+        self._commands_seen: OrderedDict[str, CommandResult | None] = OrderedDict()
         edge_id = config.edge_id
         self._status_topic = topics.status(edge_id)
         # Remote configuration (issue #4): the hub's last known good document, if one was
@@ -152,7 +165,37 @@ class EdgeAgent:
                 (self._status_topic, self._status(True, self._last_info), 1, True)
             ],
         )
-        self.uplink = Uplink(self.outbox, self.mqtt, edge_id, config.uplink)
+        self._alarm_acks_topic = topics.alarm_acks(edge_id)
+        self.alarm_mqtt: MqttConnection | None = None
+        if config.uplink.alarm_link:
+            # The alarm link (issue #13): its own client id, TCP stream and broker queue;
+            # its own account (the same password), since the broker allows one connection
+            # per account. Its status is the bulk link's business: no will here.
+            link = config.uplink
+            update: dict[str, Any] = {
+                "host": link.alarm_host or config.broker.host,
+                "port": link.alarm_port or config.broker.port,
+            }
+            if config.broker.username is not None:
+                update["username"] = topics.alarm_account(config.broker.username)
+            alarm_settings = config.broker.model_copy(update=update)
+            alarm_events = topics.events(edge_id, Lane.ALARM)
+            self.alarm_mqtt = MqttConnection(
+                alarm_settings,
+                client_id=f"edge-{edge_id}-alarm",
+                subscriptions=[
+                    (self._alarm_acks_topic, 1),
+                    (topics.commands(edge_id), 1),
+                    (topics.HUB_STATUS, 1),
+                ],
+                on_message=self._on_alarm_message,
+                on_connection_change=self._on_alarm_connection_change,
+                persistent_session=True,
+                resent_by_owner=lambda topic: topic == alarm_events,
+            )
+        self.uplink = Uplink(
+            self.outbox, self.mqtt, edge_id, config.uplink, alarm_publisher=self.alarm_mqtt
+        )
         # Polled and MQTT devices (issue #3): one driver per RS-485 port, one for every
         # Modbus TCP device, one for every MQTT device; liveness through one supervisor.
         self.supervisor = Supervisor(self.outbox)
@@ -167,6 +210,49 @@ class EdgeAgent:
         if connected:
             self._status_due.set()  # fresh counters (drops, fill level) right after connect
 
+    def _on_alarm_connection_change(self, connected: bool) -> None:
+        self.uplink.on_connection_change(connected, alarm_link=True)
+
+    def _on_alarm_message(self, message: Message) -> None:
+        try:
+            if message.topic == topics.HUB_STATUS:
+                online = HubStatus.decode(message.payload).online
+                self.uplink.on_hub_status(online, alarm_link=True)
+            elif message.topic == self._alarm_acks_topic:
+                self._spawn(self.uplink.on_ack(Ack.decode(message.payload)))
+            elif message.topic.endswith("/commands"):
+                self._take_command(message)
+            else:
+                raise ContractError(f"unexpected topic {message.topic!r} on the alarm link")
+        except ContractError as err:
+            self.stats["bad_messages"] += 1
+            log.warning("ignored a bad message on %s: %s", message.topic, err)
+
+    def _take_command(self, message: Message) -> None:
+        """Run a command once per id: heard on both links, or resent by the hub after its
+        result was lost, it is answered again with the result it had (or not at all while
+        it still runs: its result goes out when it ends)."""
+        command = Command.decode(message.payload)
+        if command.command_id in self._commands_seen:
+            self.stats["commands_repeated"] += 1
+            done = self._commands_seen[command.command_id]
+            if done is not None:
+                self._publish_result(done)
+            return
+        self._commands_seen[command.command_id] = None
+        while len(self._commands_seen) > COMMANDS_REMEMBERED:
+            self._commands_seen.popitem(last=False)
+        self._spawn(self._run_command(command, self._deadline_of(command, message)))
+
+    def _publish_result(self, result: CommandResult) -> None:
+        """On the alarm link when it is up (button feedback answers an alarm), else bulk."""
+        topic = topics.command_results(self.config.edge_id)
+        link = (
+            self.alarm_mqtt if self.alarm_mqtt is not None and self.alarm_mqtt.connected else None
+        )
+        if link is None or not link.publish(topic, result.encode(), qos=1):
+            self.mqtt.publish(topic, result.encode(), qos=1)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
@@ -179,8 +265,7 @@ class EdgeAgent:
             elif message.topic.endswith("/acks"):
                 self._spawn(self.uplink.on_ack(Ack.decode(message.payload)))
             elif message.topic.endswith("/commands"):
-                command = Command.decode(message.payload)
-                self._spawn(self._run_command(command, self._deadline_of(command, message)))
+                self._take_command(message)
             elif message.topic == self._config_topic:
                 self._spawn(self.remote_config.on_message(message.payload))
             else:
@@ -229,7 +314,9 @@ class EdgeAgent:
             )
         if result.status == "expired":
             self.stats["commands_expired"] += 1
-        self.mqtt.publish(topics.command_results(self.config.edge_id), result.encode(), qos=1)
+        if command.command_id in self._commands_seen:
+            self._commands_seen[command.command_id] = result
+        self._publish_result(result)
 
     async def _button_feedback(self, command: Command, deadline: CommandDeadline) -> CommandResult:
         code, ref_seq = command.args.get("code"), command.args.get("ref_seq")
@@ -267,11 +354,25 @@ class EdgeAgent:
             "uplink": dict(self.uplink.stats),
             "buses": [bus.stats() for bus in self.buses],
             "drivers": {d.name: d.stats() for d in self.drivers},
+            # issue #13: slots passed because the edge could not keep up (nothing dropped)
+            "polls_behind_schedule": sum(
+                int(d.stats().get("polls_behind_schedule", 0)) for d in self.drivers
+            ),
             "devices_online": self.supervisor.online_count(),
             "bad_messages": self.stats["bad_messages"],
             "commands": dict(self.stats),
+            "alarm_link": self._alarm_link_info(),
             **self.remote_config.status_info(),  # config_version, config_refused (issue #4)
             **await self.outbox.buffer_status(),  # buffer_pressure, fill_pct, dropped, buffer
+        }
+
+    def _alarm_link_info(self) -> dict[str, Any]:
+        """Whether alarms have their own link now, for the status (issue #13)."""
+        link = self.alarm_mqtt
+        return {
+            "enabled": link is not None,
+            "connected": link is not None and link.connected,
+            "hub_online": self.uplink.alarm_hub_online,
         }
 
     async def _report_status(self) -> None:
@@ -338,6 +439,8 @@ class EdgeAgent:
             len(self._bus_plan),
         )
         try:
+            if self.alarm_mqtt is not None:
+                await self.alarm_mqtt.start()
             await self.mqtt.start()
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -356,6 +459,8 @@ class EdgeAgent:
                     group.create_task(driver.run(), name=f"driver {driver.name}")
                 self.remote_config.ready()
         finally:
+            if self.alarm_mqtt is not None:
+                await self.alarm_mqtt.stop()
             await self.mqtt.stop(
                 final_publish=(self._status_topic, self._status(online=False), 1, True)
             )

@@ -130,6 +130,23 @@ class EdgeMetrics(Collector):
             "1 while the hub's retained status says online",
             value=1.0 if uplink.hub_online else 0.0,
         )
+        alarm_link = agent.alarm_mqtt
+        yield GaugeMetricFamily(
+            "edge_alarm_link_connected",
+            "1 while the alarm lane's own MQTT connection is up (issue #13)",
+            value=1.0 if alarm_link is not None and alarm_link.connected else 0.0,
+        )
+        behind = CounterMetricFamily(
+            "edge_polls_behind_schedule",
+            "Poll slots passed because polls started late (the edge did not keep up); "
+            "counted instead of reading values that would be dropped",
+            labels=["driver"],
+        )
+        for driver in agent.drivers:
+            passed = driver.stats().get("polls_behind_schedule")
+            if passed is not None:
+                behind.add_metric([driver.name], float(passed))
+        yield behind
 
     def _bus_metrics(self) -> Iterator[Metric]:
         bad = CounterMetricFamily(

@@ -3,11 +3,16 @@
 Durability (see docs/reliability.md):
 - The database runs in WAL mode with ``synchronous=FULL``: every COMMIT fsyncs the WAL.
 - Alarm-lane events (SOS, fall) are committed on their own, at once; ``record`` returns
-  only after that fsync. Other events are group-committed: gathered for up to
-  ``group_commit_s`` (200 ms by default) or ``group_commit_max`` rows and committed in one
-  transaction; their ``record`` calls return after that commit. A device is told "got it"
-  (CB-100 link ack) only after ``record`` returned, so an event the device believes
-  delivered is on disk.
+  only after that fsync. The writer lock serves them before every other waiter
+  (:class:`edge.writer_lock.WriterLock`), so an alarm waits at most for the one
+  transaction under way, never for queued group commits or ack deletes. Other events are
+  group-committed, adaptively (issue #13): when the writer is idle, the first event waits
+  at most ``group_commit_s`` (5 ms by default) for company; while a commit runs, whatever
+  arrives meanwhile goes into the next one as soon as it ends (up to ``group_commit_max``
+  rows). So a commit is small and prompt at low load and large at high load, and storage
+  never caps the edge below what its disk can do; ``record`` returns after the commit.
+  A device is told "got it" (CB-100 link ack) only after ``record`` returned, so an
+  event the device believes delivered is on disk.
 - A row is deleted only when the hub's end-to-end ack names its seq (``ack``); the broker's
   PUBACK is never taken as delivery.
 - ``recent_keys`` remembers the dedupe keys (device + frame seq) of the last
@@ -75,6 +80,7 @@ from edge.outbox_space import (
     disk_free_bytes,
     out_of_space,
 )
+from edge.writer_lock import WriterLock
 
 __all__ = ["Outbox", "OutboxSettings"]
 
@@ -122,7 +128,7 @@ class Outbox:
         self,
         path: str | Path,
         *,
-        group_commit_s: float = 0.2,
+        group_commit_s: float = 0.005,
         group_commit_max: int = 1000,
         dedupe_window_s: float | None = None,
         settings: OutboxSettings | None = None,
@@ -141,10 +147,12 @@ class Outbox:
         self._wall_clock = wall_clock
         self._monotonic = monotonic
         self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._lock = WriterLock()
         self._pending: list[_Pending] = []
         self._flush_task: asyncio.Task[None] | None = None
-        self._flush_wanted = asyncio.Event()
+        self._flush_wanted = asyncio.Event()  # some rows wait for a group commit
+        self._flush_full = asyncio.Event()  # group_commit_max rows wait: commit now
+        self._pending_since = 0.0  # monotonic time the oldest waiting row arrived
         self._recent: dict[str, float] = {}  # dedupe key → when recorded, monotonic
         self._last_recent_prune = 0.0
         self._unsettled: dict[str, asyncio.Future[None]] = {}  # dedupe key → its commit
@@ -317,11 +325,14 @@ class Outbox:
             self._unsettled[dedupe_key] = pending.done
             pending.done.add_done_callback(lambda _f: self._unsettled.pop(dedupe_key, None))
         if lane == Lane.ALARM:
-            await self._commit([pending])  # alone and at once: an SOS never waits 200 ms
+            await self._commit([pending], urgent=True)  # alone, at once, ahead of the queue
         else:
             self._pending.append(pending)
-            if len(self._pending) >= self._group_commit_max:
+            if len(self._pending) == 1:
+                self._pending_since = time.monotonic()
                 self._flush_wanted.set()
+            if len(self._pending) >= self._group_commit_max:
+                self._flush_full.set()
         await pending.done  # raises OutboxError if the write failed
         return True
 
@@ -335,28 +346,33 @@ class Outbox:
         return frame_window.classify(self._windows.get(device_id), seq)
 
     async def _flush_loop(self) -> None:
+        """Adaptive group commit: see the module docstring. Rows that arrived while the
+        last commit ran have waited already; they linger only for what is left of
+        ``group_commit_s`` since the oldest of them arrived."""
         while True:
-            try:
-                await asyncio.wait_for(self._flush_wanted.wait(), self._group_commit_s)
-            except TimeoutError:
-                pass
-            self._flush_wanted.clear()
+            await self._flush_wanted.wait()
+            linger = self._pending_since + self._group_commit_s - time.monotonic()
+            if linger > 0 and len(self._pending) < self._group_commit_max:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flush_full.wait(), linger)
             await self._flush()
 
     async def _flush(self) -> None:
+        self._flush_wanted.clear()
+        self._flush_full.clear()
         if not self._pending:
             return
         batch, self._pending = self._pending, []
         await self._commit(batch)
 
-    async def _commit(self, batch: Sequence[_Pending]) -> None:
+    async def _commit(self, batch: Sequence[_Pending], *, urgent: bool = False) -> None:
         """Store rows (and their dedupe keys) in one fsynced transaction; settle futures.
 
         Never raises: a batch that cannot be stored fails its own ``record`` calls only,
         so the group-commit task lives on through a full disk.
         """
         now = self._wall_clock()
-        async with self._lock:
+        async with self._lock.hold(urgent=urgent):
             try:
                 failure = await self._store(batch, now)
             except Exception as err:
@@ -595,7 +611,7 @@ class Outbox:
 
     async def buffer_status(self) -> dict[str, Any]:
         """Fill level, pressure and cumulative drops, measured now, for the edge status."""
-        async with self._lock:
+        async with self._lock.hold():
             await self._reserve.restore()
             try:
                 used, spare = await self._pages()
@@ -665,7 +681,7 @@ class Outbox:
         if not wanted:
             return 0
         params = [(s,) for s in sorted(wanted)]
-        async with self._lock:
+        async with self._lock.hold():
             db = self._conn
             try:
                 await db.execute("BEGIN IMMEDIATE")

@@ -39,9 +39,9 @@ class EventSink(Protocol):
 class RecordPipeline:
     """Starts records in order without waiting for each to commit.
 
-    Why: the outbox commits non-alarm events in groups (``group_commit_ms``, 200 ms), so a
-    driver that awaited each record before the next would store at most one reading per
-    group commit: five a second, whatever the bus delivers. Records are *started* in the
+    Why: the outbox commits non-alarm events in groups (``group_commit_ms``), so a driver
+    that awaited each record before the next would store at most one reading per group
+    commit, whatever the bus delivers. Records are *started* in the
     order given (so the outbox assigns seqs in that order) and at most ``max_in_flight``
     wait for their commit at once; :meth:`start` waits for room beyond that.
     """

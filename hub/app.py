@@ -21,7 +21,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from contract import HubStatus, topics
-from contract.mqtt import MqttConnection
 from hub.api.body_limit import BodyLimit
 from hub.api.deps import credentials_are_good
 from hub.api.errors import safe_errors
@@ -53,6 +52,7 @@ from hub.auth.hash_gate import HashGate
 from hub.auth.login import Authenticator
 from hub.auth.passwords import Passwords
 from hub.auth.throttle import ThrottlePolicy
+from hub.broker_links import HubBrokerLinks
 from hub.config import HubConfig
 from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
@@ -139,20 +139,14 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             config, recorder=DeliveryLog(engine), phones=WorkerPhones(engine)
         )  # generic webhooks, WeCom, DingTalk, SMS (issue #4)
         channels: list[Notifier] = [streams, *webhooks]
-        broker = MqttConnection(
+        # Two links (issue #13): the alarm lane on a connection of its own, see
+        # hub.broker_links; both feed ingest.on_message.
+        broker = HubBrokerLinks(
             config.broker,
-            client_id=f"{config.hub_id}-ingest",
-            subscriptions=[
-                (topics.HUB_EVENTS_SUBSCRIPTION, 1),
-                (topics.HUB_STATUS_SUBSCRIPTION, 1),
-                (topics.HUB_COMMAND_RESULTS_SUBSCRIPTION, 1),
-            ],
+            config.hub_id,
             on_message=lambda m: ingest.on_message(m),
             on_connection_change=lambda up: remote_config.on_connection_change(up),
-            persistent_session=True,
-            manual_ack=True,
-            will=(topics.HUB_STATUS, hub_status(online=False), 1, True),
-            on_connect_publish=lambda: [(topics.HUB_STATUS, hub_status(online=True), 1, True)],
+            hub_status=hub_status,
         )
         effects = EffectDispatcher(
             engine,

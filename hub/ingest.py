@@ -351,6 +351,8 @@ class Ingest:
         wrong_lane = [e.seq for e in batch.events if e.lane != lane]
         if wrong_lane:
             raise ContractError(f"events {wrong_lane[:5]} are not in lane {lane.name.lower()}")
+        # The alarm link's batches are acked on the alarm link (issue #13, contract.topics).
+        ack_topic = topics.ack_topic(edge_id, lane, batch.lane_acks)
         if not await self._follows_stored(edge_id, batch, lane):
             self.stats["gaps"] += 1
             log.info(
@@ -361,13 +363,15 @@ class Ingest:
                 batch.follows,
             )
             gap = Ack(edge_id, batch.incarnation, (), gap=lane)
-            self._broker.publish(topics.acks(edge_id), gap.encode(), qos=1)
+            self._broker.publish(ack_topic, gap.encode(), qos=1)
             return
         now = self._clock()
         events = tuple(self._within_window(e, now) for e in batch.events)
         done = 0
         while done < len(events):
-            done = await self._commit_part(edge_id, batch.incarnation, events, done, message.topic)
+            done = await self._commit_part(
+                edge_id, batch.incarnation, events, done, message.topic, ack_topic
+            )
             self._stored_tail[(edge_id, batch.incarnation, lane)] = events[done - 1].seq
         self.stats["batches"] += 1
 
@@ -381,7 +385,13 @@ class Ingest:
             return bool(await _stored_uids(conn, [uid]))
 
     async def _commit_part(
-        self, edge_id: str, incarnation: str, events: tuple[Event, ...], start: int, topic: str
+        self,
+        edge_id: str,
+        incarnation: str,
+        events: tuple[Event, ...],
+        start: int,
+        topic: str,
+        ack_topic: str,
     ) -> int:
         """One transaction from ``events[start]`` on: store the new events and act on them,
         ``CHUNK_SIZE`` at a time; commit early when an alarm is waiting or the transaction
@@ -437,7 +447,7 @@ class Ingest:
                 refusals[0].reason,
             )
         ack = Ack(edge_id, incarnation, tuple(e.seq for e in events[start:end]))
-        self._broker.publish(topics.acks(edge_id), ack.encode(), qos=1)
+        self._broker.publish(ack_topic, ack.encode(), qos=1)
         if effects.notifications or effects.commands:
             await self._effects.dispatch(effects)
         return end

@@ -7,10 +7,15 @@ retransmission (every 5 s) is the retry. A retransmission that *was* stored (the
 lost on the line) is recognised by its dedupe key ``<device_id>:<frame seq>`` and acked
 again without a second event.
 
-Frames are decoded on the event loop as bytes arrive and handled in order by one consumer
-task, which *starts* each ``record`` in frame order but does not wait for it before taking
-the next frame: the outbox commits non-alarm events in groups, so awaiting each one in turn
-would cap a bus at one frame per group-commit interval. Each frame is acked when its own
+Frames are decoded (framing, CRC) in the serial reader thread, one hand-over to the event
+loop per chunk (issue #13), so a flood of frames does not take the loop's turns from the
+uplink and the alarm path. On the loop each chunk's frames are mapped at once; **alarms
+are picked out there** and their records started straight away, ahead of every queued
+frame and outside the in-flight bound (they are few, and nothing telemetry fills can hold
+them). The other frames are handled in order by one consumer task, which *starts* each
+``record`` in frame order but does not wait for it before taking the next frame: the
+outbox commits non-alarm events in groups, so awaiting each one in turn would cap a bus
+at one frame per group-commit interval. Each frame is acked when its own
 ``record`` returns. A copy of a frame whose ``record`` is still in flight is dropped (the
 first copy's ack answers it). Backpressure: at most ``max_in_flight`` records at once, and a
 bounded frame queue; when that is full (the outbox is stalled) new frames are dropped and
@@ -36,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from contract import Lane
 from contract.envelope import format_time, utc_now
 from edge.codecs import cb100
 from edge.command_deadline import CommandDeadline
@@ -61,9 +67,15 @@ class ByteLink(Protocol):
     @property
     def reopen_count(self) -> int: ...
 
-    async def run(self, on_data: Callable[[bytes], None]) -> None: ...
+    async def run(
+        self, on_data: Callable[[Any], None], decode: Callable[[bytes], Any] | None = None
+    ) -> None: ...
 
     async def write(self, data: bytes) -> None: ...
+
+
+#: What the reader thread hands over per chunk: the frames and the rejected candidates.
+Decoded = tuple[list[cb100.Frame], list[tuple[str, int | None]]]
 
 
 class FrameWindows(Protocol):
@@ -116,8 +128,16 @@ class CallButtonBus:
         self._profile = profile
         self._sink = sink
         self._clock = clock
-        self._decoder = cb100.FrameDecoder(on_reject=self._on_reject)
-        self._frames: asyncio.Queue[cb100.Frame] = asyncio.Queue(queue_size)
+        # Fed in the reader thread (one at a time); rejects are collected there and
+        # counted on the loop with the chunk's frames.
+        self._rejected: list[tuple[str, int | None]] = []
+        self._decoder = cb100.FrameDecoder(
+            on_reject=lambda reason, serial: self._rejected.append((reason, serial))
+        )
+        self._frames: asyncio.Queue[tuple[cb100.Frame, MappedEvent, DeviceStats]] = asyncio.Queue(
+            queue_size
+        )
+        self._alarm_tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._in_flight: set[str] = set()  # dedupe keys whose record has not returned
         self._serials: dict[str, int] = {}  # device_id → serial, for commands
@@ -138,7 +158,9 @@ class CallButtonBus:
     async def run(self) -> None:
         """Read, decode, record and ack until cancelled."""
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._link.run(self._on_data), name=f"{self.name} link")
+            group.create_task(
+                self._link.run(self._on_decoded, decode=self._decode), name=f"{self.name} link"
+            )
             group.create_task(self._consume(), name=f"{self.name} frames")
 
     async def send_feedback(
@@ -194,16 +216,61 @@ class CallButtonBus:
         """device_id → serial of every device heard on this bus."""
         return dict(self._serials)
 
+    def _decode(self, data: bytes) -> Decoded:
+        """In the reader thread: framing and CRC of one chunk."""
+        self._rejected = []
+        frames = self._decoder.feed(data)
+        return frames, self._rejected
+
     def _on_data(self, data: bytes) -> None:
+        """Decode on the loop (tests feed bytes straight in); never raises."""
+        self._on_decoded(self._decode(data))
+
+    def _on_decoded(self, decoded: Decoded) -> None:
         """Called on the loop by the link for every chunk; never raises."""
-        for frame in self._decoder.feed(data):
+        frames, rejected = decoded
+        for reason, serial in rejected:
+            self._on_reject(reason, serial)
+        for frame in frames:
             try:
-                self._frames.put_nowait(frame)
+                accepted = self._accept(frame)
+                if accepted is None:
+                    continue
+                event, stats = accepted
+                if event.lane == Lane.ALARM:
+                    self._start_alarm(frame, event, stats)
+                    continue
+                self._frames.put_nowait((frame, event, stats))
             except asyncio.QueueFull:
                 self._counts["queue_dropped"] += 1
                 self._log_throttled(
                     "*", "queue", "frame queue full: dropped (the button resends it)"
                 )
+            except Exception:
+                self._counts["internal_errors"] += 1
+                log.exception("%s: frame %s not handled", self.name, frame.seq)
+
+    def _start_alarm(self, frame: cb100.Frame, event: MappedEvent, stats: DeviceStats) -> None:
+        """An alarm's record starts now: no queue, no in-flight bound ahead of it."""
+        key = self._admit(frame, event, stats)
+        if key is None:
+            return
+        task = asyncio.create_task(self._record_then_ack(frame, event, key, stats, slot=False))
+        self._alarm_tasks.add(task)
+        task.add_done_callback(self._alarm_tasks.discard)
+
+    def _admit(self, frame: cb100.Frame, event: MappedEvent, stats: DeviceStats) -> str | None:
+        """The frame's dedupe key if it is to be recorded; None for a copy of one in
+        flight or a replay (counted)."""
+        key = f"{event.device_id}:{frame.seq}"
+        if key in self._in_flight:
+            self._counts["duplicates"] += 1
+            stats.duplicates += 1
+            return None
+        if self._windows is not None and not self._check_window(frame, event, stats):
+            return None
+        self._in_flight.add(key)
+        return key
 
     def _on_reject(self, reason: str, serial: int | None) -> None:
         device_id = self._profile.device_id_for(serial) if serial is not None else None
@@ -216,25 +283,17 @@ class CallButtonBus:
     async def _consume(self) -> None:
         async with asyncio.TaskGroup() as group:
             while True:
-                frame = await self._frames.get()
-                accepted = self._accept(frame)
-                if accepted is None:
-                    continue
-                event, stats = accepted
-                key = f"{event.device_id}:{frame.seq}"
-                if key in self._in_flight:
-                    self._counts["duplicates"] += 1
-                    stats.duplicates += 1
-                    continue
-                if self._windows is not None and not self._check_window(frame, event, stats):
-                    continue
+                frame, event, stats = await self._frames.get()
                 await self._slots.acquire()
-                self._in_flight.add(key)
+                key = self._admit(frame, event, stats)
+                if key is None:
+                    self._slots.release()
+                    continue
                 # Tasks start in creation order, so records begin in frame order.
                 group.create_task(self._record_then_ack(frame, event, key, stats))
 
     def _accept(self, frame: cb100.Frame) -> tuple[MappedEvent, DeviceStats] | None:
-        """Map one frame, or count why not. Runs in frame order on the consumer task."""
+        """Map one frame, or count why not. Runs in frame order, on the loop, per chunk."""
         if cb100.is_downlink_type(frame.type):
             self._counts["downlink_ignored"] += 1  # our own acks echoed, or another master
             return None
@@ -281,7 +340,13 @@ class CallButtonBus:
         return False
 
     async def _record_then_ack(
-        self, frame: cb100.Frame, event: MappedEvent, key: str, stats: DeviceStats
+        self,
+        frame: cb100.Frame,
+        event: MappedEvent,
+        key: str,
+        stats: DeviceStats,
+        *,
+        slot: bool = True,
     ) -> None:
         try:
             try:
@@ -316,7 +381,8 @@ class CallButtonBus:
             self._counts["internal_errors"] += 1
             log.exception("%s: frame %s of %s not handled", self.name, frame.seq, event.device_id)
         finally:
-            self._slots.release()
+            if slot:
+                self._slots.release()
 
     def _queue_ack(self, data: bytes, device_id: str, stats: DeviceStats) -> None:
         """Acks that become due in the same loop iteration (a group commit settles hundreds

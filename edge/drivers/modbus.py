@@ -20,8 +20,13 @@ The drivers take plain dataclasses (:class:`ModbusDevice`, :class:`PointSpec`,
 :class:`PollPlan`) so they can be built and tested without profile files;
 :func:`devices_from_entries` builds them from the configured devices and their v2
 profiles. Results are handed from the scheduler (synchronous callbacks) to one recorder
-task through a bounded queue: if the outbox stalls, readings are dropped and counted
-(telemetry; the next poll brings fresh values), the bus never waits for the disk.
+task. **Nothing read is dropped** (issue #13): at most ``max_pending`` results wait for the
+outbox (queued or being committed); while that many wait, the schedulers start no poll
+(:class:`~edge.transports.bus_scheduler.BusScheduler`'s ``room``), so an edge that cannot
+store as fast as it polls falls behind schedule — each passed slot counted per device and
+in total (``polls_behind_schedule``), reported in the status and the metrics — instead of
+reading values it then throws away. A poll already on the wire when the bound is reached
+still delivers its result (the bound is exceeded by at most one poll per scheduler).
 """
 
 from __future__ import annotations
@@ -252,7 +257,14 @@ class ModbusDriverBase:
                 raise ValueError(f"{name}: device {device.device_id!r} configured twice")
             self._devices[device.device_id] = device
         self._stats = {d: DeviceStats() for d in self._devices}
-        self._results: asyncio.Queue[_Result] = asyncio.Queue(max_pending)
+        # Unbounded by itself: the bound is ``_waiting`` against ``_max_pending``, checked
+        # before a poll starts (``_room``), so a result that was read is never refused.
+        self._results: asyncio.Queue[_Result] = asyncio.Queue()
+        self._max_pending = max_pending
+        self._waiting = 0  # results read and not yet recorded (queued or committing)
+        #: set while fewer than max_pending wait: the schedulers start polls only then
+        self._room = asyncio.Event()
+        self._room.set()
         self._log = RateLimitedLog(clock=clock)
 
     # ---- to be supplied ------------------------------------------------------------
@@ -303,11 +315,16 @@ class ModbusDriverBase:
                 "out_of_range": dict(stats.out_of_range),
                 "record_failed": stats.record_failed,
                 "dropped": stats.dropped,
+                "polls_behind_schedule": self._scheduler(device_id).behind_of(device_id),
                 "commands": dict(stats.commands),
                 "last_values": dict(stats.last_values),
                 "last_read_at": format_time(stats.last_read_at) if stats.last_read_at else None,
             }
-        return {"devices": devices, "pending_results": self._results.qsize()}
+        return {
+            "devices": devices,
+            "pending_results": self._waiting,
+            "polls_behind_schedule": self.polls_behind_schedule(),
+        }
 
     # ---- polling -------------------------------------------------------------------
 
@@ -349,25 +366,41 @@ class ModbusDriverBase:
         return read
 
     def _on_result(self, result: Any) -> None:
-        """Scheduler callback (synchronous): hand the result to the recorder."""
+        """Scheduler callback (synchronous): hand the result to the recorder (never drops)."""
         assert isinstance(result, _Result)
         stats = self._stats[result.plan.device.device_id]
         stats.polls_ok += 1
-        try:
-            self._results.put_nowait(result)
-        except asyncio.QueueFull:
-            stats.dropped += 1
-            self._log.warning(
-                result.plan.device.device_id,
-                "dropped",
-                "reading dropped: the outbox is not keeping up",
-            )
+        self._waiting += 1
+        if self._waiting >= self._max_pending:
+            self._room.clear()
+        self._results.put_nowait(result)
+
+    def _recorded(self, _task: object = None) -> None:
+        self._waiting -= 1
+        if self._waiting < self._max_pending:
+            self._room.set()
+
+    def polls_behind_schedule(self) -> int:
+        """Poll slots passed because polls started late, over every scheduler."""
+        return sum(s.behind_schedule for s in self._all_schedulers())
+
+    def _all_schedulers(self) -> list[BusScheduler]:
+        return list({id(s): s for s in map(self._scheduler, self._devices)}.values())
 
     async def _record_results(self) -> None:
-        pipeline = RecordPipeline()  # readings are not awaited one by one (see there)
+        # Readings are not awaited one by one (see RecordPipeline); as many may wait for
+        # their commit as may wait at all, so the outbox's group commit, not this bound,
+        # sets the pace (a bound of 256 against a 200 ms commit capped an edge at 1,280/s).
+        pipeline = RecordPipeline(max_in_flight=self._max_pending)
         while True:
             result = await self._results.get()
-            await pipeline.start(self._record(result))
+            await pipeline.start(self._record_counted(result))
+
+    async def _record_counted(self, result: _Result) -> None:
+        try:
+            await self._record(result)
+        finally:
+            self._recorded()
 
     async def _record(self, result: _Result) -> None:
         device = result.plan.device

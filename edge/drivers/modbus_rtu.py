@@ -70,6 +70,7 @@ class ModbusRtuDriver(ModbusDriverBase):
             backoff_max_s=backoff_max_s,
             on_state=self._on_state,
             clock=clock,
+            room=self._room,  # no room for a result: polls fall behind, nothing is dropped
         )
         for device in self.devices.values():
             self.bus.set_offline_after(device.device_id, device.offline_after)

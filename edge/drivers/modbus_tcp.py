@@ -98,6 +98,7 @@ class ModbusTcpDriver(ModbusDriverBase):
                     on_state=self._on_state,
                     clock=clock,
                     gate=self._gate,
+                    room=self._room,  # no room for a result: polls fall behind
                 )
         for device in self.devices.values():
             self._scheduler(device.device_id).set_offline_after(

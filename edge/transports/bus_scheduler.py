@@ -19,6 +19,11 @@ next one lets one broken device stall every other. Here:
   name; ``timeout`` for a :class:`TimeoutError`); the scheduler itself never stops until
   :meth:`close`.
 
+* a poll is started only when the owner has room for its result (``room``, issue #13):
+  a machine that cannot store readings as fast as they are polled makes polls late, and
+  every slot a late poll passes is counted as *behind schedule* (``behind_schedule``),
+  instead of reading values that would then be dropped.
+
 Schedules: a poll runs every ``interval_s``, or at the times a ``next_due`` function
 gives (an APScheduler trigger through :class:`TriggerSchedule`: cron-like hourly meter
 reads). Per-poll and per-command ``timeout_s`` override the bus default (devices of
@@ -130,6 +135,7 @@ class ScheduledPoll:
     timeout_s: float | None = None
     runs: int = 0
     skipped: int = 0
+    behind: int = 0  # slots passed because the poll started too late (missed, not made up)
 
 
 class BusScheduler:
@@ -147,8 +153,10 @@ class BusScheduler:
         on_state: StateListener | None = None,
         clock: Callable[[], float] = time.monotonic,
         gate: asyncio.Semaphore | None = None,
+        room: asyncio.Event | None = None,
     ) -> None:
         self.name = name
+        self._room = room
         self._gap = inter_frame_gap_s
         self._timeout = timeout_s
         self._offline_after = offline_after
@@ -169,6 +177,7 @@ class BusScheduler:
         self.busy_s = 0.0  # time with a transaction on the wire, for utilisation figures
         #: how late each poll started (s after its due time), the latest samples
         self.lateness: deque[float] = deque(maxlen=LATENESS_SAMPLES)
+        self._behind = 0  # slots passed by polls that have run since (see behind_schedule)
         self._offline_after_of: dict[str, int] = {}
 
     # ---- configuration -------------------------------------------------------------
@@ -196,6 +205,24 @@ class BusScheduler:
         self.health.setdefault(device, DeviceHealth())
         self._wake.set()
         return poll
+
+    @property
+    def behind_schedule(self) -> int:
+        """Poll slots passed because polls started late (the machine, or the storage behind
+        it, did not keep up, or a transaction ran long): counted, never made up. Includes
+        the slots polls waiting right now have already passed."""
+        return self._behind + sum(self._overdue(poll) for _, _, poll in self._polls)
+
+    def behind_of(self, device: str) -> int:
+        """:attr:`behind_schedule` of one device's polls."""
+        return sum(p.behind + self._overdue(p) for p in self.polls_of(device))
+
+    def _overdue(self, poll: ScheduledPoll) -> int:
+        late = self._clock() - poll.due
+        return int(late // poll.interval_s) if late > 0 and poll.interval_s > 0 else 0
+
+    def polls_of(self, device: str) -> list[ScheduledPoll]:
+        return [poll for _, _, poll in self._polls if poll.device == device]
 
     def set_offline_after(self, device: str, failures: int) -> None:
         """``device`` is offline after ``failures`` in a row (its profile's setting)."""
@@ -241,11 +268,30 @@ class BusScheduler:
                         future.set_result(result)
                 await self._gap_sleep()
                 continue
+            room = self._room
+            if room is not None and not room.is_set() and self._poll_due():
+                await self._wait_for_room(room)  # the poll waits, late; commands do not
+                continue
             poll = self._next_due_poll()
             if poll is None:
                 await self._wait_for_work()
                 continue
             await self._run_poll(poll)
+
+    def _poll_due(self) -> bool:
+        return bool(self._polls) and self._polls[0][0] <= self._clock()
+
+    async def _wait_for_room(self, room: asyncio.Event) -> None:
+        """Until the owner has room for a result, or a command (or close) wants a turn."""
+        self._wake.clear()
+        if not self._commands.empty() or self._closed:
+            return
+        waits = [asyncio.ensure_future(room.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     def close(self) -> None:
         self._closed = True
@@ -263,6 +309,10 @@ class BusScheduler:
                 poll.due = poll.next_due(poll.due, now)
             else:
                 poll.due += poll.interval_s * max(1, int(late // poll.interval_s) + 1)
+            missed = int(late // poll.interval_s) if poll.interval_s > 0 else 0
+            if missed > 0:
+                poll.behind += missed
+                self._behind += missed
             if poll.due != NEVER:
                 heapq.heappush(self._polls, (poll.due, next(self._order), poll))
             if health.backoff_until > now:

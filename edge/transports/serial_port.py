@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import serial
 
@@ -93,10 +93,16 @@ class SerialLink:
     def is_open(self) -> bool:
         return self._serial is not None
 
-    async def run(self, on_data: Callable[[bytes], None]) -> None:
+    async def run(
+        self, on_data: Callable[[Any], None], decode: Callable[[bytes], Any] | None = None
+    ) -> None:
         """Read until cancelled, calling ``on_data`` on the event loop for every chunk.
 
-        ``on_data`` must not raise. Port failures are handled here and never escape.
+        With ``decode``, the reader thread calls it on each chunk and ``on_data`` gets what
+        it returned (issue #13: frame decoding and CRC checks off the event loop; one
+        hand-over per chunk, whatever number of frames it holds). ``decode`` runs in one
+        thread at a time, in chunk order. ``on_data`` must not raise. Port failures are
+        handled here and never escape.
         """
         if self._running:
             raise RuntimeError(f"{self.port}: SerialLink.run is already running")
@@ -114,7 +120,7 @@ class SerialLink:
                 self._mark_open()
                 attempt = 0
                 try:
-                    await self._pump(port, on_data)
+                    await self._pump(port, on_data, decode)
                 except TransportError as err:
                     self._mark_unavailable(err)
                 await asyncio.sleep(self.timing.backoff_s(attempt))
@@ -153,14 +159,19 @@ class SerialLink:
         except (serial.SerialException, OSError, ValueError) as err:
             raise TransportError(f"{self.port}: cannot open: {err}") from err
 
-    async def _pump(self, port: serial.Serial, on_data: Callable[[bytes], None]) -> None:
+    async def _pump(
+        self,
+        port: serial.Serial,
+        on_data: Callable[[Any], None],
+        decode: Callable[[bytes], Any] | None,
+    ) -> None:
         """Run the reader thread until the port fails (TransportError) or we are cancelled."""
         loop = asyncio.get_running_loop()
         lost: asyncio.Future[BaseException] = loop.create_future()
         stop = threading.Event()
         reader = threading.Thread(
             target=self._read_loop,
-            args=(port, stop, loop, on_data, lost),
+            args=(port, stop, loop, on_data, lost, decode),
             name=f"serial-reader {self.port}",
             daemon=True,
         )
@@ -183,8 +194,9 @@ class SerialLink:
         port: serial.Serial,
         stop: threading.Event,
         loop: asyncio.AbstractEventLoop,
-        on_data: Callable[[bytes], None],
+        on_data: Callable[[Any], None],
         lost: asyncio.Future[BaseException],
+        decode: Callable[[bytes], Any] | None = None,
     ) -> None:
         """Reader thread: the only code that runs off the event loop besides writes."""
         try:
@@ -199,7 +211,12 @@ class SerialLink:
                         loop.call_soon_threadsafe(_resolve, lost, err)
                     return
                 if chunk and not stop.is_set():
-                    loop.call_soon_threadsafe(on_data, chunk)
+                    try:
+                        item = chunk if decode is None else decode(chunk)
+                    except Exception:  # a decoder bug must not end the reading
+                        log.exception("%s: decoding a chunk failed; it is skipped", port.port)
+                        continue
+                    loop.call_soon_threadsafe(on_data, item)
         except RuntimeError:
             return  # the event loop is closed: nobody is listening any more
 

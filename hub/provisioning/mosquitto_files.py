@@ -15,7 +15,13 @@ ten lines per edge, which Mosquitto reads in well under a second for thousands o
 
 An edge (username = edge id) may publish only its own events (one line per lane), status
 and command results, and read only its own acks, commands and retained configuration,
-plus the hub's status. The hub may read every edge's uplink topics and write every edge's
+plus the hub's status. Its alarm link (issue #13) logs in as a second account,
+``<edge_id>.alarm``, with the same password (the password file holds the same hash twice),
+because the broker runs ``use_username_as_clientid``: one connection per account. That
+account may publish only the edge's alarm events and command results and read only its
+alarm acks, its commands and the hub's status. The hub's alarm link, ``<hub>.alarm``, may
+read only every edge's alarm events and write alarm acks, commands and the hub's status.
+The hub's bulk account may read every edge's other uplink topics and write every edge's
 acks, commands and configuration and its own status. Mosquitto checks read rights when
 it delivers, so an edge that subscribes to another edge's topics gets a granted SUBACK
 and never a message; publishing where it may not gets PUBACK 0x87 (MQTT 5).
@@ -43,6 +49,7 @@ from contract.mosquitto_auth import (
     SALT_BYTES,
     check_account_name,
     hash_password,
+    is_alarm_account,
     render_password_file,
     verify_password,
     write_private_file,
@@ -56,10 +63,14 @@ __all__ = [
     "HEADER",
     "KEY_BYTES",
     "SALT_BYTES",
+    "alarm_accounts",
     "check_account_name",
+    "edge_alarm_rules",
     "edge_rules",
     "hash_password",
+    "hub_alarm_rules",
     "hub_rules",
+    "is_alarm_account",
     "render_acl",
     "render_password_file",
     "verify_password",
@@ -84,11 +95,47 @@ def edge_rules(edge_id: str) -> list[tuple[str, str]]:
     return rules
 
 
-def hub_rules() -> list[tuple[str, str]]:
-    """(access, topic) pairs of the hub: every edge's uplink in, every edge's downlink out."""
+def edge_alarm_rules(edge_id: str) -> list[tuple[str, str]]:
+    """(access, topic) pairs of an edge's alarm link: the alarm lane and commands only."""
+    check_account_name(edge_id)
+    return [
+        ("write", topics.events(edge_id, Lane.ALARM)),
+        ("write", topics.command_results(edge_id)),
+        ("read", topics.alarm_acks(edge_id)),
+        ("read", topics.commands(edge_id)),
+        ("read", topics.HUB_STATUS),
+    ]
+
+
+def hub_alarm_rules() -> list[tuple[str, str]]:
+    """(access, topic) pairs of the hub's alarm link: every edge's alarms in, their acks
+    and every edge's commands out, and the hub's status (its will and its "online")."""
     every_edge = f"{topics.PREFIX}/edge/+"
     return [
-        ("read", topics.HUB_EVENTS_SUBSCRIPTION),
+        ("read", topics.HUB_ALARM_EVENTS_SUBSCRIPTION),
+        ("write", f"{every_edge}/acks/alarm"),
+        ("write", f"{every_edge}/commands"),
+        ("write", topics.HUB_STATUS),
+    ]
+
+
+def alarm_accounts(accounts: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Password-file lines for ``accounts`` and for the alarm link of each: the same hash
+    under ``<name>.alarm``, so one password opens both connections."""
+    pairs: list[tuple[str, str]] = []
+    for name, hashed in accounts:
+        if is_alarm_account(name):
+            raise ValueError(f"{name!r}: a name ending in '.alarm' is kept for alarm links")
+        pairs += [(name, hashed), (topics.alarm_account(name), hashed)]
+    return pairs
+
+
+def hub_rules() -> list[tuple[str, str]]:
+    """(access, topic) pairs of the hub's bulk link: every edge's uplink but the alarm lane
+    in, every edge's downlink out."""
+    every_edge = f"{topics.PREFIX}/edge/+"
+    return [
+        *(("read", t) for t in topics.HUB_BULK_EVENTS_SUBSCRIPTIONS),
         ("read", topics.HUB_STATUS_SUBSCRIPTION),
         ("read", topics.HUB_COMMAND_RESULTS_SUBSCRIPTION),
         ("write", f"{every_edge}/acks"),
@@ -99,13 +146,22 @@ def hub_rules() -> list[tuple[str, str]]:
 
 
 def render_acl(hub_username: str, edge_ids: Iterable[str]) -> str:
-    """ACL-file text: the hub's block, then one block per edge (sorted by edge id)."""
+    """ACL-file text: the hub's two blocks, then two per edge (sorted by edge id): each
+    account and the account of its alarm link."""
     check_account_name(hub_username)
-    blocks = [_block(hub_username, hub_rules())]
+    if is_alarm_account(hub_username):
+        raise ValueError(f"{hub_username!r}: a name ending in '.alarm' is kept for alarm links")
+    blocks = [
+        _block(hub_username, hub_rules()),
+        _block(topics.alarm_account(hub_username), hub_alarm_rules()),
+    ]
     for edge_id in sorted(set(edge_ids)):
         if edge_id == hub_username:
             raise ValueError(f"edge id {edge_id!r} is the hub's broker username")
+        if is_alarm_account(edge_id):
+            raise ValueError(f"edge id {edge_id!r}: names ending in '.alarm' are kept")
         blocks.append(_block(edge_id, edge_rules(edge_id)))
+        blocks.append(_block(topics.alarm_account(edge_id), edge_alarm_rules(edge_id)))
     return HEADER + "\n".join(blocks)
 
 

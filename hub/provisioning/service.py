@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from contract.topics import alarm_account
 from hub.config import BrokerAuthSettings, EdgeBrokerAddress, HubConfig
 from hub.db.schema import edges
 from hub.domain.access import Principal
@@ -43,8 +44,10 @@ from hub.provisioning.errors import (
     InvalidEdgeId,
 )
 from hub.provisioning.mosquitto_files import (
+    alarm_accounts,
     check_account_name,
     hash_password,
+    is_alarm_account,
     render_acl,
     render_password_file,
     write_private_file,
@@ -241,6 +244,11 @@ class EdgeRegistry:
             raise InvalidEdgeId(
                 f"{edge_id!r} is the hub's own broker username / 该名称是中心平台自身的代理账号"
             )
+        if is_alarm_account(edge_id) or edge_id == alarm_account(self._hub_username):
+            raise InvalidEdgeId(
+                f"{edge_id!r}: names ending in '.alarm' are kept for the alarm links' "
+                "accounts / 以 .alarm 结尾的名称保留给报警链路账号"
+            )
 
     async def _write_files(self, conn: AsyncConnection) -> None:
         result = await conn.execute(
@@ -255,7 +263,13 @@ class EdgeRegistry:
         if clashing:
             log.error("edge row %r clashes with the hub's broker username; left out", clashing[0])
         active = [(e, h) for e, h in active if e != self._hub_username]
-        passwords = render_password_file([(self._hub_username, self._hub_hash), *active])
+        reserved = [e for e, _ in active if is_alarm_account(e)]
+        if reserved:  # possible only by editing the table: it would shadow an alarm link
+            log.error("edge row %r has a name kept for alarm links; left out", reserved[0])
+        active = [(e, h) for e, h in active if not is_alarm_account(e)]
+        passwords = render_password_file(
+            alarm_accounts([(self._hub_username, self._hub_hash), *active])
+        )
         acl = render_acl(self._hub_username, [edge_id for edge_id, _ in active])
         try:
             await asyncio.to_thread(write_private_file, self._settings.password_file, passwords)

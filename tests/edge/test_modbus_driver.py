@@ -330,17 +330,36 @@ async def test_a_failing_device_goes_offline_with_its_reason_and_comes_back() ->
     assert driver.stats()["devices"]["bin-2"]["failures"]["exception_4"] >= 2
 
 
-async def test_a_stalled_outbox_drops_readings_instead_of_holding_up_the_bus() -> None:
+async def test_a_stalled_outbox_makes_polls_fall_behind_and_drops_nothing_read() -> None:
+    """Issue #13: overload slows polling, it never loses a reading."""
     link, sink, states = FakeLink(), FakeSink(), Transitions()
-    sink.gate = asyncio.Event()  # record() never returns
+    sink.gate = asyncio.Event()  # record() does not return: storage is saturated
     driver = ModbusRtuDriver(
         link, [bin_device()], sink, states, inter_frame_gap_s=0.0, max_pending=3
     )
     async with running(driver):
-        await wait_until(lambda: driver.device_stats("bin-1").dropped >= 5, 10, message="drops")
-        assert driver.stats()["pending_results"] == 3
+        await wait_until(lambda: driver.stats()["pending_results"] == 3, 10, message="full")
+        before = driver.stats()["polls_behind_schedule"]
+        await wait_until(
+            lambda: driver.stats()["polls_behind_schedule"] >= before + 5, 10, message="behind"
+        )
+        stats = driver.stats()
+        assert stats["pending_results"] == 3  # no poll started while 3 results waited
+        assert stats["devices"]["bin-1"]["polls_behind_schedule"] >= before + 5
+        assert stats["devices"]["bin-1"]["dropped"] == 0
+        assert len(link.requests) == 3  # nothing was read that could not be kept
+        # A command is not held up by the stalled polls (it goes ahead of them).
+        outcome = await driver.command(
+            "bin-1", "write_point", {"point": "report_interval_s", "value": 60}
+        )
+        assert outcome[0] == "ok", outcome
         sink.gate.set()
-        await wait_until(lambda: len(sink.events) >= 4, 10, message="recording resumes")
+        await wait_until(lambda: len(sink.events) >= 10, 10, message="recording resumes")
+    polls_ok = driver.device_stats("bin-1").polls_ok
+    assert polls_ok >= 10
+    # Every reading that was read was recorded (at most the last one still on its way).
+    assert len(sink.events) >= polls_ok - 1
+    assert driver.device_stats("bin-1").dropped == 0
 
 
 async def test_tcp_driver_bounds_requests_in_flight() -> None:

@@ -34,6 +34,10 @@ async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
         yield box
 
 
+# The tests above the alarm link's own leave out the alarm's head start (they do not ack
+# alarms); it has a test of its own at the end.
+
+
 async def fill(outbox: Outbox, telemetry: int, alarms: int) -> None:
     await asyncio.gather(
         *(
@@ -53,7 +57,9 @@ async def start(uplink: Uplink) -> asyncio.Task[None]:
 async def test_alarms_go_first_and_window_bounds_telemetry(outbox: Outbox) -> None:
     await fill(outbox, 1000, 3)
     pub = FakePublisher()
-    uplink = Uplink(outbox, pub, "e1", UplinkSettings(batch_size=100, window=2))
+    uplink = Uplink(
+        outbox, pub, "e1", UplinkSettings(batch_size=100, window=2, alarm_head_start_s=0)
+    )
     task = await start(uplink)
     try:
         await wait_until(lambda: len(pub.sent) >= 3)
@@ -73,7 +79,9 @@ async def test_alarms_go_first_and_window_bounds_telemetry(outbox: Outbox) -> No
 async def test_order_within_lane_and_no_gaps(outbox: Outbox) -> None:
     await fill(outbox, 250, 0)
     pub = FakePublisher()
-    uplink = Uplink(outbox, pub, "e1", UplinkSettings(batch_size=40, window=3))
+    uplink = Uplink(
+        outbox, pub, "e1", UplinkSettings(batch_size=40, window=3, alarm_head_start_s=0)
+    )
     task = await start(uplink)
     try:
         answered = 0
@@ -92,7 +100,7 @@ async def test_order_within_lane_and_no_gaps(outbox: Outbox) -> None:
 async def test_reconnect_resends_unacknowledged(outbox: Outbox) -> None:
     await fill(outbox, 10, 1)
     pub = FakePublisher()
-    uplink = Uplink(outbox, pub, "e1", UplinkSettings(batch_size=100))
+    uplink = Uplink(outbox, pub, "e1", UplinkSettings(batch_size=100, alarm_head_start_s=0))
     task = await start(uplink)
     try:
         await wait_until(lambda: len(pub.sent) == 2)
@@ -119,7 +127,13 @@ async def test_overdue_ack_triggers_resend(outbox: Outbox) -> None:
     await fill(outbox, 0, 1)
     now = [0.0]
     pub = FakePublisher()
-    uplink = Uplink(outbox, pub, "e1", UplinkSettings(ack_timeout_s=0.2), monotonic=lambda: now[0])
+    uplink = Uplink(
+        outbox,
+        pub,
+        "e1",
+        UplinkSettings(ack_timeout_s=0.2, alarm_head_start_s=0),
+        monotonic=lambda: now[0],
+    )
     task = await start(uplink)
     try:
         await wait_until(lambda: len(pub.sent) == 1)
@@ -134,7 +148,7 @@ async def test_overdue_ack_triggers_resend(outbox: Outbox) -> None:
 async def test_foreign_ack_is_ignored(outbox: Outbox) -> None:
     await fill(outbox, 0, 1)
     pub = FakePublisher()
-    uplink = Uplink(outbox, pub, "e1", UplinkSettings())
+    uplink = Uplink(outbox, pub, "e1", UplinkSettings(alarm_head_start_s=0))
     task = await start(uplink)
     try:
         await wait_until(lambda: len(pub.sent) == 1)
@@ -149,7 +163,7 @@ async def test_foreign_ack_is_ignored(outbox: Outbox) -> None:
 async def test_nothing_is_sent_while_the_hub_is_offline(outbox: Outbox) -> None:
     await fill(outbox, 5, 1)
     pub = FakePublisher()
-    uplink = Uplink(outbox, pub, "e1", UplinkSettings())
+    uplink = Uplink(outbox, pub, "e1", UplinkSettings(alarm_head_start_s=0))
     task = asyncio.create_task(uplink.run())
     try:
         uplink.wake()
@@ -180,7 +194,7 @@ async def test_batches_name_the_seq_they_follow_and_a_gap_rewinds_the_lane_once(
         outbox,
         pub,
         "e1",
-        UplinkSettings(batch_size=10, window=3, gap_holdoff_s=1.0),
+        UplinkSettings(batch_size=10, window=3, gap_holdoff_s=1.0, alarm_head_start_s=0),
         monotonic=lambda: clock[0],
     )
     task = await start(uplink)
@@ -203,5 +217,40 @@ async def test_batches_name_the_seq_they_follow_and_a_gap_rewinds_the_lane_once(
         await uplink.on_ack(gap)
         await wait_until(lambda: len(pub.sent) == 9)
         assert pub.sent[6][1].follows == 0
+    finally:
+        task.cancel()
+
+
+async def test_alarms_take_their_own_link_ask_for_acks_there_and_get_a_head_start(
+    outbox: Outbox,
+) -> None:
+    """Issue #13: the alarm link; telemetry waits for the alarm's ack; the bulk link is the
+    fallback, with acks on the bulk topic."""
+    await fill(outbox, 300, 2)
+    bulk, alarm_link = FakePublisher(), FakePublisher()
+    settings = UplinkSettings(batch_size=100, alarm_head_start_s=30)
+    uplink = Uplink(outbox, bulk, "e1", settings, alarm_publisher=alarm_link)
+    uplink.on_hub_status(online=True, alarm_link=True)
+    task = await start(uplink)
+    try:
+        await wait_until(lambda: alarm_link.sent, message="alarms on the alarm link")
+        [(topic, batch)] = alarm_link.sent
+        assert topic.endswith("/events/alarm") and batch.lane_acks
+        assert [e.kind for e in batch.events] == ["sos", "sos"]
+        await asyncio.sleep(0.05)
+        assert bulk.sent == []  # the head start: telemetry waits for the alarm's ack
+        await uplink.on_ack(Ack("e1", outbox.incarnation, tuple(e.seq for e in batch.events)))
+        await wait_until(lambda: len(bulk.sent) >= 3, message="telemetry after the ack")
+        assert all(t.endswith("/events/telemetry") for t, _ in bulk.sent)
+
+        # The alarm link goes down: the next alarm takes the bulk link, acked there.
+        alarm_link.connected = False
+        uplink.on_connection_change(False, alarm_link=True)
+        await outbox.record("b9", "sos", Lane.ALARM, {})
+        await wait_until(
+            lambda: any(t.endswith("/events/alarm") for t, _ in bulk.sent), message="fallback"
+        )
+        fallback = next(b for t, b in bulk.sent if t.endswith("/events/alarm"))
+        assert not fallback.lane_acks and "b9" in [e.device_id for e in fallback.events]
     finally:
         task.cancel()

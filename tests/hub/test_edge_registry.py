@@ -94,13 +94,24 @@ def registry(engine: AsyncEngine, tmp_path: Path, reloader: FakeReloader) -> Edg
 
 
 def password_lines(tmp_path: Path) -> dict[str, str]:
+    """The accounts of the password file, without the alarm links' (issue #13), which are
+    checked here to hold exactly the hash of their account."""
     text = (tmp_path / "mosquitto" / "passwd").read_text()
-    return dict(line.split(":", 1) for line in text.splitlines())
+    lines = dict(line.split(":", 1) for line in text.splitlines())
+    accounts = {name: h for name, h in lines.items() if not name.endswith(".alarm")}
+    assert {n: h for n, h in lines.items() if n.endswith(".alarm")} == {
+        f"{name}.alarm": h for name, h in accounts.items()
+    }
+    return accounts
 
 
 def acl_users(tmp_path: Path) -> list[str]:
+    """The ACL's users, without the alarm links' (each follows its account's block)."""
     text = (tmp_path / "mosquitto" / "acl").read_text()
-    return [line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("user ")]
+    users = [line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("user ")]
+    accounts = [u for u in users if not u.endswith(".alarm")]
+    assert users == [name for account in accounts for name in (account, f"{account}.alarm")]
+    return accounts
 
 
 async def test_register_shows_the_password_once_and_stores_only_the_brokers_hash(
@@ -210,6 +221,9 @@ async def test_refusals_change_nothing(
         await registry.register(OPERATOR, "hub")
     with pytest.raises(InvalidEdgeId, match="invalid account name"):
         await registry.register(OPERATOR, "edge/a")
+    for kept in ("edge-a.alarm", "hub.alarm"):  # the alarm links' accounts (issue #13)
+        with pytest.raises(InvalidEdgeId, match="kept for the alarm links"):
+            await registry.register(OPERATOR, kept)
     assert (tmp_path / "mosquitto" / "passwd").read_text() == before
     assert reloader.calls == 1
     async with engine.connect() as conn:

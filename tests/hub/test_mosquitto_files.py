@@ -14,9 +14,11 @@ from contract import Lane, topics
 from hub.config import BrokerReloadSettings
 from hub.provisioning.mosquitto_files import (
     HEADER,
+    alarm_accounts,
     check_account_name,
     edge_rules,
     hash_password,
+    hub_alarm_rules,
     hub_rules,
     render_acl,
     render_password_file,
@@ -93,7 +95,14 @@ def test_acl_gives_each_edge_exactly_its_own_subtree() -> None:
     assert acl.startswith(HEADER)
     assert "pattern" not in acl and "%u" not in acl
     blocks = _blocks(acl)
-    assert list(blocks) == ["hub", "edge-a", "edge-b"]
+    assert list(blocks) == [
+        "hub",
+        "hub.alarm",
+        "edge-a",
+        "edge-a.alarm",
+        "edge-b",
+        "edge-b.alarm",
+    ]
     edge_a = blocks["edge-a"]
     assert set(edge_a) == {
         *(("write", topics.events("edge-a", lane)) for lane in Lane),
@@ -109,15 +118,41 @@ def test_acl_gives_each_edge_exactly_its_own_subtree() -> None:
         assert "+" not in topic and "#" not in topic
         assert topic.startswith("community/v1/edge/edge-a/") or topic == topics.HUB_STATUS
     assert edge_a == edge_rules("edge-a")
+    # The alarm link's account (issue #13): the alarm lane, commands and the hub's status.
+    assert set(blocks["edge-a.alarm"]) == {
+        ("write", "community/v1/edge/edge-a/events/alarm"),
+        ("write", "community/v1/edge/edge-a/command-results"),
+        ("read", "community/v1/edge/edge-a/acks/alarm"),
+        ("read", "community/v1/edge/edge-a/commands"),
+        ("read", "community/v1/hub/status"),
+    }
+
+
+def test_alarm_accounts_share_the_password_and_names_ending_in_alarm_are_kept() -> None:
+    hashed = hash_password("pw")
+    assert alarm_accounts([("edge-a", hashed)]) == [("edge-a", hashed), ("edge-a.alarm", hashed)]
+    long_id = "e" * 64
+    text = render_password_file(alarm_accounts([(long_id, hashed)]))
+    assert f"{long_id}.alarm:{hashed}" in text
+    with pytest.raises(ValueError, match="kept for alarm links"):
+        alarm_accounts([("edge-a.alarm", hashed)])
+    with pytest.raises(ValueError, match="kept"):
+        render_acl("hub", ["edge-a.alarm"])
 
 
 def test_acl_gives_the_hub_every_edges_uplink_and_downlink_and_nothing_more() -> None:
     blocks = _blocks(render_acl("hub-main", []))
-    assert blocks == {"hub-main": hub_rules()}
+    assert blocks == {"hub-main": hub_rules(), "hub-main.alarm": hub_alarm_rules()}
+    assert set(hub_alarm_rules()) == {
+        ("read", topics.HUB_ALARM_EVENTS_SUBSCRIPTION),
+        ("write", "community/v1/edge/+/acks/alarm"),
+        ("write", "community/v1/edge/+/commands"),
+        ("write", topics.HUB_STATUS),
+    }
     reads = {t for a, t in hub_rules() if a == "read"}
     writes = {t for a, t in hub_rules() if a == "write"}
     assert reads == {
-        topics.HUB_EVENTS_SUBSCRIPTION,
+        *topics.HUB_BULK_EVENTS_SUBSCRIPTIONS,
         topics.HUB_STATUS_SUBSCRIPTION,
         topics.HUB_COMMAND_RESULTS_SUBSCRIPTION,
     }

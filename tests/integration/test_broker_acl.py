@@ -32,6 +32,7 @@ from pydantic import SecretStr
 from contract import Lane, topics
 from contract.mqtt import BrokerSettings, Message, MqttConnection
 from hub.provisioning.mosquitto_files import (
+    alarm_accounts,
     hash_password,
     render_acl,
     render_password_file,
@@ -168,7 +169,10 @@ class Broker:
         files = workdir / "auth"
         write_private_file(
             files / "passwd",
-            render_password_file((n, hash_password(p)) for n, p in self.passwords.items()),
+            # every account and its alarm link's account (issue #13), one hash for both
+            render_password_file(
+                alarm_accounts((n, hash_password(p)) for n, p in self.passwords.items())
+            ),
         )
         write_private_file(files / "acl", render_acl("hub", [EDGE_A, EDGE_B]))
         self.process = MosquittoProcess(
@@ -197,11 +201,13 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 def test_edge_cannot_publish_as_another_edge(broker: Broker, clients: list[Client]) -> None:
     hub = connected(clients, broker.port, "hub", broker.passwords["hub"])
     uplink = [
-        topics.HUB_EVENTS_SUBSCRIPTION,
+        topics.HUB_EVENTS_SUBSCRIPTION,  # the alarm lane is not the bulk account's to read
         topics.HUB_STATUS_SUBSCRIPTION,
         topics.HUB_COMMAND_RESULTS_SUBSCRIPTION,
     ]
     assert all(not r.is_failure for r in hub.subscribe(*uplink))
+    hub_alarm = connected(clients, broker.port, "hub.alarm", broker.passwords["hub"])
+    assert all(not r.is_failure for r in hub_alarm.subscribe(topics.HUB_EVENTS_SUBSCRIPTION))
     b = connected(clients, broker.port, EDGE_B, broker.passwords[EDGE_B])
     downlink = [topics.acks(EDGE_B), topics.commands(EDGE_B), topics.config(EDGE_B)]
     assert all(not r.is_failure for r in b.subscribe(*downlink, topics.HUB_STATUS))
@@ -219,15 +225,28 @@ def test_edge_cannot_publish_as_another_edge(broker: Broker, clients: list[Clien
     ]
     for topic in forged:
         assert a.publish(topic, b"forged").value == NOT_AUTHORIZED, topic
-    # Positive controls, after the forgeries: A's own event, and the hub's ack to B.
-    assert not a.publish(topics.events(EDGE_A, Lane.ALARM), b"real").is_failure
+    # A's alarm link may send only A's alarms and command results (issue #13).
+    a_alarm = connected(clients, broker.port, "edge-a.alarm", broker.passwords[EDGE_A])
+    for topic in [
+        *forged,
+        topics.events(EDGE_A, Lane.TELEMETRY),
+        topics.events(EDGE_A, Lane.NORMAL),
+        topics.status(EDGE_A),
+        topics.alarm_acks(EDGE_A),
+    ]:
+        assert a_alarm.publish(topic, b"forged").value == NOT_AUTHORIZED, topic
+    # Positive controls, after the forgeries: A's own events, and the hub's ack to B.
+    assert not a.publish(topics.events(EDGE_A, Lane.TELEMETRY), b"real").is_failure
+    assert not a_alarm.publish(topics.events(EDGE_A, Lane.ALARM), b"alarm").is_failure
     assert not hub.publish(topics.acks(EDGE_B), b"real").is_failure
 
     # The broker routes a QoS 1 message before it PUBACKs it, and every forgery was answered
     # before the real messages went out: a forgery that got through would be there first.
     wait_until_sync(lambda: hub.topics_received(), DEADLINE_S, message="A's own event")
+    wait_until_sync(lambda: hub_alarm.topics_received(), DEADLINE_S, message="A's alarm")
     wait_until_sync(lambda: b.topics_received(), DEADLINE_S, message="the hub's ack to B")
-    assert hub.messages == [(topics.events(EDGE_A, Lane.ALARM), b"real", False)]
+    assert hub.messages == [(topics.events(EDGE_A, Lane.TELEMETRY), b"real", False)]
+    assert hub_alarm.messages == [(topics.events(EDGE_A, Lane.ALARM), b"alarm", False)]
     assert b.messages == [(topics.acks(EDGE_B), b"real", False)]
 
 
@@ -278,10 +297,12 @@ def test_edge_cannot_take_over_another_edges_session(broker: Broker, clients: li
 def test_edge_can_do_all_its_own_traffic(broker: Broker, clients: list[Client]) -> None:
     hub = connected(clients, broker.port, "hub", broker.passwords["hub"])
     hub.subscribe(
-        topics.HUB_EVENTS_SUBSCRIPTION,
+        *topics.HUB_BULK_EVENTS_SUBSCRIPTIONS,
         topics.HUB_STATUS_SUBSCRIPTION,
         topics.HUB_COMMAND_RESULTS_SUBSCRIPTION,
     )
+    hub_alarm = connected(clients, broker.port, "hub.alarm", broker.passwords["hub"])
+    hub_alarm.subscribe(topics.HUB_ALARM_EVENTS_SUBSCRIPTION)
     assert not hub.publish(topics.HUB_STATUS, b"online", retain=True).is_failure
     assert not hub.publish(topics.config(EDGE_A), b"config of A", retain=True).is_failure
 
@@ -293,16 +314,34 @@ def test_edge_can_do_all_its_own_traffic(broker: Broker, clients: list[Client]) 
         topics.HUB_STATUS,
     ]
     assert all(not r.is_failure for r in a.subscribe(*own_downlink))
+    a_alarm = connected(clients, broker.port, "edge-a.alarm", broker.passwords[EDGE_A])
+    alarm_downlink = [topics.alarm_acks(EDGE_A), topics.commands(EDGE_A), topics.HUB_STATUS]
+    assert all(not r.is_failure for r in a_alarm.subscribe(*alarm_downlink))
     uplink = [topics.events(EDGE_A, lane) for lane in Lane]
     uplink += [topics.status(EDGE_A), topics.command_results(EDGE_A)]
     for topic in uplink:
         assert not a.publish(topic, retain=topic == topics.status(EDGE_A)).is_failure, topic
+    for topic in (topics.events(EDGE_A, Lane.ALARM), topics.command_results(EDGE_A)):
+        assert not a_alarm.publish(topic).is_failure, topic
     assert not hub.publish(topics.acks(EDGE_A)).is_failure
     assert not hub.publish(topics.commands(EDGE_A)).is_failure
+    assert not hub_alarm.publish(topics.alarm_acks(EDGE_A)).is_failure
+    assert not hub_alarm.publish(topics.commands(EDGE_A)).is_failure
 
-    wait_until_sync(lambda: set(hub.topics_received()) == set(uplink), DEADLINE_S, message="up")
+    bulk_up = set(uplink) - {topics.events(EDGE_A, Lane.ALARM)}
+    wait_until_sync(lambda: set(hub.topics_received()) == bulk_up, DEADLINE_S, message="up")
+    wait_until_sync(
+        lambda: set(hub_alarm.topics_received()) == {topics.events(EDGE_A, Lane.ALARM)},
+        DEADLINE_S,
+        message="alarms up",
+    )
     wait_until_sync(
         lambda: set(a.topics_received()) == set(own_downlink), DEADLINE_S, message="down"
+    )
+    wait_until_sync(
+        lambda: set(a_alarm.topics_received()) == set(alarm_downlink),
+        DEADLINE_S,
+        message="alarm link down",
     )
     retained = {topic for topic, _, retain in a.messages if retain}
     assert retained == {topics.config(EDGE_A), topics.HUB_STATUS}
