@@ -57,11 +57,12 @@ from hub.config import HubConfig
 from hub.db.engine import create_engine, describe_url
 from hub.db.migrate import upgrade_to_head
 from hub.db.write_gate import WriteGate
-from hub.device_features import device_handlers
 from hub.device_timer import DeviceTimer
 from hub.domain.escalation import EscalationPolicy, Tier
 from hub.effects import EffectDispatcher
 from hub.escalation_timer import EscalationTimer
+from hub.handlers.features import device_handlers
+from hub.handlers.router import DeviceEventRouter
 from hub.ingest import Ingest
 from hub.metrics import HubMetrics
 from hub.notify.base import Fanout, Notifier
@@ -70,7 +71,6 @@ from hub.notify.stream import WorkerStreams
 from hub.provisioning import edge_registry_for
 from hub.runtime import HubRuntime
 from hub.services.cases import CaseService
-from hub.services.device_handlers import DeviceEventRouter
 from hub.services.notify_store import DeliveryLog, WorkerPhones
 from hub.services.org import seed_demo_community
 from hub.services.remote_config import RemoteConfigService
@@ -161,7 +161,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             retry_s=config.command_retry_s,
             profiles_dir=config.profiles_dir,
         )
-        router = DeviceEventRouter(device_handlers(config))  # issue #3
+        router = DeviceEventRouter(device_handlers(config, service))  # issue #3
         gate = WriteGate()  # ingest lets the API's writes in between its transactions
         if engine.dialect.name == "sqlite":  # one write lock; PostgreSQL locks rows
             gate.install(engine)

@@ -587,7 +587,7 @@ outages = Table(
 
 # --- issue #3: facilities ---
 # Door access log: every pass, unknown face, forced or held-open door, written in bulk by
-# hub.services.facilities.doors (one row per event; the event itself stays in "events").
+# hub.handlers.facilities.doors (one row per event; the event itself stays in "events").
 door_access_log = Table(
     "door_access_log",
     metadata,

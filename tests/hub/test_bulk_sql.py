@@ -14,10 +14,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.db.bulk import bulk_execute, select_rows
 from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
 from hub.db.schema import devices, events
-from hub.services.cases import _DEVICES_BY_ID, _TOUCH, bulk_execute, select_rows
+from hub.placement import _DEVICES_BY_ID, _TOUCH
 
 CHINA = timezone(timedelta(hours=8))
 
@@ -98,12 +99,18 @@ async def test_select_rows_reads_like_sqlalchemy(engine: AsyncEngine) -> None:
             ],
         )
     params = {"ids": ["cb100-1", "cb100-2", "cb100-3", "cb100-9"]}
+    with_times = sa.select(devices.c.id, devices.c.last_seen, devices.c.online).where(
+        devices.c.id.in_(sa.bindparam("ids", expanding=True)), devices.c.retired_at.is_(None)
+    )
     async with engine.connect() as conn:
         fast = sorted(await select_rows(conn, _DEVICES_BY_ID, params))
         slow = sorted(tuple(r) for r in await conn.execute(_DEVICES_BY_ID, params))
-    assert fast == slow
+        timed = sorted(await select_rows(conn, with_times, params))
+        timed_slow = sorted(tuple(r) for r in await conn.execute(with_times, params))
+    assert fast == slow and timed == timed_slow
     assert [r[0] for r in fast] == ["cb100-1", "cb100-2"]  # retired and unknown are absent
-    assert fast[0][3] == TIMES[2] and fast[0][3].tzinfo is UTC
+    assert timed[0][1] == TIMES[2] and timed[0][1].tzinfo is UTC
+    assert timed[0][2] is False  # booleans come back as bool
 
 
 async def test_fast_path_writes_roll_back_with_the_transaction(engine: AsyncEngine) -> None:

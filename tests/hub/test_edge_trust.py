@@ -22,11 +22,12 @@ from contract.mqtt import Message
 from hub.config import IngestSettings
 from hub.db import schema
 from hub.domain.access import Principal, Role
+from hub.domain.effects import Effects
 from hub.domain.escalation import EscalationPolicy
+from hub.handlers.router import DeviceEventRouter, DeviceRow
 from hub.ingest import Ingest
-from hub.services.cases import CaseService, Effects
-from hub.services.device_handlers import DeviceEventRouter, DeviceRow
-from hub.services.device_state import EventFilter, list_events, list_readings
+from hub.services.cases import CaseService
+from hub.services.device_history import EventFilter, list_events, list_readings
 from hub.services.org import list_tasks
 from hub.services.quarantine import QuarantineLimits, Refusal, add_refusals, list_dropped
 

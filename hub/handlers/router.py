@@ -1,13 +1,15 @@
 """How device events other than help calls reach the hub's features.
 
-The case service handles what call buttons say (SOS, fall, service requests). Everything
-else a device says (a door forced, a parcel deposited, a bin reading, a device gone
-offline) goes through the :class:`DeviceEventRouter` to the handlers registered for its
-kind: each feature (device state, doors, parcels, meters, bins, supervision) is one
-handler in its own module and knows nothing of the others or of MQTT.
+Everything a device says (an SOS, a door forced, a parcel deposited, a bin reading, a
+device gone offline) goes through the :class:`DeviceEventRouter` to the handlers
+registered for its kind: each feature (help calls, device state, doors, parcels, meters,
+bins, supervision, the wellbeing watch) is one handler in its own module and knows nothing
+of the others or of MQTT. Ingest has already placed the events (``hub.placement``: one
+device lookup, the edge's right to speak for the device, last seen), so a handler gets
+each event with its device's registry row.
 
 Handlers run inside ingest's transaction, after the events are stored, so what they write
-commits with the events or not at all; the :class:`~hub.services.cases.Effects` they return
+commits with the events or not at all; the :class:`~hub.domain.effects.Effects` they return
 (notifications, device commands) are dispatched after the commit. ``on_tick`` runs
 periodically for what depends on time passing rather than on an event (a parcel overdue
 after 48 h, a night without zero flow, an outage grouped after its window).
@@ -26,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import Event
 from hub.db.schema import devices
-from hub.services.cases import Effects
+from hub.domain.effects import Effects
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +78,54 @@ def _wants(handler: DeviceEventHandler, kind: str) -> bool:
 
 
 class DeviceEventRouter:
+    """Hands placed events to every handler that wants their kinds, in the handlers' order.
+
+    Help calls come first (:class:`~hub.handlers.help_calls.HelpCallHandler`), so an SOS
+    is acted on before the same chunk's readings are merged into device state.
+    """
+
     def __init__(self, handlers: Sequence[DeviceEventHandler] = ()) -> None:
         self.handlers = list(handlers)
+
+    async def route(
+        self, conn: AsyncConnection, placed: Sequence[tuple[DeviceRow, Event]], now: datetime
+    ) -> Effects:
+        """Act on events already placed (``hub.placement``): no device lookup here.
+
+        Work per batch, not per event and handler: the kinds present are found once, and a
+        handler is called only when it wants one of them (a batch of heartbeats reaches
+        only the handlers that care about heartbeats).
+        """
+        effects = Effects()
+        if not placed:
+            return effects
+        kinds = {e.kind for _, e in placed}
+        for handler in self.handlers:
+            if handler.kinds is None:
+                if kinds <= handler.ignored_kinds:
+                    continue
+                wanted: Sequence[tuple[DeviceRow, Event]] = placed
+            elif kinds <= handler.kinds:
+                wanted = placed
+            elif kinds.isdisjoint(handler.kinds):
+                continue
+            else:
+                wanted = [(d, e) for d, e in placed if e.kind in handler.kinds]
+            effects.extend(await handler.on_events(conn, wanted, now))
+        return effects
 
     async def on_events(
         self, conn: AsyncConnection, events: Sequence[Event], now: datetime
     ) -> Effects:
-        effects = Effects()
-        wanted_by = [[e for e in events if _wants(h, e.kind)] for h in self.handlers]
-        if not any(wanted_by):
-            return effects  # e.g. a batch of heartbeats: no device lookup at all
-        ids = sorted({e.device_id for wanted in wanted_by for e in wanted})
+        """Look the events' devices up in the registry, then :meth:`route` them.
+
+        For tests and tools holding bare events; it does not check which edge sent them.
+        Ingest places its batches itself (``hub.placement``) and calls :meth:`route`.
+        """
+        wanted = [e for e in events if any(_wants(h, e.kind) for h in self.handlers)]
+        if not wanted:
+            return Effects()
+        ids = sorted({e.device_id for e in wanted})
         rows = await conn.execute(_DEVICE_ROWS, {"ids": ids})
         known = {
             str(r.id): DeviceRow(
@@ -94,12 +133,9 @@ class DeviceEventRouter:
             )
             for r in rows
         }
-        placed = [(known[e.device_id], e) for e in events if e.device_id in known]
-        for handler in self.handlers:
-            wanted = [(d, e) for d, e in placed if handler.kinds is None or e.kind in handler.kinds]
-            if wanted:
-                effects.extend(await handler.on_events(conn, wanted, now))
-        return effects
+        return await self.route(
+            conn, [(known[e.device_id], e) for e in events if e.device_id in known], now
+        )
 
     async def on_tick(self, conn: AsyncConnection, now: datetime) -> Effects:
         effects = Effects()

@@ -1,24 +1,32 @@
 """The device features the hub runs (issue #3), in the order their handlers see events.
 
 One place lists them, so a newcomer sees every rule the hub applies to device events
-(``hub.services.device_handlers`` explains the interface)."""
+(``hub.handlers.router`` explains the interface). Help calls come first; ingest puts them
+there itself if a router was built without them (``hub.ingest.Ingest``)."""
 
 from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
 from hub.config import HubConfig
-from hub.services.device_handlers import DeviceEventHandler
-from hub.services.device_state import DeviceStateHandler
-from hub.services.facilities import facility_handlers
-from hub.services.supervision import SupervisionHandler
+from hub.handlers.device_state import DeviceStateHandler
+from hub.handlers.facilities import facility_handlers
+from hub.handlers.help_calls import HelpCallHandler
+from hub.handlers.router import DeviceEventHandler
+from hub.handlers.supervision import SupervisionHandler
+from hub.services.cases import CaseService
 from hub.services.wellbeing import wellbeing_handlers
 
 
-def device_handlers(config: HubConfig) -> list[DeviceEventHandler]:
+def device_handlers(
+    config: HubConfig, cases: CaseService | None = None
+) -> list[DeviceEventHandler]:
     tz = ZoneInfo(config.timezone)
     base_url = config.api.public_base_url
+    help_calls: list[DeviceEventHandler] = [] if cases is None else [HelpCallHandler(cases)]
     return [
+        # SOS, fall, cancel, presence, service requests, call buttons' low battery
+        *help_calls,
         DeviceStateHandler(),  # latest state per device, for the API
         # offline / online / low battery: maintenance tasks, one outage alert per power cut
         SupervisionHandler(config.supervision, tz=tz, ack_base_url=base_url),
