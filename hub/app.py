@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 
 from contract import HubStatus, topics
 from contract.mqtt import MqttConnection
@@ -234,6 +235,17 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             status_code=422,
             content={"detail": f"a number is out of range / 数值超出范围: {err}", "errors": []},
         )
+
+    @app.exception_handler(DBAPIError)
+    async def driver_refused_a_number(request: Request, err: DBAPIError) -> JSONResponse:
+        # asyncpg (PostgreSQL) refuses such a number itself and SQLAlchemy wraps the
+        # OverflowError in a DBAPIError; any other database error stays a 500.
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, OverflowError):
+            cause = cause.__cause__
+        if cause is None:
+            raise err
+        return await number_out_of_range(request, cause)
 
     _declare_error_shape(app)
     # Outermost of ours: no body is read before its size and its sender are checked.
