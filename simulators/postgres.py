@@ -293,8 +293,13 @@ class PostgresCluster:
         finally:
             await conn.close()
 
-    async def create_database(self, name: str, *, template: str | None = None) -> str:
+    async def create_database(
+        self, name: str, *, template: str | None = None, dropping: Sequence[str] = ()
+    ) -> str:
         """Create ``name`` (optionally as a copy of ``template``); returns its URL.
+
+        ``dropping``: databases to drop first, on the same connection (a test suite drops
+        the last test's database as it makes the next one: one connection, not two).
 
         A copy uses ``STRATEGY FILE_COPY`` (PostgreSQL 15+): it copies the template's files
         and checkpoints, where the default WAL_LOG writes every block to the WAL; for the
@@ -305,7 +310,8 @@ class PostgresCluster:
             clause = f" TEMPLATE {quote_ident(template)}"
             if self.version >= 15:
                 clause += " STRATEGY FILE_COPY"
-        await self.execute(f"CREATE DATABASE {quote_ident(name)}{clause}")
+        drops = [f"DROP DATABASE IF EXISTS {quote_ident(d)} WITH (FORCE)" for d in dropping]
+        await self.execute(*drops, f"CREATE DATABASE {quote_ident(name)}{clause}")
         return self.url(name)
 
     async def drop_database(self, name: str) -> None:

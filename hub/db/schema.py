@@ -47,6 +47,20 @@ from sqlalchemy import (
     text,
     true,
 )
+from sqlalchemy.ext.compiler import compiles
+
+
+@compiles(String, "postgresql")
+def _string_without_length(type_: String, compiler: Any, **kw: Any) -> str:
+    """``String(n)`` is plain ``VARCHAR`` (no limit) on PostgreSQL, as it is on SQLite.
+
+    SQLite never enforced a ``VARCHAR(n)``: the hub was written and tested against that, and
+    some input reaches the database longer than its column says (the contract lets a device
+    id be 200 characters; ``events.device_id`` says 64). PostgreSQL would refuse such a row,
+    and with it the whole batch of events, help calls included, for good. Lengths here are
+    documentation; they are enforced where input enters (the contract, the API's models).
+    """
+    return "VARCHAR"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
