@@ -48,6 +48,8 @@ T = TypeVar("T")
 PG_ROOT = Path("/usr/lib/postgresql")
 SERVER_USER = "postgres"  # the OS user the server runs as when we are root
 
+SHM_NEEDED = 1 << 30  # a cluster, its template and a test's database, with room to spare
+
 _FAST_SETTINGS = {
     "fsync": "off",
     "full_page_writes": "off",
@@ -86,11 +88,13 @@ def scratch_directory(prefix: str) -> Path:
     Memory, not disk: creating a test database from a template is ten times faster there
     (tens of milliseconds against some hundreds on this machine's disk, fsync off on both).
     Only for clusters that are thrown away: a durable cluster (benchmarks) belongs on disk.
-    The system temp directory is the fallback. Either is traversable by the ``postgres``
-    user, which pytest's own ``tmp_path`` (mode 0700) is not.
+    The system temp directory is the fallback, also when /dev/shm has less than
+    :data:`SHM_NEEDED` free (a container's is 64 MiB by default). Either is traversable by
+    the ``postgres`` user, which pytest's own ``tmp_path`` (mode 0700) is not.
     """
     shm = Path("/dev/shm")
-    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    roomy = shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > SHM_NEEDED
+    base = shm if roomy else None
     return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
 
 
