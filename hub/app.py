@@ -63,6 +63,7 @@ from hub.domain.escalation import EscalationPolicy, Tier
 from hub.effects import EffectDispatcher
 from hub.escalation_timer import EscalationTimer
 from hub.handlers.features import device_handlers
+from hub.handlers.help_calls import HelpCallHandler
 from hub.handlers.router import DeviceEventRouter
 from hub.ingest import Ingest
 from hub.metrics import HubMetrics
@@ -162,7 +163,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             retry_s=config.command_retry_s,
             profiles_dir=config.profiles_dir,
         )
-        router = DeviceEventRouter(device_handlers(config, service))  # issue #3
+        router = DeviceEventRouter([HelpCallHandler(service), *device_handlers(config)])
         gate = WriteGate()  # ingest lets the API's writes in between its transactions
         if engine.dialect.name == "sqlite":  # one write lock; PostgreSQL locks rows
             gate.install(engine)

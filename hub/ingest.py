@@ -3,12 +3,13 @@
 Order of work for one batch (one MQTT message):
 1. decode; a payload that breaks the contract is quarantined with the reason;
 2. in ONE transaction: insert the events not seen before (event uid =
-   ``edge_id:incarnation:seq``; a duplicate is skipped), place the new ones
-   (:mod:`hub.placement`: one device lookup, one last-seen touch; an event whose device is
-   not registered behind the sending edge is quarantined with the reason, within caps, in
-   one statement per transaction) and hand the placed events to the device-event router,
-   whose first handler is the help-call one (:mod:`hub.handlers.help_calls`): an SOS and a
-   meter reading take the same path up to their handler;
+   ``edge_id:incarnation:seq``, the seq zero-padded to 12 digits; a duplicate is skipped),
+   place the new ones (:mod:`hub.placement`: one device lookup, one last-seen touch; an
+   event whose device is not registered behind the sending edge is quarantined with the
+   reason, within caps, in one statement per transaction) and hand the placed events to the
+   device-event router, whose first handler is the help-call one
+   (:mod:`hub.handlers.help_calls`): an SOS and a meter reading take the same path up to
+   their handler;
 3. commit (SQLite ``synchronous=FULL``: on disk), then publish the ack naming every seq of
    the batch, duplicates included, and PUBACK the MQTT message (``manual_ack``: the broker
    redelivers to our persistent session whatever a crash left uncommitted);
@@ -47,7 +48,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -104,7 +105,14 @@ _STORED_UIDS = sa.select(events_table.c.uid).where(
 
 
 def event_uid(edge_id: str, incarnation: str, seq: int) -> str:
-    return f"{edge_id}:{incarnation}:{seq}"
+    """The hub's identity of an event (unique ``events.uid``): a resend is known by it.
+
+    The seq is zero-padded to 12 digits so that an edge's uids sort in seq order and new
+    ones are appended to the end of the index rather than split into its middle (migration
+    0020 rewrote older rows); past 10^12 events in one incarnation the order (never the
+    identity) is lost.
+    """
+    return f"{edge_id}:{incarnation}:{seq:012d}"
 
 
 async def _stored_uids(conn: AsyncConnection, uids: list[str]) -> set[str]:
@@ -440,11 +448,22 @@ class Ingest:
     async def _insert_new(
         self, conn: AsyncConnection, edge_id: str, incarnation: str, chunk: tuple[Event, ...]
     ) -> list[Event]:
+        """Store the events of ``chunk`` not stored before; return those, in order.
+
+        On SQLite one statement does it (:data:`_INSERT_NEW_SQL`): the chunk goes in as one
+        JSON parameter, SQLite unpacks it, skips uids it has and returns the ones it
+        stored, so no statement or bind processor runs per event. Elsewhere (or for data
+        JSON cannot carry, NaN from a lenient edge) the SELECT and executemany below.
+        """
         uids = {event_uid(edge_id, incarnation, e.seq): e for e in chunk}
+        now = self._clock()
+        if conn.dialect.name == "sqlite":
+            stored = await _insert_new_sqlite(conn, edge_id, uids, now)
+            if stored is not None:
+                return [e for uid, e in uids.items() if uid in stored]
         seen = await _stored_uids(conn, list(uids))
         fresh = [(uid, e) for uid, e in uids.items() if uid not in seen]
         if fresh:
-            now = self._clock()
             await bulk_execute(
                 conn,
                 _INSERT_EVENT,
@@ -487,3 +506,46 @@ class Ingest:
 
 def _is_alarm(message: Message) -> bool:
     return message.topic.endswith("/events/alarm")
+
+
+#: The new events of a chunk in one statement (SQLite ≥ 3.38: ``->``, ``->>``, RETURNING):
+#: ``?1`` is a JSON array of ``[uid, device_id, kind, occurred_at, data]``, ``?2`` the edge,
+#: ``?3`` the lane, ``?4`` the receive time. Times are written as SQLAlchemy writes a
+#: naive-UTC DATETIME on SQLite (``YYYY-MM-DD HH:MM:SS.ffffff``) and data as the JSON text
+#: it was given, so rows read back exactly as rows the ORM wrote. ``WHERE true`` is
+#: SQLite's way to say the ON CONFLICT belongs to the INSERT, not to the SELECT's join.
+_INSERT_NEW_SQL = (
+    "INSERT INTO events (uid, edge_id, device_id, kind, lane, occurred_at, received_at, data) "
+    "SELECT value->>0, ?2, value->>1, value->>2, ?3, value->>3, ?4, value->4 "
+    "FROM json_each(?1) WHERE true ON CONFLICT (uid) DO NOTHING RETURNING uid"
+)
+
+
+def _sqlite_time(t: datetime) -> str:
+    return t.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+async def _insert_new_sqlite(
+    conn: AsyncConnection, edge_id: str, uids: dict[str, Event], now: datetime
+) -> set[str] | None:
+    """The uids stored now (see :data:`_INSERT_NEW_SQL`); None if the chunk's data cannot
+    be sent as strict JSON (the caller takes the statement-per-row path)."""
+    try:
+        rows = json.dumps(
+            [
+                [uid, e.device_id, e.kind, _sqlite_time(e.occurred_at), e.data]
+                for uid, e in uids.items()
+            ],
+            ensure_ascii=False,
+            separators=(",", ":"),
+            allow_nan=False,
+        )
+    except ValueError:  # NaN or infinity in some event's data
+        return None
+    lane = next(iter(uids.values())).lane.name.lower()
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    stored = await driver.execute_fetchall(
+        _INSERT_NEW_SQL, (rows, edge_id, lane, _sqlite_time(now))
+    )
+    return {str(row[0]) for row in stored}

@@ -21,9 +21,10 @@ cannot act on (an SOS from a button bound to no household) through ``Effects.ref
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Boolean, Integer, bindparam, func, select, update
@@ -92,8 +93,36 @@ async def place(
         _touch(device.id, event, now, touched, newest)
         result.placed.append((device, event))
     if touched:
-        await bulk_execute(conn, _TOUCH, list(touched.values()))
+        if conn.dialect.name == "sqlite":
+            await _touch_sqlite(conn, touched, now)
+        else:
+            await bulk_execute(conn, _TOUCH, list(touched.values()))
     return result
+
+
+#: :data:`_TOUCH` for SQLite in one statement for the whole batch, no bind processing per
+#: device: ``?1`` is a JSON array of ``[id, online or null, battery or null]``, ``?2`` the
+#: receive time as SQLAlchemy writes a naive-UTC DATETIME on SQLite.
+_TOUCH_SQLITE = (
+    "UPDATE devices SET last_seen = ?2, "
+    "online = coalesce(t.value->>1, devices.online), "
+    "battery_pct = coalesce(t.value->>2, devices.battery_pct) "
+    "FROM json_each(?1) AS t WHERE devices.id = t.value->>0"
+)
+
+
+async def _touch_sqlite(
+    conn: AsyncConnection, touched: dict[str, dict[str, Any]], now: datetime
+) -> None:
+    rows = json.dumps(
+        [[r["b_id"], r["b_online"], r["b_battery"]] for r in touched.values()],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    at = now.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    await driver.execute(_TOUCH_SQLITE, (rows, at))
 
 
 def _touch(

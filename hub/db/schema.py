@@ -279,7 +279,8 @@ events = Table(
     "events",
     metadata,
     _id(),  # commit order; sqlite_autoincrement keeps ids from ever being reused
-    Column("uid", String(200), nullable=False, unique=True),  # f"{edge}:{incarnation}:{seq}"
+    # f"{edge}:{incarnation}:{seq:012d}": sorts in seq order (hub.ingest.event_uid, 0020)
+    Column("uid", String(200), nullable=False, unique=True),
     Column("edge_id", String(64), nullable=False),
     Column("device_id", String(64), nullable=False),
     Column("kind", String(64), nullable=False),

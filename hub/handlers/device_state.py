@@ -162,8 +162,8 @@ def _iso(at: datetime) -> str:
 
 
 #: Kinds that do not change the state kept here: a heartbeat says only "alive", which the
-#: devices table already records (``last_seen``, ``battery_pct``, updated by the case
-#: service in the same transaction). Skipping them matters: heartbeats of hundreds of
+#: devices table already records (``last_seen``, ``battery_pct``, updated by ingest's
+#: placement in the same transaction). Skipping them matters: heartbeats of hundreds of
 #: call buttons are most of a community's traffic, and upserting a state row for each
 #: made the hub's ingest 3.4× slower (measured: 7,200 → 2,100 events/s in process with
 #: 250 devices per batch; the bench's drain fell from 8,800 to 2,700 events/s).

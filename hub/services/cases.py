@@ -503,12 +503,17 @@ class CaseService:
         now: datetime,
         edge_id: str | None,
     ) -> tuple[int, Effects]:
-        values = case_values(case)
-        result = await conn.execute(insert(cases).values(**values, version=1))
-        case = replace(case, id=inserted_id(result))
+        # Dispatched before it is stored, so the row is written once (an INSERT, not an
+        # INSERT and an UPDATE: the SOS path's statements are counted, issue #13); the
+        # audit lines get the id the database assigns.
         table = await available_by_tier(conn, place, now, self.tz)
         new, notifies, audits = self.policy.dispatch(case, now, _resolver(table))
-        await self._save(conn, new, 1, [replace(audit, case_id=case.id), *audits])
+        result = await conn.execute(insert(cases).values(**case_values(new), version=1))
+        new = replace(new, id=inserted_id(result))
+        await conn.execute(
+            insert(case_audit),
+            [queries.audit_values(replace(a, case_id=new.id)) for a in (audit, *audits)],
+        )
         effects = Effects()
         await self._notify(conn, effects, new, place, notifies, now)
         await self._feedback(conn, effects, new, "received", now, edge_id)

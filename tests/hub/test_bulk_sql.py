@@ -17,12 +17,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contract import Event, Lane
 from hub.db import bulk
 from hub.db.bulk import bulk_execute, select_rows
 from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
 from hub.db.schema import devices, events
-from hub.placement import _DEVICES_BY_ID, _TOUCH
+from hub.ingest import Ingest, event_uid
+from hub.placement import _DEVICES_BY_ID, _TOUCH, _touch_sqlite
 
 pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
 
@@ -175,3 +177,62 @@ async def test_a_large_plain_insert_stores_what_sqlalchemy_stores(engine: AsyncE
     if engine.dialect.name == "postgresql":
         copies = [p for p in bulk._driver_statements.values() if p.copy_into is not None]
         assert copies and copies[0].copy_into == ("events", tuple(event_row("x", T0_ROW)))
+
+
+async def test_ingests_one_statement_insert_writes_what_the_orm_writes(
+    engine: AsyncEngine,
+) -> None:
+    """``Ingest._insert_new`` on SQLite (one INSERT … SELECT FROM json_each … RETURNING)
+    stores byte for byte what the ORM's executemany stores, skips stored uids and a
+    repeated seq, and falls back to the statement path for data strict JSON cannot carry.
+    (On PostgreSQL ``_insert_new`` takes the statement path, which must agree too.)"""
+    received = datetime(2026, 11, 25, 21, 0, 0, 123456, tzinfo=CHINA)
+    ingest = Ingest(engine, None, None, None, lambda: received)  # type: ignore[arg-type]
+    data = {"battery_pct": 80, "备注": "客厅", "x": 1e300, "list": [1, 2.5]}
+    chunk = tuple(
+        Event(i + 1, "cb100-1", "heartbeat", Lane.TELEMETRY, t, data) for i, t in enumerate(TIMES)
+    )
+    async with engine.begin() as conn:
+        await bulk_execute(
+            conn,
+            sa.insert(events),
+            [
+                {**event_row(event_uid("edge-1", "orm", e.seq), e.occurred_at), "data": data}
+                for e in chunk
+            ],
+        )
+        first = await ingest._insert_new(conn, "edge-1", "json", chunk)
+        again = await ingest._insert_new(conn, "edge-1", "json", (chunk[0], chunk[0]))
+        nan = Event(9, "cb100-1", "reading", Lane.TELEMETRY, TIMES[0], {"v": float("nan")})
+        fallback = await ingest._insert_new(conn, "edge-1", "json", (nan,))
+    assert first == list(chunk) and again == [] and fallback == [nan]
+    columns = "edge_id, device_id, kind, lane, occurred_at, received_at, data, refused"
+    orm = await raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE '%:orm:%' ORDER BY uid")
+    fast = await raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE '%:json:%' ORDER BY uid")
+    assert fast[:3] == orm
+    assert fast[3][6] == '{"v":NaN}'  # as json.dumps wrote it before
+
+
+@pytest.mark.parametrize(
+    ("online", "battery"), [(True, None), (False, 7), (None, None), (None, 100)]
+)
+async def test_placements_one_statement_touch_updates_like_sqlalchemy(
+    engine: AsyncEngine, online: bool | None, battery: int | None
+) -> None:
+    """``hub.placement``'s UPDATE … FROM json_each writes what ``_TOUCH`` writes."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("json_each is SQLite's; on PostgreSQL placement runs _TOUCH itself")
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(devices),
+            [
+                {"id": d, "profile": "cb100", "battery_pct": 50, "online": True}
+                for d in ("json", "orm", "other")
+            ],
+        )
+        row = {"b_online": online, "b_battery": battery}
+        await _touch_sqlite(conn, {"json": {**row, "b_id": "json"}}, TIMES[2])
+        await conn.execute(_TOUCH, [{**row, "b_id": "orm", "b_last_seen": TIMES[2]}])
+    rows = await raw(engine, "SELECT id, last_seen, online, battery_pct FROM devices ORDER BY id")
+    assert rows[0][1:] == rows[1][1:]
+    assert rows[2] == ("other", None, 1, 50)  # untouched
