@@ -114,6 +114,10 @@ def authenticator(config: HubConfig) -> Authenticator:
     return Authenticator(Passwords(), policy, timedelta(seconds=a.token_lifetime_s), gate=gate)
 
 
+#: PostgreSQL's SQLSTATE for a character its encoding cannot hold: U+0000 in text.
+NUL_IN_TEXT = "22021"
+
+
 def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -238,15 +242,26 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         )
 
     @app.exception_handler(DBAPIError)
-    async def driver_refused_a_number(request: Request, err: DBAPIError) -> JSONResponse:
-        # asyncpg (PostgreSQL) refuses such a number itself and SQLAlchemy wraps the
-        # OverflowError in a DBAPIError; any other database error stays a 500.
+    async def driver_refused_input(request: Request, err: DBAPIError) -> JSONResponse:
+        # What only PostgreSQL's driver refuses, translated once here: a number past 64
+        # bits (asyncpg raises inside SQLAlchemy's DBAPIError what SQLite's driver raised as
+        # OverflowError) and a NUL character in text (SQLSTATE 22021; SQLite stores it).
+        # Any other database error stays a 500.
         cause: BaseException | None = err
-        while cause is not None and not isinstance(cause, OverflowError):
+        while cause is not None:
+            if isinstance(cause, OverflowError):
+                return await number_out_of_range(request, cause)
+            if getattr(cause, "sqlstate", None) == NUL_IN_TEXT:
+                return JSONResponse(
+                    status_code=422,
+                    content={
+                        "detail": "text may not contain a NUL character (U+0000) / "
+                        "文本中不能含有空字符 (U+0000)",
+                        "errors": [],
+                    },
+                )
             cause = cause.__cause__
-        if cause is None:
-            raise err
-        return await number_out_of_range(request, cause)
+        raise err
 
     _declare_error_shape(app)
     # Outermost of ours: no body is read before its size and its sender are checked.
