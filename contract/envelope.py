@@ -86,6 +86,8 @@ def _str(obj: dict[str, Any], key: str, where: str, *, max_len: int = 200) -> st
     value = obj.get(key)
     if not isinstance(value, str) or not value or len(value) > max_len:
         raise ContractError(f"{where}.{key}: expected a non-empty string of at most {max_len}")
+    if "\x00" in value:  # no id has one, and PostgreSQL's text types cannot store it
+        raise ContractError(f"{where}.{key}: a NUL character (\\u0000) is not allowed")
     return value
 
 
@@ -361,7 +363,8 @@ class CommandResult:
             command_id=_str(obj, "command_id", "command result", max_len=64),
             device_id=_str(obj, "device_id", "command result"),
             status=status,
-            detail=detail if isinstance(detail, str) else str(detail),
+            # free text: a NUL (which PostgreSQL's text cannot store) becomes U+FFFD
+            detail=(detail if isinstance(detail, str) else str(detail)).replace("\x00", "\ufffd"),
         )
 
 
@@ -458,6 +461,9 @@ _LANES = {lane.name.lower(): lane for lane in Lane}
 
 def _fast_batch(raw: bytes | str) -> EventBatch | None:
     """The batch, or None when the hand-written path must decide (and word the error)."""
+    nul = b"\\u0000" in raw if isinstance(raw, bytes) else "\\u0000" in raw
+    if nul:
+        return None  # a NUL in an id is refused there (one scan of the bytes, in C)
     try:
         wire = _BATCH_DECODER.decode(raw)
         if wire.follows and wire.follows >= wire.events[0].seq:

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 
 from contract import HubStatus, topics
 from hub.api.body_limit import BodyLimit
@@ -54,7 +55,7 @@ from hub.auth.passwords import Passwords
 from hub.auth.throttle import ThrottlePolicy
 from hub.broker_links import HubBrokerLinks
 from hub.config import HubConfig
-from hub.db.engine import create_engine
+from hub.db.engine import create_engine, describe_url
 from hub.db.migrate import upgrade_to_head
 from hub.db.write_gate import WriteGate
 from hub.device_timer import DeviceTimer
@@ -113,6 +114,10 @@ def authenticator(config: HubConfig) -> Authenticator:
     return Authenticator(Passwords(), policy, timedelta(seconds=a.token_lifetime_s), gate=gate)
 
 
+#: PostgreSQL's SQLSTATE for a character its encoding cannot hold: U+0000 in text.
+NUL_IN_TEXT = "22021"
+
+
 def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -158,7 +163,8 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         )
         router = DeviceEventRouter([HelpCallHandler(service), *device_handlers(config)])
         gate = WriteGate()  # ingest lets the API's writes in between its transactions
-        gate.install(engine)
+        if engine.dialect.name == "sqlite":  # one write lock; PostgreSQL locks rows
+            gate.install(engine)
         ingest = Ingest(engine, service, broker, effects, utc_now, router, config.ingest, gate)
         device_timer = DeviceTimer(engine, router, effects, utc_now, config.device_tick_s)
         timer = EscalationTimer(engine, service, effects, utc_now)
@@ -188,7 +194,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         ]
         log.info(
             "hub started: database %s, broker %s:%s",
-            config.database_url.split("///")[0],
+            describe_url(config.database_url),
             config.broker.host,
             config.broker.port,
         )
@@ -228,6 +234,28 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             status_code=422,
             content={"detail": f"a number is out of range / 数值超出范围: {err}", "errors": []},
         )
+
+    @app.exception_handler(DBAPIError)
+    async def driver_refused_input(request: Request, err: DBAPIError) -> JSONResponse:
+        # What only PostgreSQL's driver refuses, translated once here: a number past 64
+        # bits (asyncpg raises inside SQLAlchemy's DBAPIError what SQLite's driver raised as
+        # OverflowError) and a NUL character in text (SQLSTATE 22021; SQLite stores it).
+        # Any other database error stays a 500.
+        cause: BaseException | None = err
+        while cause is not None:
+            if isinstance(cause, OverflowError):
+                return await number_out_of_range(request, cause)
+            if getattr(cause, "sqlstate", None) == NUL_IN_TEXT:
+                return JSONResponse(
+                    status_code=422,
+                    content={
+                        "detail": "text may not contain a NUL character (U+0000) / "
+                        "文本中不能含有空字符 (U+0000)",
+                        "errors": [],
+                    },
+                )
+            cause = cause.__cause__
+        raise err
 
     _declare_error_shape(app)
     # Outermost of ours: no body is read before its size and its sender are checked.

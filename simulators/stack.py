@@ -95,6 +95,9 @@ class Stack:
     hub_broker_password: str = ""  # set by start_with_broker_auth
     # Brokers on an edge's own network (doors, lockers), stopped after the edges.
     local_brokers: dict[str, MosquittoProcess] = field(default_factory=dict)
+    # The hub's database: None for the SQLite file under ``workdir/hub``, else a URL
+    # (``postgresql+asyncpg://…`` of an empty database; the hub migrates it at start-up).
+    database_url: str | None = None
 
     def start_broker(self) -> MosquittoProcess:
         self.broker = MosquittoProcess(self.workdir / "broker").start()
@@ -112,7 +115,8 @@ class Stack:
     def write_hub_config(self, **overrides: Any) -> Path:
         self.hub_port = self.hub_port or free_port()
         config: dict[str, Any] = {
-            "database_url": f"sqlite+aiosqlite:///{self.workdir / 'hub' / 'hub.db'}",
+            "database_url": self.database_url
+            or f"sqlite+aiosqlite:///{self.workdir / 'hub' / 'hub.db'}",
             "broker": {"host": "127.0.0.1", "port": self.broker_port},
             "api": {"host": "127.0.0.1", "port": self.hub_port, "public_base_url": self.hub_url},
         }

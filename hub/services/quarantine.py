@@ -142,12 +142,16 @@ async def list_dropped(conn: AsyncConnection) -> list[dict[str, Any]]:
 
 
 def _as_text(payload: bytes | str) -> str:
-    if isinstance(payload, str):
-        return payload[:PAYLOAD_CHARS]
+    """The payload as text; base64 when it is not UTF-8 or holds a NUL character, which
+    PostgreSQL's text types cannot store (SQLite could; both now store the same)."""
+    data = payload.encode("utf-8", errors="replace") if isinstance(payload, str) else payload
     try:
-        return payload.decode("utf-8")[:PAYLOAD_CHARS]
+        text: str | None = data.decode("utf-8")
     except UnicodeDecodeError:
-        return "base64:" + base64.b64encode(payload[: PAYLOAD_CHARS // 2]).decode("ascii")
+        text = None
+    if text is not None and "\x00" not in text:
+        return text[:PAYLOAD_CHARS]
+    return "base64:" + base64.b64encode(data[: PAYLOAD_CHARS // 2]).decode("ascii")
 
 
 def _of_edge(edge_id: str | None) -> Any:

@@ -33,9 +33,11 @@ async def page(
 
 
 def contains(column: ColumnElement[Any], text: str) -> ColumnElement[bool]:
-    """``column`` contains ``text`` literally (``%`` and ``_`` in it match themselves)."""
+    """``column`` contains ``text`` literally (``%`` and ``_`` in it match themselves),
+    ignoring the case of Latin letters: SQLite's LIKE does, PostgreSQL's does not, so
+    ``ilike`` (``lower(…) LIKE lower(…)`` on SQLite, ILIKE on PostgreSQL) makes both agree."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return column.like(literal("%") + escaped + literal("%"), escape="\\")
+    return column.ilike(literal("%") + escaped + literal("%"), escape="\\")
 
 
 def require_grid(principal: Principal, grid_id: int | None, what: str) -> None:

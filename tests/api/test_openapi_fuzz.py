@@ -14,6 +14,7 @@ running hub serves.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,9 @@ from schemathesis.checks import (
 
 from hub.app import create_app
 from hub.config import ApiSettings, HubConfig
+from simulators.postgres import PostgresCluster, run_coroutine
 from simulators.stack import Stack
+from tests.conftest import BACKENDS_ENV
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +44,13 @@ _SKIPPED_PATHS = ("/api/v1/workers/{worker_id}/stream", "/api/v1/stream/cases")
 
 
 @pytest.fixture(scope="module")
-def running_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def running_hub(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
     stack = Stack(Path(tmp_path_factory.mktemp("openapi")))
+    if os.environ.get(BACKENDS_ENV) == "postgres":  # the hub on PostgreSQL (docs/postgres.md)
+        cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+        stack.database_url = run_coroutine(cluster.create_database("openapi_fuzz"))
     try:
         stack.start_with_broker_auth()  # so edge provisioning is exercised too
         yield stack

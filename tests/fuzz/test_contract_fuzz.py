@@ -129,11 +129,15 @@ def test_valid_messages_still_decode(name: str) -> None:
     assert decoded.encode() == raw
 
 
+# Ids carry no NUL (U+0000): the contract refuses one, as PostgreSQL cannot store it; data may.
+_NO_NUL = st.characters(blacklist_characters="\x00")
+
+
 @FUZZ
 @given(
     seqs=st.lists(st.integers(min_value=0, max_value=2**63 - 1), min_size=1, max_size=20),
-    kind=st.text(min_size=1, max_size=64),
-    device=st.text(min_size=1, max_size=200),
+    kind=st.text(_NO_NUL, min_size=1, max_size=64),
+    device=st.text(_NO_NUL, min_size=1, max_size=200),
     data=st.dictionaries(st.text(max_size=10), st.integers() | st.text(max_size=10), max_size=5),
 )
 def test_event_batch_round_trip(
@@ -155,6 +159,14 @@ def test_command_ttl_is_a_bounded_finite_number(ttl: Any) -> None:
         return
     assert command.ttl_s is not None
     assert 0 <= command.ttl_s <= 86_400
+
+
+@FUZZ
+@given(device=st.text(min_size=1, max_size=20).map(lambda t: t[:10] + "\x00" + t[10:]))
+def test_an_id_with_a_nul_character_is_refused(device: str) -> None:
+    batch = EventBatch("edge-1", "inc", (Event(1, device, "sos", Lane.ALARM, AT, {}),))
+    with pytest.raises(ContractError, match="NUL"):
+        EventBatch.decode(batch.encode())
 
 
 def test_integers_beyond_64_bits_are_refused_not_passed_to_the_database() -> None:

@@ -1,20 +1,24 @@
-"""The ingest fast path (``bulk_execute``, ``select_rows``) on SQLite stores and reads back
-exactly what SQLAlchemy's ordinary path does, inside the caller's transaction."""
+"""The ingest fast path (``bulk_execute``, ``select_rows``) stores and reads back exactly
+what SQLAlchemy's ordinary path does, inside the caller's transaction: on SQLite, and on
+PostgreSQL through asyncpg's executemany and, for plain inserts of many rows, COPY."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contract import Event, Lane
+from hub.db import bulk
 from hub.db.bulk import bulk_execute, select_rows
 from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
@@ -22,19 +26,40 @@ from hub.db.schema import devices, events
 from hub.ingest import Ingest, event_uid
 from hub.placement import _DEVICES_BY_ID, _TOUCH, _touch_sqlite
 
+pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
+
 CHINA = timezone(timedelta(hours=8))
+_numbers = itertools.count(1)
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+async def engine(
+    tmp_path: Path, db_backend: str, request: pytest.FixtureRequest
+) -> AsyncIterator[AsyncEngine]:
+    """A migrated, empty database (no demo community: the tests count rows)."""
+    cluster = request.getfixturevalue("pg_cluster") if db_backend == "postgres" else None
+    name = f"bulk_{next(_numbers)}"
+    if cluster is not None:
+        url = await cluster.create_database(name)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
     await asyncio.to_thread(upgrade_to_head, url)
     engine = create_engine(url)
     yield engine
     await engine.dispose()
+    if cluster is not None:
+        await cluster.drop_database(name)
 
 
-def raw(engine: AsyncEngine, sql: str) -> list[tuple[Any, ...]]:
+async def raw(engine: AsyncEngine, sql: str) -> list[tuple[Any, ...]]:
+    """Rows read by the driver alone, past SQLAlchemy's types: what is really stored."""
+    if engine.dialect.name == "postgresql":
+        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        conn = await asyncpg.connect(dsn)
+        try:
+            return [tuple(r) for r in await conn.fetch(sql)]
+        finally:
+            await conn.close()
     database = engine.url.database
     assert database is not None
     with sqlite3.connect(database) as db:
@@ -54,6 +79,7 @@ def event_row(uid: str, occurred_at: datetime) -> dict[str, Any]:
     }
 
 
+T0_ROW = datetime(2026, 1, 2, tzinfo=UTC)
 TIMES = [
     datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),  # no microseconds: formatting differs
     datetime(2026, 1, 2, 3, 4, 5, 999999, tzinfo=UTC),
@@ -70,8 +96,8 @@ async def test_inserted_rows_are_byte_for_byte_what_sqlalchemy_stores(engine: As
             sa.insert(events), [event_row(f"slow:{i}", t) for i, t in enumerate(TIMES)]
         )
     columns = "edge_id, device_id, kind, lane, occurred_at, received_at, data"
-    fast = raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE 'fast:%' ORDER BY uid")
-    slow = raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE 'slow:%' ORDER BY uid")
+    fast = await raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE 'fast:%' ORDER BY uid")
+    slow = await raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE 'slow:%' ORDER BY uid")
     assert fast == slow
     assert len(fast) == len(TIMES)
 
@@ -85,7 +111,9 @@ async def test_touch_updates_like_sqlalchemy(engine: AsyncEngine) -> None:
         params = {"b_last_seen": TIMES[0], "b_online": True, "b_battery": None, "b_edge": "e1"}
         await bulk_execute(conn, _TOUCH, [{**params, "b_id": "fast"}])
         await conn.execute(_TOUCH, [{**params, "b_id": "slow"}])
-    rows = raw(engine, "SELECT last_seen, online, battery_pct, edge_id FROM devices ORDER BY id")
+    rows = await raw(
+        engine, "SELECT last_seen, online, battery_pct, edge_id FROM devices ORDER BY id"
+    )
     assert rows[0] == rows[1]
     assert rows[0][2] == 50  # coalesce kept the battery level
 
@@ -115,12 +143,40 @@ async def test_select_rows_reads_like_sqlalchemy(engine: AsyncEngine) -> None:
     assert timed[0][2] is False  # booleans come back as bool
 
 
-async def test_fast_path_writes_roll_back_with_the_transaction(engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("count", [1, bulk.COPY_FROM_ROWS])  # executemany, and COPY on PG
+async def test_fast_path_writes_roll_back_with_the_transaction(
+    engine: AsyncEngine, count: int
+) -> None:
     with pytest.raises(RuntimeError):
-        async with engine.begin() as conn:
-            await bulk_execute(conn, sa.insert(events), [event_row("gone", TIMES[0])])
+        async with engine.begin() as conn:  # the batch is the transaction's first statement
+            await bulk_execute(
+                conn, sa.insert(events), [event_row(f"gone:{i}", TIMES[0]) for i in range(count)]
+            )
             raise RuntimeError("crash before commit")
-    assert raw(engine, "SELECT COUNT(*) FROM events") == [(0,)]
+    assert await raw(engine, "SELECT COUNT(*) FROM events") == [(0,)]
+
+
+async def test_a_large_plain_insert_stores_what_sqlalchemy_stores(engine: AsyncEngine) -> None:
+    """On PostgreSQL this batch goes through COPY; the rows must not differ."""
+    count = bulk.COPY_FROM_ROWS + 3
+    async with engine.begin() as conn:
+        await bulk_execute(
+            conn,
+            sa.insert(events),
+            [event_row(f"fast:{i:03}", TIMES[i % len(TIMES)]) for i in range(count)],
+        )
+        await conn.execute(
+            sa.insert(events),
+            [event_row(f"slow:{i:03}", TIMES[i % len(TIMES)]) for i in range(count)],
+        )
+    columns = "edge_id, device_id, kind, lane, occurred_at, received_at, data, refused"
+    fast = await raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE 'fast:%' ORDER BY uid")
+    slow = await raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE 'slow:%' ORDER BY uid")
+    assert fast == slow
+    assert len(fast) == count
+    if engine.dialect.name == "postgresql":
+        copies = [p for p in bulk._driver_statements.values() if p.copy_into is not None]
+        assert copies and copies[0].copy_into == ("events", tuple(event_row("x", T0_ROW)))
 
 
 async def test_ingests_one_statement_insert_writes_what_the_orm_writes(
@@ -128,7 +184,8 @@ async def test_ingests_one_statement_insert_writes_what_the_orm_writes(
 ) -> None:
     """``Ingest._insert_new`` on SQLite (one INSERT … SELECT FROM json_each … RETURNING)
     stores byte for byte what the ORM's executemany stores, skips stored uids and a
-    repeated seq, and falls back to the statement path for data strict JSON cannot carry."""
+    repeated seq, and falls back to the statement path for data strict JSON cannot carry.
+    (On PostgreSQL ``_insert_new`` takes the statement path, which must agree too.)"""
     received = datetime(2026, 11, 25, 21, 0, 0, 123456, tzinfo=CHINA)
     ingest = Ingest(engine, None, None, None, lambda: received)  # type: ignore[arg-type]
     data = {"battery_pct": 80, "备注": "客厅", "x": 1e300, "list": [1, 2.5]}
@@ -150,8 +207,8 @@ async def test_ingests_one_statement_insert_writes_what_the_orm_writes(
         fallback = await ingest._insert_new(conn, "edge-1", "json", (nan,))
     assert first == list(chunk) and again == [] and fallback == [nan]
     columns = "edge_id, device_id, kind, lane, occurred_at, received_at, data, refused"
-    orm = raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE '%:orm:%' ORDER BY uid")
-    fast = raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE '%:json:%' ORDER BY uid")
+    orm = await raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE '%:orm:%' ORDER BY uid")
+    fast = await raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE '%:json:%' ORDER BY uid")
     assert fast[:3] == orm
     assert fast[3][6] == '{"v":NaN}'  # as json.dumps wrote it before
 
@@ -163,6 +220,8 @@ async def test_placements_one_statement_touch_updates_like_sqlalchemy(
     engine: AsyncEngine, online: bool | None, battery: int | None
 ) -> None:
     """``hub.placement``'s UPDATE … FROM json_each writes what ``_TOUCH`` writes."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("json_each is SQLite's; on PostgreSQL placement runs _TOUCH itself")
     async with engine.begin() as conn:
         await conn.execute(
             sa.insert(devices),
@@ -174,6 +233,6 @@ async def test_placements_one_statement_touch_updates_like_sqlalchemy(
         row = {"b_online": online, "b_battery": battery}
         await _touch_sqlite(conn, {"json": {**row, "b_id": "json"}}, TIMES[2])
         await conn.execute(_TOUCH, [{**row, "b_id": "orm", "b_last_seen": TIMES[2]}])
-    rows = raw(engine, "SELECT id, last_seen, online, battery_pct FROM devices ORDER BY id")
+    rows = await raw(engine, "SELECT id, last_seen, online, battery_pct FROM devices ORDER BY id")
     assert rows[0][1:] == rows[1][1:]
     assert rows[2] == ("other", None, 1, 50)  # untouched

@@ -1,5 +1,6 @@
-"""The live feed on a real, migrated SQLite file (issue #12): triggers write case and task
-changes, notifications are queued and written, each listener reads only its own."""
+"""The live feed on a real, migrated database (issue #12; SQLite and PostgreSQL): triggers
+write case and task changes, notifications are queued and written, each listener reads only
+its own, and on PostgreSQL the feed's ids become visible in commit order."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,6 +20,8 @@ from hub.notify.stream import WorkerStreams
 from hub.services.cases import CaseService
 from hub.services.live_feed import events_after, grids_of_worker
 from tests.conftest import wait_until
+
+pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 NOTE = Notification(
@@ -118,21 +122,53 @@ async def test_triggers_dropped_by_a_table_rebuild_come_back_at_start_up(
 ) -> None:
     # Migration 0011 rebuilds ``tasks`` (SQLite batch mode): run after 0014, it drops the
     # task triggers; the migrated database may well lack them already.
+    postgresql = engine.dialect.name == "postgresql"
     async with engine.begin() as conn:
-        await conn.exec_driver_sql("DROP TRIGGER IF EXISTS live_feed_task_insert")
+        on_tasks = " ON tasks" if postgresql else ""
+        await conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS live_feed_task_insert{on_tasks}")
+        if postgresql:
+            await conn.exec_driver_sql("DROP TRIGGER live_feed_commit_order ON live_feed")
     streams = WorkerStreams(engine)
     await streams.ensure_triggers()
     await streams.ensure_triggers()  # idempotent
+    listing = (
+        "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'live_feed%'"
+        if postgresql
+        else "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'live_feed%'"
+    )
     async with engine.connect() as conn:
-        names = {
-            name
-            for (name,) in await conn.exec_driver_sql(
-                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'live_feed%'"
-            )
-        }
+        names = {name for (name,) in await conn.exec_driver_sql(listing)}
     assert names == {
         "live_feed_case_insert",
         "live_feed_case_update",
         "live_feed_task_insert",
         "live_feed_task_update",
-    }
+    } | ({"live_feed_commit_order"} if postgresql else set())
+
+
+async def test_feed_ids_are_visible_in_commit_order(engine: AsyncEngine) -> None:
+    """A stream reads "after Last-Event-ID": a row committed later must never have a smaller
+    id than one a reader has already seen. SQLite has one writer; PostgreSQL renumbers the
+    feed's rows at commit (hub.db.schema) so that the transaction that inserted first but
+    commits last still lands after the other."""
+    service = CaseService(EscalationPolicy(), ZoneInfo("Asia/Shanghai"))
+    homes = list((await households_by_grid(engine)).values())
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: ids are in commit order by construction")
+    async with engine.connect() as slow, engine.connect() as fast:
+        await slow.begin()
+        slow_case, _ = await service.open_phone_case(slow, homes[0], "", "desk", T0)
+        await fast.begin()
+        fast_case, _ = await service.open_phone_case(fast, homes[1], "", "desk", T0)
+        await fast.commit()
+        async with engine.connect() as reader:
+            seen, last = await events_after(
+                reader, 0, worker_id=None, grid_ids=None, notifications=False
+            )
+        assert [e.data["id"] for e in seen] == [fast_case]
+        await slow.commit()
+    async with engine.connect() as reader:
+        later, _ = await events_after(
+            reader, last, worker_id=None, grid_ids=None, notifications=False
+        )
+    assert [e.data["id"] for e in later] == [slow_case]

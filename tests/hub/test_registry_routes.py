@@ -33,6 +33,8 @@ from hub.services.cases import CaseService
 from hub.services.errors import UnknownDevice
 from simulators.stack import REPO_ROOT
 
+pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
+
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 PRINCIPALS = {
     "admin": Principal(kind="token", name="api", role=Role.ADMIN),
@@ -551,3 +553,14 @@ async def test_csv_import_as_body_and_as_form_upload(
     assert wrong_type.status_code == 415
     no_file = await op.post("/api/v1/devices/import", files={"other": ("a.csv", b"x")})
     assert no_file.status_code == 422
+
+
+async def test_a_nul_character_in_a_search_is_never_a_server_error(
+    clients: dict[str, httpx.AsyncClient], db_backend: str
+) -> None:
+    """SQLite stores and matches U+0000; PostgreSQL's text cannot hold it, and the hub
+    answers 422 there (hub/app.py) instead of a 500 (found by the OpenAPI fuzz test)."""
+    response = await clients["operator"].get("/api/v1/devices", params={"q": "a\x00b"})
+    assert response.status_code == (422 if db_backend == "postgres" else 200), response.text
+    if db_backend == "postgres":
+        assert "U+0000" in response.json()["detail"]

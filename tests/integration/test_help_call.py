@@ -20,6 +20,7 @@ EDGE = "edge-demo"  # the seeded devices belong to it
 BUTTON = 77626
 
 
+@pytest.mark.postgres  # the whole path once on PostgreSQL too (the hub migrates an empty one)
 async def test_sos_reaches_on_duty_worker_and_button_hears_back(
     stack: Stack, tmp_path: Path
 ) -> None:
