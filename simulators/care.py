@@ -38,6 +38,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from hub.domain.wellbeing import (
+    SLOT_MIN,
     Activity,
     AwayPeriod,
     Baseline,
@@ -73,8 +74,18 @@ def _at(day_start: datetime, hours: float) -> datetime:
     return day_start + timedelta(hours=hours)
 
 
+#: Share of residents whose building or compound gate recognises faces on the way out too
+#: (a reader on both sides); elsewhere the way out is a push button that logs nobody.
+TWO_WAY_SHARE = 0.5
+
+
 def simulate_resident(
-    rng: random.Random, start: datetime, days: int, *, door_sees_exits: bool = False
+    rng: random.Random,
+    start: datetime,
+    days: int,
+    *,
+    door_sees_exits: bool = False,
+    two_way_share: float = TWO_WAY_SHARE,
 ) -> Resident:
     """One resident's life, ``days`` long from local midnight ``start``; with
     ``door_sees_exits`` every outing leaves by a door that recognises faces both ways."""
@@ -83,7 +94,9 @@ def simulate_resident(
     water_rate = rng.uniform(0.5, 2.0)  # toilet, kitchen, washing: uses an hour while up
     tv_share = rng.uniform(0.2, 0.7)  # share of the waking day with an appliance on
     out_per_day = rng.uniform(0.3, 1.3)
-    exit_seen = rng.uniform(0.6, 0.95)  # leaving through the face door (others: side gate)
+    two_way = rng.random() < two_way_share
+    # leaving by a two-way face door (others: by car, a side gate, with a neighbour)
+    exit_seen = rng.uniform(0.8, 0.95) if two_way else 0.0
     if door_sees_exits:
         exit_seen = 1.0
     nocturia = rng.uniform(0.3, 2.0)  # night toilet visits
@@ -259,10 +272,9 @@ def welfare_alerts(
                 break
             t += check
             if j.verdict is Verdict.OK:  # no alert before the silence reaches the threshold
-                local = t.astimezone(TZ)
-                next_hour = local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+                slot_end = _grid(j.now + timedelta(microseconds=1), timedelta(minutes=SLOT_MIN))
                 reach = j.now + timedelta(hours=j.threshold_h - j.silence_h)
-                t = max(t, _grid(min(reach, next_hour.astimezone(UTC)), check))
+                t = max(t, _grid(min(reach, slot_end), check))
         if a.at < end:
             last[a.source] = a.at
 
@@ -369,9 +381,12 @@ def _table(
         f"(after {WARMUP_DAYS} days of learning), seed {seed}, checked every {check_min:g} min",
         f"date {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: nproc {os.cpu_count()}, "
         f"{cpu}; Python {platform.python_version()}; {elapsed:.0f} s",
-        f"rules: floor {s.floor_h} h, ceiling {s.ceiling_h} h, out {s.out_h} h, longest + "
-        f"{s.spread} sd + "
-        f"{s.slack_h} h, history {s.history_days} days, ignore longest {s.ignore_longest_days}",
+        f"rules: floor {s.floor_h} h, ceiling {s.ceiling_h} h, out {s.out_h} h, usual longest "
+        f"× {1 + s.stretch:g} + {s.slack_h} h (or up to {s.late_min} min earlier), history "
+        f"{s.history_days} days, ignore longest {s.ignore_longest_days}; while up: risk "
+        f"{s.daily_risk:g} a day, tail from {s.tail_from_h} h",
+        f"doors: {100 * TWO_WAY_SHARE:.0f} % of residents have a face reader on the way out "
+        "too (it sees 80-95 % of their exits), the rest an anonymous exit button",
         "",
         "| rule | incidents detected (≤ 48 h) | missed | median delay h | p90 h | max h "
         "| false checks / 100 residents / week |",
