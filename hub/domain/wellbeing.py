@@ -7,19 +7,31 @@ simulation (``simulators/care.py``) and the tests run exactly the same code:
 * **Activity** is anything that shows the resident is up and about at home: water flowing,
   electricity drawn above the home's standby load, a button press or a daily check-in; a
   face pass at the building door shows them coming or going.
-* **Quiet spells** are the gaps between activities. Each is *at home* (it began with
-  activity inside the home) or *maybe out* (it began with a door pass: people who walk out
-  of the building are usually out, and a day at the market must not look like a fall).
-* **The baseline**: for every hour of the day, separately for weekdays and weekends, the
-  longest quiet spell in progress during that hour (and its neighbours), per day, over the
-  last 2-4 weeks; the usual longest is the largest after ignoring the most unusual day(s),
-  stretched by a margin and clamped between a floor and a ceiling (configurable).
-* **The judgement** (:func:`judge`) at ``now``: a welfare alert when the silence so far is
-  longer than the usual longest quiet spell at this time of day, except while the resident
-  is marked away (and until the end date), and except when a meter has stopped reporting:
-  silence from a dead meter is a device fault, not news about the resident.
+* **Silences**: at every quarter hour, how long the resident has been quiet. A silence is
+  *at home* (it began with activity inside the home) or *maybe out* (it began with a door
+  pass: where the door reads faces on the way out too, people who walk out of the building
+  are usually out, and a day at the market must not look like a fall).
+* **The baseline**, per resident, from the last 2-4 weeks, weekdays apart from weekends
+  (which learn from every day), for each quarter hour of the local day, the larger of:
 
-Time: spells are measured in real elapsed time (UTC instants); the hour of the day that
+  - *this time of day*: the longest silence seen at this quarter hour or up to
+    ``late_min`` earlier, × (1 + ``stretch``) + ``slack_h``. It holds the resident's own
+    night (bedtime and wake-up learnt, not assumed): the night's silence seen at 06:00
+    still covers a morning that starts later than any before, and a silence at 23:00
+    longer than any seen then is news the same night, not the next morning;
+  - *while up*: a silence while the resident is usually up (a nap, a read, an outing by
+    a gate that does not see exits) can come at any hour, so it is judged by a model of
+    the resident's own quiet spells while up (an exponential tail over ``tail_from_h``)
+    at an accepted risk of ``daily_risk`` a day. Four weeks show a few dozen such spells;
+    the rule must hold far beyond the longest of them.
+
+  Clamped between a floor and a ceiling (configurable).
+* **The judgement** (:func:`judge`) at ``now``: a welfare alert when the silence so far is
+  longer than the baseline at this quarter hour, except while the resident is marked away
+  (and until the end date), and except when a meter has stopped reporting: silence from a
+  dead meter is a device fault, not news about the resident.
+
+Time: spells are measured in real elapsed time (UTC instants); the quarter hour of the day that
 picks the threshold is the community's local wall time, so a daylight-saving change moves
 the slot, never the length of a spell. An activity stamped in the future by a device whose
 clock runs fast counts as "now", not as a promise of future activity.
@@ -146,14 +158,13 @@ class QuietHistory:
 
     ``home[day][slot]`` is the silence in progress at that instant (hours since the last
     activity), :data:`OUT` when that silence began with a door pass (an outing) and
-    :data:`UNKNOWN` under an away period, so a week in hospital teaches nothing. ``out``
-    holds the length of every outing-shaped silence (for the record; the out threshold is
-    the fixed ``out_h``). Built from a sorted activity list once; :class:`Baseline` reads it.
+    :data:`UNKNOWN` under an away period, so a week in hospital teaches nothing (an outing's
+    silence gets the fixed ``out_h``). Built from a sorted activity list once;
+    :class:`Baseline` reads it.
     """
 
     tz: tzinfo
     home: dict[date, list[float]] = field(default_factory=dict)
-    out: list[float] = field(default_factory=list)
     days: set[date] = field(default_factory=set)
 
     def day(self, day: date) -> list[float]:
@@ -185,9 +196,6 @@ def quiet_history(
     t = epoch + math.ceil((events[0].at - epoch) / step) * step
     periods = sorted(away, key=lambda p: p.starts_at)
     i = 0  # events[i - 1] is the latest at or before t
-    for prev, nxt in zip(events, [*events[1:], None], strict=True):
-        if prev.source is Source.DOOR:
-            history.out.append(((nxt.at if nxt is not None else end) - prev.at) / timedelta(hours=1))
     while t < end:
         while i < len(events) and events[i].at <= t:
             i += 1
@@ -254,7 +262,9 @@ def learn_baseline(history: QuietHistory, s: WatchSettings, until: date | None =
     back = s.late_min // SLOT_MIN
     home: list[tuple[float, ...]] = []
     for day_type in (0, 1):
-        rows = [history.home[d] for d in days if d in history.home and (day_type or _day_type(d) == 0)]
+        rows = [
+            history.home[d] for d in days if d in history.home and (day_type or _day_type(d) == 0)
+        ]
         home.append(_thresholds(rows, back, s))
     out = (min(s.ceiling_h, s.out_h),) * SLOTS
     return Baseline(trained=trained, home=(home[0], home[1]), out=(out, out), days=len(days))
@@ -291,7 +301,7 @@ def _while_up_threshold(rows: list[list[float]], up: list[bool], s: WatchSetting
         peak = -1.0
         for k in range(SLOTS):
             v = row[k]
-            inside = up[k] and 0 <= v and v * 60 / SLOT_MIN < up_for[k]
+            inside = up[k] and v >= 0 and v * 60 / SLOT_MIN < up_for[k]
             if inside and v >= peak:
                 peak = v  # the spell goes on
                 continue
