@@ -11,10 +11,11 @@ What a resident does (all drawn from a seeded RNG; see ``docs/care.md`` for the 
 a wake and bed time of their own (early risers, night owls; later at weekends), water and
 electricity use while up at a rate of their own with quiet spells (naps, reading), night
 toilet visits, outings most days (market, park; now and then a whole day out), a door pass
-when entering (face recognition) and, for most, when leaving; trips away for some days
+when entering (face recognition) and, only where the door reads faces on the way out too
+(``TWO_WAY_SHARE`` of residents), when leaving; trips away for some days
 (travel, hospital, a stay with family) that the worker marks away most of the time, water
 meters that stop reporting for a while. Before the measured month, 28 days of the same
-life teach the baseline.
+life teach the baseline, relearnt every simulated day as the hub does.
 
 Incidents: some residents fall once in the month, at a random moment while they are up and
 about at home (falls happen while moving, not in bed), and from then on nothing moves;
@@ -316,7 +317,7 @@ def run(
     for n in range(households):
         rng = random.Random(seed * 1_000_003 + n)
         res = simulate_resident(rng, sim_start, WARMUP_DAYS + days, door_sees_exits=door_sees_exits)
-        if rng.random() < 0.25:  # the TV or a heater stays on
+        if rng.random() < 0.25:  # a quarter of residents fall once in the month
             inject_incident(rng, res, first, incident_last)
             incidents += res.incident_at is not None
         history = quiet_history(res.activities, sim_start, end, TZ, res.marked_away)
