@@ -415,6 +415,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="RNG seed (report more than one)")
     parser.add_argument("--check-min", type=float, default=10.0, help="the periodic check")
     parser.add_argument(
+        "--daily-risk",
+        type=float,
+        default=WatchSettings().daily_risk,
+        help="the rule's accepted daily risk for quiet spells while up (the trade-off knob)",
+    )
+    parser.add_argument(
         "--door-sees-exits",
         action="store_true",
         help="what if: every outing passes a door that recognises faces both ways",
@@ -422,15 +428,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.households < 1 or args.days < 3:
-        print("--households ≥ 1 and --days ≥ 3 / 住户数至少 1，天数至少 3")
+    if args.households < 1 or args.days < 3 or not 0 < args.daily_risk < 1:
+        print(
+            "--households ≥ 1, --days ≥ 3, 0 < --daily-risk < 1 / "
+            "住户数至少 1，天数至少 3，每日风险在 0 与 1 之间"
+        )
         return 2
     table = run(
         args.households,
         args.days,
         args.seed,
         args.check_min,
-        WatchSettings(),
+        WatchSettings(daily_risk=args.daily_risk),
         door_sees_exits=args.door_sees_exits,
     )
     print(table)
