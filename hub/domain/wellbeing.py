@@ -7,19 +7,31 @@ simulation (``simulators/care.py``) and the tests run exactly the same code:
 * **Activity** is anything that shows the resident is up and about at home: water flowing,
   electricity drawn above the home's standby load, a button press or a daily check-in; a
   face pass at the building door shows them coming or going.
-* **Quiet spells** are the gaps between activities. Each is *at home* (it began with
-  activity inside the home) or *maybe out* (it began with a door pass: people who walk out
-  of the building are usually out, and a day at the market must not look like a fall).
-* **The baseline**: for every hour of the day, separately for weekdays and weekends, the
-  longest quiet spell in progress during that hour (and its neighbours), per day, over the
-  last 2-4 weeks; the usual longest is the largest after ignoring the most unusual day(s),
-  stretched by a margin and clamped between a floor and a ceiling (configurable).
-* **The judgement** (:func:`judge`) at ``now``: a welfare alert when the silence so far is
-  longer than the usual longest quiet spell at this time of day, except while the resident
-  is marked away (and until the end date), and except when a meter has stopped reporting:
-  silence from a dead meter is a device fault, not news about the resident.
+* **Silences**: at every quarter hour, how long the resident has been quiet. A silence is
+  *at home* (it began with activity inside the home) or *maybe out* (it began with a door
+  pass: where the door reads faces on the way out too, people who walk out of the building
+  are usually out, and a day at the market must not look like a fall).
+* **The baseline**, per resident, from the last 2-4 weeks, weekdays apart from weekends
+  (which learn from every day), for each quarter hour of the local day, the larger of:
 
-Time: spells are measured in real elapsed time (UTC instants); the hour of the day that
+  - *this time of day*: the longest silence seen at this quarter hour or up to
+    ``late_min`` earlier, × (1 + ``stretch``) + ``slack_h``. It holds the resident's own
+    night (bedtime and wake-up learnt, not assumed): the night's silence seen at 06:00
+    still covers a morning that starts later than any before, and a silence at 23:00
+    longer than any seen then is news the same night, not the next morning;
+  - *while up*: a silence while the resident is usually up (a nap, a read, an outing by
+    a gate that does not see exits) can come at any hour, so it is judged by a model of
+    the resident's own quiet spells while up (an exponential tail over ``tail_from_h``)
+    at an accepted risk of ``daily_risk`` a day. Four weeks show a few dozen such spells;
+    the rule must hold far beyond the longest of them.
+
+  Clamped between a floor and a ceiling (configurable).
+* **The judgement** (:func:`judge`) at ``now``: a welfare alert when the silence so far is
+  longer than the baseline at this quarter hour, except while the resident is marked away
+  (and until the end date), and except when a meter has stopped reporting: silence from a
+  dead meter is a device fault, not news about the resident.
+
+Time: spells are measured in real elapsed time (UTC instants); the quarter hour of the day that
 picks the threshold is the community's local wall time, so a daylight-saving change moves
 the slot, never the length of a spell. An activity stamped in the future by a device whose
 clock runs fast counts as "now", not as a promise of future activity.
@@ -102,14 +114,17 @@ class WatchSettings:
 
     history_days: int = 28  # the baseline looks this far back
     min_history_days: int = 14  # before that, the fallback threshold applies
-    floor_h: float = 4.5  # never alert on a silence shorter than this
-    ceiling_h: float = 12.0  # always alert on a silence longer than this
+    floor_h: float = 2.0  # never alert on a silence shorter than this
+    ceiling_h: float = 16.0  # always alert on a silence longer than this
     fallback_h: float = 12.0  # the fixed rule, while the rhythm is still being learnt
     out_h: float = 12.0  # a silence that began with a door pass: probably out
-    spread: float = 2.0  # the usual longest spell plus this many standard deviations
+    stretch: float = 0.25  # the usual longest silence at this time of day × (1 + stretch) …
     slack_h: float = 1.0  # … plus this
-    neighbour_hours: int = 2  # pool the hours either side of the slot
+    late_min: int = 150  # compare with the silences seen up to this long earlier in the day
     ignore_longest_days: int = 0  # the most unusual day(s) of the history are ignored
+    daily_risk: float = 0.0005  # accepted chance a day that a quiet spell while up runs past
+    tail_from_h: float = 1.0  # quiet spells while up longer than this make the tail …
+    tail_prior_h: float = 1.0  # … whose mean excess starts from this prior
     meter_silent_after_h: float = 2.0  # a meter not heard for this long is a device fault
 
     def __post_init__(self) -> None:
@@ -119,52 +134,44 @@ class WatchSettings:
             raise ValueError("min_history_days must be <= history_days")
 
 
-def _local_hour_start(at: datetime, tz: tzinfo) -> datetime:
-    local = at.astimezone(tz)
-    return local.replace(minute=0, second=0, microsecond=0)
+#: The baseline's resolution: quarter hours of the local day (DL/T 645 meters read every 15 min).
+SLOT_MIN = 15
+SLOTS = 24 * 60 // SLOT_MIN
 
 
-def _slot(day: date, hour: int) -> tuple[date, int]:
-    shift, hour = divmod(hour, 24)
-    return day + timedelta(days=shift), hour
+def _slot_of(local: datetime, slots: int = SLOTS) -> int:
+    return (local.hour * 60 + local.minute) * slots // 1440
 
 
 def _day_type(day: date) -> int:
     return 1 if day.weekday() >= 5 else 0
 
 
+#: A quarter hour spent marked away (no sample) or in a silence that began at the door.
+UNKNOWN = -1.0
+OUT = -2.0
+
+
 @dataclass(slots=True)
 class QuietHistory:
-    """The longest quiet spell in progress during each local hour of each day, per mode.
+    """How long the resident had been quiet at home at each quarter hour of each local day.
 
-    Built from a sorted activity list once; :class:`Baseline` reads it. Hours spent under
-    an away period count as unknown (no sample), so a week in hospital teaches nothing.
+    ``home[day][slot]`` is the silence in progress at that instant (hours since the last
+    activity), :data:`OUT` when that silence began with a door pass (an outing) and
+    :data:`UNKNOWN` under an away period, so a week in hospital teaches nothing (an outing's
+    silence gets the fixed ``out_h``). Built from a sorted activity list once;
+    :class:`Baseline` reads it.
     """
 
     tz: tzinfo
-    #: (local day, hour 0-23) → longest spell (hours) in progress then, per mode
-    home: dict[tuple[date, int], float] = field(default_factory=dict)
-    out: dict[tuple[date, int], float] = field(default_factory=dict)
+    home: dict[date, list[float]] = field(default_factory=dict)
     days: set[date] = field(default_factory=set)
 
-    _pooled: dict[tuple[date, int], tuple[float, ...]] = field(default_factory=dict)
-
-    def pooled(self, day: date, neighbours: int) -> tuple[float, ...]:
-        """The day's 24 at-home samples, each the longest of its hour and ``neighbours``
-        either side (-1: none); cached, the history is only added to before learning."""
-        key = (day, neighbours)
-        found = self._pooled.get(key)
-        if found is None:
-            wide = [self.home.get(_slot(day, h), -1.0) for h in range(-neighbours, 24 + neighbours)]
-            span = 2 * neighbours + 1
-            found = self._pooled[key] = tuple(max(wide[h : h + span]) for h in range(24))
-        return found
-
-    def add(self, mode: Mode, day: date, hour: int, length_h: float) -> None:
-        table = self.home if mode is Mode.HOME else self.out
-        key = (day, hour)
-        if length_h > table.get(key, -1.0):
-            table[key] = length_h
+    def day(self, day: date) -> list[float]:
+        row = self.home.get(day)
+        if row is None:
+            row = self.home[day] = [UNKNOWN] * SLOTS
+        return row
 
 
 def _mode_of(source: Source) -> Mode:
@@ -178,30 +185,39 @@ def quiet_history(
     tz: tzinfo,
     away: Sequence[AwayPeriod] = (),
 ) -> QuietHistory:
-    """The quiet spells of ``[start, end)`` by local hour; ``activities`` sorted by time."""
+    """The silences of ``[start, end)`` sampled every quarter hour of real (UTC) time and
+    filed under the local wall-clock slot; ``activities`` sorted by time."""
     history = QuietHistory(tz)
     events = [a for a in activities if start <= a.at < end]
     if not events:
         return history
-    # a spell is sampled at each local hour boundary it spans and at its end
-    for prev, nxt in zip(events, [*events[1:], None], strict=True):
-        spell_start = prev.at
-        spell_end = nxt.at if nxt is not None else end
-        mode = _mode_of(prev.source)
-        hour = _local_hour_start(spell_start, tz)
-        while True:
-            hour_end = hour.astimezone(UTC) + timedelta(hours=1)  # real time, not wall time
-            sample_at = min(hour_end, spell_end)
-            if not any(p.starts_at < sample_at and p.ends_at > spell_start for p in away):
-                length_h = (sample_at - spell_start).total_seconds() / 3600
-                history.add(mode, hour.date(), hour.hour, length_h)
-            if hour_end >= spell_end:
-                break
-            hour = _local_hour_start(hour_end, tz)
+    step = timedelta(minutes=SLOT_MIN)
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    t = epoch + math.ceil((events[0].at - epoch) / step) * step
+    periods = sorted(away, key=lambda p: p.starts_at)
+    i = 0  # events[i - 1] is the latest at or before t
+    while t < end:
+        while i < len(events) and events[i].at <= t:
+            i += 1
+        last = events[i - 1]
+        local = t.astimezone(tz)
+        row = history.day(local.date())
+        if any(p.starts_at < t and p.ends_at > last.at for p in periods):
+            value = UNKNOWN
+        elif last.source is Source.DOOR:
+            value = OUT
+        else:
+            value = (t - last.at) / timedelta(hours=1)
+        slot = _slot_of(local)
+        if value >= 0:  # twice on the night the clocks go back: the longer counts
+            row[slot] = max(row[slot], value)
+        elif row[slot] < 0:
+            row[slot] = value
+        t += step
     first = events[0].at.astimezone(tz).date()
-    last = (end - timedelta(microseconds=1)).astimezone(tz).date()
+    last_day = (end - timedelta(microseconds=1)).astimezone(tz).date()
     day = first
-    while day <= last:
+    while day <= last_day:
         history.days.add(day)
         day += timedelta(days=1)
     return history
@@ -209,10 +225,13 @@ def quiet_history(
 
 @dataclass(frozen=True, slots=True)
 class Baseline:
-    """Thresholds (hours) by (day type, local hour, mode), learnt from a history."""
+    """Thresholds (hours) by (day type, local quarter hour, mode), learnt from a history.
+
+    The tables may have any number of slots a day (24 in baselines stored before the
+    quarter-hour resolution): the slot is picked by the share of the day gone."""
 
     trained: bool
-    home: tuple[tuple[float, ...], tuple[float, ...]]  # [weekday|weekend][hour]
+    home: tuple[tuple[float, ...], tuple[float, ...]]  # [weekday|weekend][slot]
     out: tuple[tuple[float, ...], tuple[float, ...]]
     days: int
 
@@ -220,38 +239,106 @@ class Baseline:
         if not self.trained:
             return s.fallback_h
         local = at.astimezone(tz)
-        table = self.home if mode is Mode.HOME else self.out
-        return table[_day_type(local.date())][local.hour]
+        row = (self.home if mode is Mode.HOME else self.out)[_day_type(local.date())]
+        return row[_slot_of(local, len(row))]
 
 
 def learn_baseline(history: QuietHistory, s: WatchSettings, until: date | None = None) -> Baseline:
-    """The usual longest quiet spell per slot, stretched and clamped (see module doc).
+    """The usual longest silence at each quarter hour, stretched and clamped (module doc).
 
+    Two parts, the larger wins: the longest silence seen at this time of day or up to
+    ``late_min`` earlier (a morning may start that much later than usual without news, and
+    the night's silence, seen at 06:00, still covers 07:30), and the longest silence seen at
+    any time the resident is usually up (an outing through a gate that does not see exits,
+    a nap: these come at any hour, not at the same one every day). Weekdays learn from
+    weekdays; weekends, with only 8 in four weeks, from every day (a lie-in at the weekend
+    then also counts, which only makes weekends more patient).
     ``until``: learn from the ``history_days`` local days before it (default: all)."""
     days = sorted(history.days)
     if until is not None:
         first = until - timedelta(days=s.history_days)
         days = [d for d in days if first <= d < until]
     trained = len(days) >= s.min_history_days
+    back = s.late_min // SLOT_MIN
     home: list[tuple[float, ...]] = []
     for day_type in (0, 1):
-        rows = [history.pooled(d, s.neighbour_hours) for d in days if _day_type(d) == day_type]
-        home.append(
-            tuple(_threshold([v for row in rows if (v := row[hour]) >= 0], s) for hour in range(24))
-        )
-    out = (min(s.ceiling_h, s.out_h),) * 24
+        rows = [
+            history.home[d] for d in days if d in history.home and (day_type or _day_type(d) == 0)
+        ]
+        home.append(_thresholds(rows, back, s))
+    out = (min(s.ceiling_h, s.out_h),) * SLOTS
     return Baseline(trained=trained, home=(home[0], home[1]), out=(out, out), days=len(days))
 
 
-def _threshold(per_day: list[float], s: WatchSettings) -> float:
-    """The usual longest at-home quiet spell plus its spread and some slack, clamped."""
-    if len(per_day) < 2:
-        return s.ceiling_h
-    ordered = sorted(per_day, reverse=True)
-    usual = ordered[min(s.ignore_longest_days, len(ordered) - 1)]
-    mean = sum(ordered) / len(ordered)
-    spread = math.sqrt(sum((v - mean) ** 2 for v in ordered) / len(ordered))
-    return min(s.ceiling_h, max(s.floor_h, usual + s.spread * spread + s.slack_h))
+def _kth(values: list[float], s: WatchSettings) -> float | None:
+    """The largest of ``values`` after ignoring the ``ignore_longest_days`` largest."""
+    if len(values) < 2:
+        return None
+    if s.ignore_longest_days == 0:
+        return max(values)
+    ordered = sorted(values, reverse=True)
+    return ordered[min(s.ignore_longest_days, len(ordered) - 1)]
+
+
+def _while_up_threshold(rows: list[list[float]], up: list[bool], s: WatchSettings) -> float:
+    """How long a silence while the resident is usually up may last, from their own quiet
+    spells (a nap, a read, an outing through a gate that does not see exits).
+
+    Four weeks hold a few dozen spells longer than ``tail_from_h``; the rule must hold for
+    a risk of ``daily_risk`` a day, far beyond the longest of them. So the tail is modelled
+    (peaks over a threshold, exponential): spells longer than ``tail_from_h`` come ``rate``
+    times a day and run on by ``mean`` hours on average, so one runs past
+    ``tail_from_h + x`` on a given day with a chance of about ``rate · exp(-x / mean)``.
+    The mean starts from a prior of ``tail_prior_h`` weighing like two spells, so a resident
+    with few long spells is not judged by one or two of them."""
+    # how long the resident had been up at each slot: a silence counts as "while up" only
+    # if it began after that (not the night running into a late morning)
+    up_for = [0] * SLOTS
+    for k in range(SLOTS):
+        up_for[k] = (up_for[k - 1] + 1 if k else 1) if up[k] else 0
+    excess: list[float] = []
+    for row in rows:
+        peak = -1.0
+        for k in range(SLOTS):
+            v = row[k]
+            inside = up[k] and v >= 0 and v * 60 / SLOT_MIN < up_for[k]
+            if inside and v >= peak:
+                peak = v  # the spell goes on
+                continue
+            if peak > s.tail_from_h:  # it ended (or left the waking window) at its peak
+                excess.append(peak - s.tail_from_h)
+            peak = v if inside else -1.0
+        if peak > s.tail_from_h:
+            excess.append(peak - s.tail_from_h)
+    rate = (len(excess) + 0.5) / len(rows)
+    mean = (sum(excess) + 2 * s.tail_prior_h) / (len(excess) + 2)
+    return s.tail_from_h + mean * max(0.0, math.log(rate / s.daily_risk))
+
+
+def _look_back(row: list[float], back: int) -> list[float]:
+    """Each slot's value, the largest of it and the ``back`` slots before (wrapping round
+    the same day: the evening stands in for the previous one)."""
+    wide = row[-back:] + row if back else row
+    return [max(wide[k : k + back + 1]) for k in range(SLOTS)]
+
+
+def _thresholds(rows: list[list[float]], back: int, s: WatchSettings) -> tuple[float, ...]:
+    if len(rows) < 2:
+        return (s.ceiling_h,) * SLOTS
+    known = [[v for row in rows if (v := row[k]) >= 0] for k in range(SLOTS)]
+    # usually up: most days, something happened within the last hour at this time of day
+    up = [len(v) >= 2 and sorted(v)[len(v) // 2] < 1.0 for v in known]
+    day_h = _while_up_threshold(rows, up, s)
+    looking_back = [_look_back(row, back) for row in rows]
+    out: list[float] = []
+    for k in range(SLOTS):
+        usual = _kth([v for row in looking_back if (v := row[k]) >= 0], s)
+        if usual is None:
+            out.append(s.ceiling_h)
+            continue
+        usual_h = max(usual * (1 + s.stretch) + s.slack_h, day_h)
+        out.append(min(s.ceiling_h, max(s.floor_h, usual_h)))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,13 +25,16 @@ class WellbeingSettings(BaseModel):
     # the rhythm rules (see hub.domain.wellbeing.WatchSettings)
     history_days: int = Field(default=28, ge=7, le=60)
     min_history_days: int = Field(default=14, ge=0, le=60)
-    floor_h: float = Field(default=4.5, gt=0, le=48)
-    ceiling_h: float = Field(default=12.0, gt=0, le=96)
+    floor_h: float = Field(default=2.0, gt=0, le=48)
+    ceiling_h: float = Field(default=16.0, gt=0, le=96)
     fallback_h: float = Field(default=12.0, gt=0, le=96)
     out_h: float = Field(default=12.0, gt=0, le=96)
-    spread: float = Field(default=2.0, ge=0, le=10)
+    stretch: float = Field(default=0.25, ge=0, le=10)
     slack_h: float = Field(default=1.0, ge=0, le=24)
-    neighbour_hours: int = Field(default=2, ge=0, le=6)
+    late_min: int = Field(default=150, ge=0, le=360)
+    daily_risk: float = Field(default=0.0005, gt=0, lt=1)
+    tail_from_h: float = Field(default=1.0, gt=0, le=24)
+    tail_prior_h: float = Field(default=1.0, gt=0, le=24)
     meter_silent_after_h: float = Field(default=2.0, gt=0, le=72)
     # reading activity from device events
     #: Average electricity draw above this (W) between two readings is activity.
@@ -65,8 +68,11 @@ class WellbeingSettings(BaseModel):
             ceiling_h=self.ceiling_h,
             fallback_h=self.fallback_h,
             out_h=self.out_h,
-            spread=self.spread,
+            stretch=self.stretch,
             slack_h=self.slack_h,
-            neighbour_hours=self.neighbour_hours,
+            late_min=self.late_min,
+            daily_risk=self.daily_risk,
+            tail_from_h=self.tail_from_h,
+            tail_prior_h=self.tail_prior_h,
             meter_silent_after_h=self.meter_silent_after_h,
         )

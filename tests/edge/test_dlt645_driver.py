@@ -235,11 +235,14 @@ async def test_out_of_range_value_is_dropped_and_counted(fake_sink: FakeSink) ->
     assert stats.out_of_range >= 1
 
 
-async def test_the_shipped_profile_reads_every_meter_at_the_full_hour(fake_sink: FakeSink) -> None:
-    profile = load_profile(REPO / "device_profiles" / "dlt645-meter.yaml")  # cron "0 * * * *"
-    # The wall clock as the driver sees it: 0.3 s before a full hour.
+async def test_the_shipped_profile_reads_every_meter_at_the_quarter_hour(
+    fake_sink: FakeSink,
+) -> None:
+    profile = load_profile(REPO / "device_profiles" / "dlt645-meter.yaml")  # "*/15 * * * *"
+    # The wall clock as the driver sees it: 0.3 s before a quarter hour.
     real = datetime.now(UTC)
-    full_hour = real.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    quarter = real.replace(minute=real.minute // 15 * 15, second=0, microsecond=0)
+    full_hour = quarter + timedelta(minutes=15)
     shift = full_hour - real - timedelta(seconds=0.3)
     async with SimulatedMeterBus([A, B]) as sim:
         entries = [
@@ -250,7 +253,7 @@ async def test_the_shipped_profile_reads_every_meter_at_the_full_hour(fake_sink:
         )
         task = asyncio.create_task(driver.run())
         try:
-            await wait_until(lambda: len(fake_sink.events) == 2, 5, message="hourly reads")
+            await wait_until(lambda: len(fake_sink.events) == 2, 5, message="quarter-hour reads")
             read_at = [driver.meter_stats(f"meter-{a}").last_read_at for a in (A, B)]
         finally:
             task.cancel()
@@ -259,7 +262,7 @@ async def test_the_shipped_profile_reads_every_meter_at_the_full_hour(fake_sink:
     assert {e.device_id for e in fake_sink.events} == {f"meter-{A}", f"meter-{B}"}
     assert all(set(e.data) == {"energy_kwh", "voltage_v"} for e in fake_sink.events)
     assert all(t is not None and t >= full_hour for t in read_at)
-    # Once per point and meter, and not again before the next hour.
+    # Once per point and meter, and not again before the next quarter hour.
     assert len(sim.meter(A).requests) == len(sim.meter(B).requests) == 2
     assert driver.bus.health[f"meter-{A}"].online is True
 

@@ -113,25 +113,25 @@ BROKEN: dict[str, tuple[str, str, str, str]] = {
         "points[0].scale: bad scale nan: must be finite and not 0",
     ),
     "cron typo": (
-        "dlt645-meter", '"0 * * * *"', '"0 * * *"',
+        "dlt645-meter", '"*/15 * * * *"', '"0 * * *"',
         "polls[0].cron: cron needs 5 fields (minute hour day month weekday), got 4",
     ),
     "cron out of range": (
-        "dlt645-meter", '"0 * * * *"', '"61 * * * *"',
+        "dlt645-meter", '"*/15 * * * *"', '"61 * * * *"',
         "polls[0].cron: bad cron expression '61 * * * *': Error validating expression '61': "
         "the last value (61) is higher than the maximum value (59)",
     ),
     "cron numeric weekday": (
-        "dlt645-meter", '"0 * * * *"', '"0 9 * * 1"',
+        "dlt645-meter", '"*/15 * * * *"', '"0 9 * * 1"',
         "polls[0].cron: write the weekday field with names (mon-fri): "
         "APScheduler counts 0 = Monday",
     ),
     "cron never fires": (
-        "dlt645-meter", '"0 * * * *"', '"0 0 31 2 *"',
+        "dlt645-meter", '"*/15 * * * *"', '"0 0 31 2 *"',
         "polls[0].cron: cron expression '0 0 31 2 *' never fires",
     ),
     "cron and every_s": (
-        "dlt645-meter", 'cron: "0 * * * *"', 'cron: "0 * * * *"\n    every_s: 60',
+        "dlt645-meter", 'cron: "*/15 * * * *"', 'cron: "*/15 * * * *"\n    every_s: 60',
         "polls[0].every_s: give exactly one of every_s and cron",
     ),
     "poll names a missing point": (
@@ -480,26 +480,29 @@ def test_dlt_points(profiles: dict[str, DeviceProfile]) -> None:
     assert meter.modbus_points("holding") == []
 
 
-def test_cron_poll_trigger_fires_every_full_hour(profiles: dict[str, DeviceProfile]) -> None:
+def test_cron_poll_trigger_fires_every_quarter_hour(profiles: dict[str, DeviceProfile]) -> None:
+    """The shipped meter profile reads every 15 min for the wellbeing watch (docs/care.md)."""
     poll = profiles["dlt645-meter"].polls[0]
     trigger = poll.trigger()
     assert isinstance(trigger, CronTrigger)
     assert str(trigger.timezone) == "Asia/Shanghai"
-    after = datetime(2024, 5, 1, 10, 30, tzinfo=SHANGHAI)
+    after = datetime(2024, 5, 1, 10, 50, tzinfo=SHANGHAI)
     assert poll.next_fire_times(after, 3) == [
         datetime(2024, 5, 1, 11, 0, tzinfo=SHANGHAI),
-        datetime(2024, 5, 1, 12, 0, tzinfo=SHANGHAI),
-        datetime(2024, 5, 1, 13, 0, tzinfo=SHANGHAI),
+        datetime(2024, 5, 1, 11, 15, tzinfo=SHANGHAI),
+        datetime(2024, 5, 1, 11, 30, tzinfo=SHANGHAI),
     ]
-    on_the_hour = datetime(2024, 5, 1, 11, 0, tzinfo=SHANGHAI)
-    assert poll.next_fire_times(on_the_hour, 1) == [datetime(2024, 5, 1, 12, 0, tzinfo=SHANGHAI)]
-    assert poll.interval_hint_s == 3600
+    on_the_quarter = datetime(2024, 5, 1, 11, 0, tzinfo=SHANGHAI)
+    assert poll.next_fire_times(on_the_quarter, 1) == [
+        datetime(2024, 5, 1, 11, 15, tzinfo=SHANGHAI)
+    ]
+    assert poll.interval_hint_s == 900
     utc = poll.trigger("UTC").get_next_fire_time(None, after)
     assert utc == datetime(2024, 5, 1, 3, 0, tzinfo=ZoneInfo("UTC"))
 
 
 def test_cron_respects_timezone_for_daily_polls() -> None:
-    text = text_of("dlt645-meter").replace('"0 * * * *"', '"30 2 * * mon-fri"')
+    text = text_of("dlt645-meter").replace('"*/15 * * * *"', '"30 2 * * mon-fri"')
     poll = parse_profile(text, "p").polls[0]
     after = datetime(2024, 5, 3, 3, 0, tzinfo=SHANGHAI)  # a Friday, after 02:30
     assert poll.next_fire_times(after, 1) == [datetime(2024, 5, 6, 2, 30, tzinfo=SHANGHAI)]
