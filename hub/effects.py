@@ -1,5 +1,10 @@
 """What happens after a case transaction commits: commands go out, workers are notified.
 
+Once each, across hub replicas (issue #14): a case change is committed by one replica
+only (the case's version check), and that replica dispatches its effects; the resend
+sweep, which every replica runs, claims a command row before publishing it
+(:meth:`EffectDispatcher._claim`) and leaves a just-created one to its dispatcher.
+
 The case service records commands in the ``commands`` table inside the same transaction
 as the case change (a durable command outbox), so a hub crash between commit and publish
 loses nothing: :meth:`EffectDispatcher.resend_unconfirmed` publishes every command that
@@ -46,6 +51,10 @@ log = logging.getLogger(__name__)
 
 #: How long the profiles read for deadlines are reused before the directory is read again.
 PROFILES_TTL_S = 60.0
+#: A pending command younger than this is its dispatcher's to publish (it is doing so right
+#: after its transaction committed); older, its dispatcher failed or died and the resend
+#: sweep takes it over.
+PENDING_GRACE = timedelta(seconds=2)
 #: States a result from the right edge may replace (a late result beats the hub's guess).
 _OPEN_STATES = ("pending", "sent", "expired", "timeout")
 
@@ -79,12 +88,14 @@ class EffectDispatcher:
         *,
         retry_s: float = 15.0,
         profiles_dir: Path | None = None,
+        news: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
         self._publisher = publisher
         self._notifier = notifier
         self._clock = clock
         self._retry_s = retry_s
+        self._news = news  # tells the other hub processes (``hub.news``)
         self._profiles_dir = profiles_dir
         self._profiles: Mapping[str, DeviceProfile] = {}
         self._profiles_read = -PROFILES_TTL_S
@@ -95,6 +106,8 @@ class EffectDispatcher:
     async def dispatch(self, effects: Effects) -> None:
         """Call after the transaction that produced ``effects`` has committed."""
         self.cases_changed.set()
+        if self._news is not None:
+            self._news()
         # People first: the worker's phone must not wait for our bookkeeping write below.
         for notification in effects.notifications:
             await self._notifier.notify(notification)
@@ -223,7 +236,7 @@ class EffectDispatcher:
                 await conn.execute(
                     _ROWS.where(
                         sa.or_(
-                            t.c.state == "pending",
+                            sa.and_(t.c.state == "pending", t.c.created_at < now - PENDING_GRACE),
                             sa.and_(
                                 t.c.state == "sent",
                                 t.c.sent_at < now - timedelta(seconds=self._retry_s),
@@ -232,7 +245,28 @@ class EffectDispatcher:
                     ).order_by(t.c.created_at, t.c.id)
                 )
             ).all()
-        return await self._publish_rows(rows, now) if rows else 0
+        if not rows:
+            return 0
+        return await self._publish_rows(await self._claim(rows, now), now)
+
+    async def _claim(self, rows: Sequence[Any], now: datetime) -> list[Any]:
+        """The rows this process may resend: each is claimed (sent_at = now) by a
+        conditional update, so of several replicas sweeping at once only one publishes a
+        command (issue #14); a command another process claimed meanwhile is left to it."""
+        t = commands_table
+        due = sa.or_(
+            sa.and_(t.c.state == "pending", t.c.created_at < now - PENDING_GRACE),
+            sa.and_(t.c.state == "sent", t.c.sent_at < now - timedelta(seconds=self._retry_s)),
+        )
+        claimed = []
+        async with self._engine.begin() as conn:
+            for row in rows:
+                done = await conn.execute(
+                    sa.update(t).where(t.c.id == row.id, due).values(state="sent", sent_at=now)
+                )
+                if done.rowcount:
+                    claimed.append(row)
+        return claimed
 
     async def run_retry_loop(self) -> None:
         while True:

@@ -3,7 +3,16 @@
 Deadlines live in the database (``cases.deadline_at``), not in memory: after a hub restart
 the timer reads the earliest one and sleeps until then, so a restart loses no escalation
 and one that fell due while the hub was down fires at once. Any case change wakes the
-timer to re-read the earliest deadline (``EffectDispatcher.cases_changed``).
+timer to re-read the earliest deadline (``EffectDispatcher.cases_changed``), and so does
+news of a change in another hub process (``hub.news``).
+
+With several replicas every replica runs this timer on the same deadlines (issue #14):
+the replica whose sweep locks a due case first escalates it (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, where the others skip the locked row; SQLite has one writer at a time), and
+the case's version check refuses any second attempt, so each deadline fires once. Since
+every replica re-reads the earliest deadline at least every :data:`MAX_SLEEP_S`, a
+deadline set by a replica that died is known to the others within a second and fires on
+time.
 """
 
 from __future__ import annotations
@@ -20,8 +29,12 @@ from hub.services.cases import CaseService
 
 log = logging.getLogger(__name__)
 
-#: Re-read the deadline at least this often, in case another process changed a case.
-MAX_SLEEP_S = 5.0
+#: Re-read the deadline at least this often, in case another process changed a case and
+#: its news was lost: a deadline is never learnt later than this after it was set.
+MAX_SLEEP_S = 1.0
+#: After a sweep that escalated nothing although a deadline was due (another replica holds
+#: the case, or changed it first), look again this soon rather than spin.
+BUSY_RETRY_S = 0.02
 
 
 class EscalationTimer:
@@ -65,6 +78,8 @@ class EscalationTimer:
             async with self._engine.begin() as conn:
                 effects = await self._service.escalate_due(conn, now)
             committed = self._clock()
+            if not (effects.notifications or effects.commands):
+                return BUSY_RETRY_S  # another replica has it, or got there first
             self.fired += 1
             self.lateness_s.append((committed - deadline).total_seconds())
             del self.lateness_s[:-10_000]

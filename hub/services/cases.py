@@ -588,8 +588,18 @@ class CaseService:
         return value
 
     async def escalate_due(self, conn: AsyncConnection, now: datetime) -> Effects:
-        """Move on every unacknowledged case whose deadline has passed."""
-        query = select(cases).where(_awaiting(), cases.c.deadline_at <= now)
+        """Move on every unacknowledged case whose deadline has passed.
+
+        Each due case is locked for the sweep (``FOR UPDATE SKIP LOCKED`` on PostgreSQL;
+        SQLite ignores it and has one writer anyway): another replica's sweep skips it
+        instead of waiting to find it changed (issue #14). The version check in ``_save``
+        still refuses a second escalation of the same deadline.
+        """
+        query = (
+            select(cases)
+            .where(_awaiting(), cases.c.deadline_at <= now)
+            .with_for_update(skip_locked=True)
+        )
         rows = (await conn.execute(query.order_by(cases.c.deadline_at))).mappings().all()
         effects = Effects()
         for row in rows:
