@@ -2,8 +2,8 @@
 
 Once each, across hub replicas (issue #14): a case change is committed by one replica
 only (the case's version check), and that replica dispatches its effects; the resend
-sweep, which every replica runs, claims a command row before publishing it
-(:meth:`EffectDispatcher._claim`) and leaves a just-created one to its dispatcher.
+sweep, which every replica runs, leaves a just-created command to its dispatcher, and
+every publish is preceded by a committed claim of the row (:meth:`_publish_rows`).
 
 The case service records commands in the ``commands`` table inside the same transaction
 as the case change (a durable command outbox), so a hub crash between commit and publish
@@ -116,19 +116,40 @@ class EffectDispatcher:
             async with self._engine.connect() as conn:
                 found = (await conn.execute(_ROWS.where(commands_table.c.id.in_(ids)))).all()
             by_id = {row.id: row for row in found}  # in the order the case service queued them
-            await self._publish_rows([by_id[i] for i in ids if i in by_id], self._clock())
+            rows = [by_id[i] for i in ids if i in by_id]
+            await self._publish_rows(rows, self._clock(), commands_table.c.state == "pending")
 
-    async def _publish_rows(self, rows: Sequence[Any], now: datetime) -> int:
-        """Publish each row before its deadline; mark it sent, or expired past it."""
-        sent: list[tuple[str, datetime]] = []
-        expired: list[tuple[str, datetime]] = []
-        for row in rows:
-            deadline = row.deadline_at or row.created_at + timedelta(
-                seconds=await self._deadline_s(row.profile, row.name)
-            )
-            if deadline <= now:
-                expired.append((row.id, deadline))
-                continue
+    async def _publish_rows(
+        self, rows: Sequence[Any], now: datetime, claimable: sa.ColumnElement[bool]
+    ) -> int:
+        """Claim each row that is still ``claimable`` and publish it before its deadline;
+        record ``expired`` for one past it.
+
+        The claim (state ``sent``, ``sent_at`` now) is committed *before* the publish, so
+        of several hub processes looking at one command only the one whose conditional
+        update matched publishes it (issue #14), and a crash between the two costs a
+        resend after ``retry_s``, never a second copy now. A claimed command that could not
+        be published (no broker) is resent after ``retry_s`` too.
+        """
+        t = commands_table
+        claimed: list[tuple[Any, datetime]] = []
+        async with self._engine.begin() as conn:
+            for row in rows:
+                deadline = row.deadline_at or row.created_at + timedelta(
+                    seconds=await self._deadline_s(row.profile, row.name)
+                )
+                if deadline <= now:
+                    await self._expire(conn, row.id, deadline, now)
+                    continue
+                done = await conn.execute(
+                    sa.update(t)
+                    .where(t.c.id == row.id, claimable)
+                    .values(state="sent", sent_at=now, deadline_at=deadline)
+                )
+                if done.rowcount:
+                    claimed.append((row, deadline))
+        sent = 0
+        for row, deadline in claimed:
             wire = Command(
                 row.id,
                 row.device_id,
@@ -138,18 +159,8 @@ class EffectDispatcher:
                 ttl_s=(deadline - now).total_seconds(),
             )
             if self._publisher.publish(topics.commands(row.edge_id), wire.encode(), qos=1):
-                sent.append((row.id, deadline))
-        t = commands_table
-        async with self._engine.begin() as conn:
-            for command_id, deadline in sent:
-                await conn.execute(
-                    sa.update(t)
-                    .where(t.c.id == command_id, t.c.state.in_(("pending", "sent")))
-                    .values(state="sent", sent_at=now, deadline_at=deadline)
-                )
-            for command_id, deadline in expired:
-                await self._expire(conn, command_id, deadline, now)
-        return len(sent)
+                sent += 1
+        return sent
 
     async def _expire(self, conn: Any, command_id: str, deadline: datetime, now: datetime) -> None:
         t = commands_table
@@ -216,8 +227,13 @@ class EffectDispatcher:
         and not past their deadline; record ``expired`` for those that are."""
         now = self._clock()
         t = commands_table
+        # A pending command younger than PENDING_GRACE is its dispatcher's to publish.
+        due = sa.or_(
+            sa.and_(t.c.state == "pending", t.c.created_at < now - PENDING_GRACE),
+            sa.and_(t.c.state == "sent", t.c.sent_at < now - timedelta(seconds=self._retry_s)),
+        )
         async with self._engine.begin() as conn:
-            due = await conn.execute(
+            expired = await conn.execute(
                 sa.update(t)
                 .where(
                     t.c.state.in_(("pending", "sent")),
@@ -231,42 +247,9 @@ class EffectDispatcher:
                     "/ 命令已过期，未再下发",
                 )
             )
-            self.stats["expired"] += max(due.rowcount, 0)
-            rows = (
-                await conn.execute(
-                    _ROWS.where(
-                        sa.or_(
-                            sa.and_(t.c.state == "pending", t.c.created_at < now - PENDING_GRACE),
-                            sa.and_(
-                                t.c.state == "sent",
-                                t.c.sent_at < now - timedelta(seconds=self._retry_s),
-                            ),
-                        )
-                    ).order_by(t.c.created_at, t.c.id)
-                )
-            ).all()
-        if not rows:
-            return 0
-        return await self._publish_rows(await self._claim(rows, now), now)
-
-    async def _claim(self, rows: Sequence[Any], now: datetime) -> list[Any]:
-        """The rows this process may resend: each is claimed (sent_at = now) by a
-        conditional update, so of several replicas sweeping at once only one publishes a
-        command (issue #14); a command another process claimed meanwhile is left to it."""
-        t = commands_table
-        due = sa.or_(
-            sa.and_(t.c.state == "pending", t.c.created_at < now - PENDING_GRACE),
-            sa.and_(t.c.state == "sent", t.c.sent_at < now - timedelta(seconds=self._retry_s)),
-        )
-        claimed = []
-        async with self._engine.begin() as conn:
-            for row in rows:
-                done = await conn.execute(
-                    sa.update(t).where(t.c.id == row.id, due).values(state="sent", sent_at=now)
-                )
-                if done.rowcount:
-                    claimed.append(row)
-        return claimed
+            self.stats["expired"] += max(expired.rowcount, 0)
+            rows = (await conn.execute(_ROWS.where(due).order_by(t.c.created_at, t.c.id))).all()
+        return await self._publish_rows(rows, now, due) if rows else 0
 
     async def run_retry_loop(self) -> None:
         while True:
