@@ -61,7 +61,7 @@ from hub.auth.login import Authenticator
 from hub.auth.passwords import Passwords
 from hub.auth.throttle import ThrottlePolicy
 from hub.config import HubConfig
-from hub.db.engine import create_engine
+from hub.db.engine import create_engine, describe_url
 from hub.db.migrate import upgrade_to_head
 from hub.db.write_gate import WriteGate
 from hub.device_features import device_handlers
@@ -219,7 +219,8 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         news.listen(streams.poke)  # the live streams re-read the feed's head
         router = DeviceEventRouter(device_handlers(config))  # issue #3
         gate = WriteGate()  # ingest lets the API's writes in between its transactions
-        gate.install(engine)
+        if engine.dialect.name == "sqlite":  # one write lock; PostgreSQL locks rows
+            gate.install(engine)
         ingest = Ingest(engine, service, broker, effects, utc_now, router, config.ingest, gate)
         device_timer = DeviceTimer(engine, router, effects, utc_now, config.device_tick_s)
         timer = EscalationTimer(engine, service, effects, utc_now)
@@ -261,7 +262,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             tasks.append(asyncio.create_task(replicas.run(), name="replica-heartbeat"))
         log.info(
             "hub started: database %s, broker %s:%s",
-            config.database_url.split("///")[0],
+            describe_url(config.database_url),
             config.broker.host,
             config.broker.port,
         )

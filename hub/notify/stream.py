@@ -23,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.db.schema import LIVE_FEED_TRIGGERS, live_feed
+from hub.db.schema import live_feed, live_feed_triggers
 from hub.domain.notification import Notification
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,15 @@ log = logging.getLogger(__name__)
 WATCH_S = 0.25
 #: Feed rows older than this are deleted (at start-up, then hourly while anybody listens);
 #: a client further behind reloads.
-RETENTION = "-7 days"
+RETENTION = timedelta(days=7)
 PRUNE_EVERY_S = 3600.0
 QUEUE_SIZE = 10_000
+
+
+def _feed_time(when: datetime) -> str:
+    """``live_feed.at`` as stored: UTC text "YYYY-MM-DD HH:MM:SS" (SQLite's CURRENT_TIMESTAMP;
+    migration 0014 gives PostgreSQL the same), so text order is time order on both."""
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class WorkerStreams:
@@ -123,14 +130,16 @@ class WorkerStreams:
     async def ensure_triggers(self) -> None:
         """Create the case and task triggers if missing (see ``hub.db.schema``)."""
         async with self._engine.begin() as conn:
-            for trigger in LIVE_FEED_TRIGGERS:
+            for trigger in live_feed_triggers(conn.dialect.name):
                 await conn.exec_driver_sql(trigger)
 
     async def prune(self) -> int:
         self._pruned_at = asyncio.get_running_loop().time()
         async with self._engine.begin() as conn:
             result = await conn.execute(
-                sa.delete(live_feed).where(live_feed.c.at < sa.func.datetime("now", RETENTION))
+                sa.delete(live_feed).where(
+                    live_feed.c.at < _feed_time(datetime.now(UTC) - RETENTION)
+                )
             )
         return int(result.rowcount or 0)
 
