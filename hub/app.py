@@ -221,7 +221,17 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         gate = WriteGate()  # ingest lets the API's writes in between its transactions
         if engine.dialect.name == "sqlite":  # one write lock; PostgreSQL locks rows
             gate.install(engine)
-        ingest = Ingest(engine, service, broker, effects, utc_now, router, config.ingest, gate)
+        ingest = Ingest(
+            engine,
+            service,
+            broker,
+            effects,
+            utc_now,
+            router,
+            config.ingest,
+            gate,
+            accepts=replicas.owns_message if replicas is not None else None,
+        )
         device_timer = DeviceTimer(engine, router, effects, utc_now, config.device_tick_s)
         timer = EscalationTimer(engine, service, effects, utc_now)
         remote_config = RemoteConfigService(  # issue #4

@@ -35,6 +35,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -74,10 +75,13 @@ class ReplicaSet:
         self._clock = clock
         self._monotonic = monotonic
         self.replica_id = settings.replica_id
-        #: replica → (last beat read, our monotonic time when it last moved, ready)
-        self._seen: dict[str, tuple[int, float, bool]] = {}
-        #: replica → the beat at which its death was heard (dead until the beat moves on)
-        self._heard_dead: dict[str, int] = {}
+        #: replica → (last beat read, our monotonic time when it last moved, ready, the
+        #: start of its incarnation as it wrote it)
+        self._seen: dict[str, tuple[int, float, bool, datetime]] = {}
+        #: replica → the incarnation (its ``started_at``) whose death was heard: counted
+        #: out until a new incarnation shows up, whatever its last beats did meanwhile.
+        self._heard_dead: dict[str, datetime] = {}
+        self._incarnation_written = False
         self._started = monotonic()
         self._last_beat_ok: float | None = None
         #: Whether this replica has warmed up and takes its share of the edges.
@@ -110,7 +114,8 @@ class ReplicaSet:
         if replica_id == self.replica_id:
             return  # an older connection of ours; we are here
         seen = self._seen.get(replica_id)
-        self._heard_dead[replica_id] = seen[0] if seen else 0
+        if seen is not None:  # never seen: not live for us anyway
+            self._heard_dead[replica_id] = seen[3]
         self.stats["deaths_heard"] += 1
         log.info("replica %s: heard that replica %s died", self.replica_id, replica_id)
         self._recompute()
@@ -130,12 +135,14 @@ class ReplicaSet:
         now = self._clock()
         warmed = self._monotonic() - self._started >= self._settings.dead_after_s
         t = hub_replicas
-        values = {
+        values: dict[str, Any] = {
             "beat": t.c.beat + 1,  # on from the stored beat: a restart never goes back
             "role": self._settings.role,
             "ready": warmed,
             "seen_at": now,
         }
+        if not self._incarnation_written:
+            values["started_at"] = now  # names this incarnation (compared only for equality)
         async with self._engine.begin() as conn:
             updated = await conn.execute(
                 sa.update(t).where(t.c.replica_id == self.replica_id).values(**values)
@@ -143,22 +150,25 @@ class ReplicaSet:
             if updated.rowcount == 0:
                 await conn.execute(
                     sa.insert(t).values(
-                        replica_id=self.replica_id, started_at=now, **{**values, "beat": 1}
+                        replica_id=self.replica_id, **{**values, "beat": 1, "started_at": now}
                     )
                 )
-            rows = (await conn.execute(sa.select(t.c.replica_id, t.c.beat, t.c.ready))).all()
+            rows = (
+                await conn.execute(sa.select(t.c.replica_id, t.c.beat, t.c.ready, t.c.started_at))
+            ).all()
+        self._incarnation_written = True
         self._last_beat_ok = self._monotonic()
         self.stats["heartbeats"] += 1
         moment = self._monotonic()
-        for replica_id, beat, ready in rows:
+        for replica_id, beat, ready, started_at in rows:
             previous = self._seen.get(replica_id)
             if previous is None or previous[0] != beat:
                 # First sight counts as "not moved yet": a row left by a replica that died
                 # long ago must not count as live for a whole window.
                 moved_at = moment if previous is not None else moment - self._settings.dead_after_s
-                self._seen[replica_id] = (int(beat), moved_at, bool(ready))
+                self._seen[replica_id] = (int(beat), moved_at, bool(ready), started_at)
             else:
-                self._seen[replica_id] = (previous[0], previous[1], bool(ready))
+                self._seen[replica_id] = (previous[0], previous[1], bool(ready), started_at)
         if warmed and not self.ready:
             self.ready = True
             log.info("replica %s: warmed up; taking its share of the edges", self.replica_id)
@@ -171,14 +181,13 @@ class ReplicaSet:
     def _recompute(self) -> None:
         moment = self._monotonic()
         live = set()
-        for replica_id, (beat, moved_at, ready) in self._seen.items():
+        for replica_id, (_beat, moved_at, ready, started_at) in self._seen.items():
             if replica_id == self.replica_id:
                 continue
             if not ready or moment - moved_at >= self._settings.dead_after_s:
                 continue
-            heard = self._heard_dead.get(replica_id)
-            if heard is not None and beat <= heard:
-                continue
+            if self._heard_dead.get(replica_id) == started_at:
+                continue  # its death was heard; its last beats may still have landed
             live.add(replica_id)
         if self.ready:
             live.add(self.replica_id)
