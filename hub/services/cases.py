@@ -87,7 +87,7 @@ ALARM_KINDS = frozenset({"sos", "fall"})
 #: The first key of the PostgreSQL advisory lock a call takes on its household (issue #14).
 HOUSEHOLD_LOCK_SPACE = 14
 #: How long an escalation waits for a case another transaction holds (PostgreSQL).
-ESCALATION_LOCK_MS = 2000
+ESCALATION_LOCK_MS = 5000
 _LOCK_NOT_AVAILABLE = "55P03"
 _OFFLINE_KINDS = frozenset({"offline", "device_offline", "device.offline"})
 #: Profiles whose low-battery reports the case service files (call buttons, in homes);
