@@ -37,10 +37,10 @@ import yaml
 
 from bench.measure import CpuWindow, memory_kib, percentile
 from contract import Lane
-from edge.codecs.modbus_registers import Point
 from edge.drivers.modbus import ModbusDevice, PointSpec, PollPlan
 from edge.drivers.modbus_rtu import ModbusRtuDriver
-from edge.profiles.transports import ModbusRtuTransport
+from profiles.registers import Point
+from profiles.transports import ModbusRtuTransport
 from simulators.broker import MosquittoProcess
 from simulators.stack import REPO_ROOT
 

@@ -9,7 +9,7 @@ edge; an edge runs a document only if its version is higher than the one it runs
 Decoding here checks shape and types only, strictly (unknown keys are errors, so a typo
 is never a silently ignored setting) and names the field in every error. Whether the
 document makes sense — profiles parse, every reference resolves, nothing is duplicated —
-is checked by ``edge.profiles.config_check``, which the hub runs before publishing and the
+is checked by ``profiles.config_check``, which the hub runs before publishing and the
 edge runs again before swapping the document in (the hub's check is not trusted: anybody
 allowed to publish on the topic could have sent it).
 

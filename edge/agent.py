@@ -35,12 +35,12 @@ from edge.errors import CommandExpired, DeviceError, EdgeError, TransportError
 from edge.local_broker import edge_settings
 from edge.metrics import EdgeMetrics
 from edge.outbox import Outbox
-from edge.profiles.config_check import CheckedConfig
-from edge.profiles.loader import load_profiles
-from edge.profiles.model import DeviceProfile
 from edge.remote_config import ConfigStore, GatedSink, RemoteConfig
 from edge.supervision import Supervisor
 from edge.uplink import Uplink
+from profiles.config_check import CheckedConfig
+from profiles.loader import load_profiles
+from profiles.model import DeviceProfile
 
 log = logging.getLogger(__name__)
 

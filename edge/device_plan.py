@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from contract.mosquitto_auth import check_account_name
 from edge.config import ConfigError, DeviceConfig, EdgeConfig
 from edge.drivers.base import DeviceEntry
-from edge.profiles.model import DeviceProfile
+from profiles.model import DeviceProfile
 
 #: Transport kinds whose devices share a serial line, one driver per port.
 SERIAL_KINDS = ("serial", "modbus-rtu")

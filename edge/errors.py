@@ -2,7 +2,7 @@
 
     EdgeError
     ├── ConfigError (re-exported from contract.config_file: bad or missing config file)
-    ├── ProfileError        a device profile file is invalid (names file and field)
+    ├── ProfileError (re-exported from profiles.errors: a device profile file is invalid)
     ├── OutboxError         the outbox cannot store an event (disk full, I/O error)
     ├── TransportError      a port or connection is unavailable
     ├── DeviceError         a device answered with an error, or a frame could not be mapped
@@ -14,13 +14,20 @@ that calls the library.
 
 from __future__ import annotations
 
+from profiles.errors import ProfileError
+
+__all__ = [
+    "CommandExpired",
+    "DeviceError",
+    "EdgeError",
+    "OutboxError",
+    "ProfileError",
+    "TransportError",
+]
+
 
 class EdgeError(Exception):
     """Base of every error the edge raises on purpose."""
-
-
-class ProfileError(EdgeError):
-    """A device profile is invalid. The message names the file and the field."""
 
 
 class OutboxError(EdgeError):

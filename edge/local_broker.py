@@ -48,7 +48,7 @@ from contract.mosquitto_auth import (
 )
 from contract.mqtt import BrokerSettings
 from edge.drivers.base import DeviceEntry
-from edge.profiles.transports import ADDRESS_PLACEHOLDER, MqttTransport
+from profiles.transports import ADDRESS_PLACEHOLDER, MqttTransport
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.config import ConfigError, load_edge_config
     from edge.device_plan import plan_devices
     from edge.errors import ProfileError
-    from edge.profiles.loader import load_profiles
+    from profiles.loader import load_profiles
 
     try:
         config = load_edge_config(args.config)

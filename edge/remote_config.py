@@ -8,7 +8,7 @@ arriving on ``topics.config(edge_id)`` goes through four steps, in this order:
 2. **ignore** it if its version is not above the running one (a retained copy of the
    running document arrives on every reconnect: that is silent; anything else older is
    reported as stale);
-3. **check** it fully with ``edge.profiles.config_check`` — the same check the hub ran;
+3. **check** it fully with ``profiles.config_check`` — the same check the hub ran;
 4. **keep** it on disk atomically (:class:`ConfigStore`), and only then **swap** it in:
    the agent stops its serial drivers and starts the document's.
 
@@ -33,8 +33,8 @@ from typing import Any
 from contract import ContractError, Lane
 from contract.remote_config import CONFIG_APPLIED, CONFIG_REFUSED, EdgeConfigDocument
 from edge.errors import OutboxError
-from edge.profiles.config_check import CheckedConfig, ConfigDocumentError, check_config_document
 from edge.sink import EventSink
+from profiles.config_check import CheckedConfig, ConfigDocumentError, check_config_document
 
 log = logging.getLogger(__name__)
 

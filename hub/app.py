@@ -64,11 +64,13 @@ from hub.config import HubConfig
 from hub.db.engine import create_engine, describe_url
 from hub.db.migrate import upgrade_to_head
 from hub.db.write_gate import WriteGate
-from hub.device_features import device_handlers
 from hub.device_timer import DeviceTimer
 from hub.domain.escalation import EscalationPolicy, Tier
 from hub.effects import EffectDispatcher
 from hub.escalation_timer import EscalationTimer
+from hub.handlers.features import device_handlers
+from hub.handlers.help_calls import HelpCallHandler
+from hub.handlers.router import DeviceEventRouter
 from hub.ingest import Ingest
 from hub.metrics import HubMetrics
 from hub.news import NEWS_TOPIC, HubNews
@@ -79,7 +81,6 @@ from hub.provisioning import edge_registry_for
 from hub.replicas import ReplicaSet, replica_of_status, status_name
 from hub.runtime import HubRuntime
 from hub.services.cases import CaseService
-from hub.services.device_handlers import DeviceEventRouter
 from hub.services.notify_store import DeliveryLog, WorkerPhones
 from hub.services.org import seed_demo_community
 from hub.services.remote_config import RemoteConfigService
@@ -217,7 +218,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         )
         news.listen(effects.cases_changed.set)  # the escalation timer re-reads its deadline
         news.listen(streams.poke)  # the live streams re-read the feed's head
-        router = DeviceEventRouter(device_handlers(config))  # issue #3
+        router = DeviceEventRouter([HelpCallHandler(service), *device_handlers(config)])
         gate = WriteGate()  # ingest lets the API's writes in between its transactions
         if engine.dialect.name == "sqlite":  # one write lock; PostgreSQL locks rows
             gate.install(engine)

@@ -19,8 +19,8 @@ from contract.mqtt import BrokerSettings
 from hub.domain.facility_rules import FacilitySettings
 from hub.domain.notification import TEMPLATE_FIELDS
 from hub.domain.wellbeing_settings import WellbeingSettings
+from hub.handlers.supervision import SupervisionSettings
 from hub.notify.sms import placeholders
-from hub.services.supervision import SupervisionSettings
 
 __all__ = ["ConfigError", "HubConfig", "load_hub_config"]
 

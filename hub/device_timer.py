@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.effects import EffectDispatcher
-from hub.services.device_handlers import DeviceEventRouter
+from hub.handlers.router import DeviceEventRouter
 
 log = logging.getLogger(__name__)
 

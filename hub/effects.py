@@ -39,13 +39,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contract import Command, CommandResult, topics
-from edge.profiles.common import DEFAULT_COMMAND_DEADLINE_S
-from edge.profiles.model import DeviceProfile
 from hub.db.schema import commands as commands_table
 from hub.db.schema import devices as devices_table
+from hub.domain.effects import Effects
 from hub.notify.base import Notifier
-from hub.services.cases import Effects
 from hub.services.remote_config import read_profile_texts
+from profiles.common import DEFAULT_COMMAND_DEADLINE_S
+from profiles.model import DeviceProfile
 
 log = logging.getLogger(__name__)
 

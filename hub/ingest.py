@@ -3,10 +3,13 @@
 Order of work for one batch (one MQTT message):
 1. decode; a payload that breaks the contract is quarantined with the reason;
 2. in ONE transaction: insert the events not seen before (event uid =
-   ``edge_id:incarnation:seq``; a duplicate is skipped) and run the case service on each new
-   one; an event whose device is not registered behind the sending edge is quarantined
-   with the reason (within caps, in one statement per transaction), and only the events
-   that were placed reach the device-event router;
+   ``edge_id:incarnation:seq``, the seq zero-padded to 12 digits; a duplicate is skipped),
+   place the new ones (:mod:`hub.placement`: one device lookup, one last-seen touch; an
+   event whose device is not registered behind the sending edge is quarantined with the
+   reason, within caps, in one statement per transaction) and hand the placed events to the
+   device-event router, whose first handler is the help-call one
+   (:mod:`hub.handlers.help_calls`): an SOS and a meter reading take the same path up to
+   their handler;
 3. commit (SQLite ``synchronous=FULL``: on disk), then publish the ack naming every seq of
    the batch, duplicates included, and PUBACK the MQTT message (``manual_ack``: the broker
    redelivers to our persistent session whatever a crash left uncommitted);
@@ -20,8 +23,13 @@ through in transactions of at most ``transaction_budget_s``, yielding to any oth
 waiting for SQLite's lock in between (:class:`~hub.db.write_gate.WriteGate`), so a flood
 cannot make an API write fail with "database is locked".
 
-Alarm-lane messages are taken ahead of queued bulk messages: an SOS that arrives behind a
-telemetry backlog waits for at most the one batch already being written.
+Alarms have their own consumer (:meth:`Ingest.run` runs two workers): alarm-lane messages
+(``on_message`` by topic, or ``on_alarm_message`` from the alarm lane's own connection) are
+never queued behind bulk messages, and ingest's write transactions take turns
+(:class:`WriteTurn`) in which a waiting alarm always goes next: a bulk transaction commits
+at its next chunk boundary (``CHUNK_SIZE`` events) when an alarm is waiting, and no bulk
+transaction starts while one is. What an SOS can still wait for is SQLite's one write lock:
+the bulk chunk already in its transaction, and its commit.
 
 Per-lane order is enforced here, not trusted to the path: a batch names the seq it follows
 (``EventBatch.follows``), and a batch whose predecessor is not stored is refused (PUBACKed,
@@ -37,9 +45,10 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -49,12 +58,16 @@ from contract import Ack, CommandResult, ContractError, EdgeStatus, Event, Event
 from contract.envelope import format_time
 from contract.mqtt import Message
 from hub.config import IngestSettings
+from hub.db.bulk import bulk_execute, select_rows
 from hub.db.schema import edge_status as edge_status_table
 from hub.db.schema import events as events_table
 from hub.db.write_gate import WriteGate
+from hub.domain.effects import Effects
 from hub.effects import EffectDispatcher
-from hub.services.cases import CaseService, Effects, bulk_execute, select_rows
-from hub.services.device_handlers import DeviceEventRouter
+from hub.handlers.help_calls import HelpCallHandler
+from hub.handlers.router import DeviceEventRouter
+from hub.placement import place
+from hub.services.cases import CaseService
 from hub.services.quarantine import QuarantineLimits, Refusal, add_refusals
 
 log = logging.getLogger(__name__)
@@ -92,12 +105,53 @@ _STORED_UIDS = sa.select(events_table.c.uid).where(
 
 
 def event_uid(edge_id: str, incarnation: str, seq: int) -> str:
-    return f"{edge_id}:{incarnation}:{seq}"
+    """The hub's identity of an event (unique ``events.uid``): a resend is known by it.
+
+    The seq is zero-padded to 12 digits so that an edge's uids sort in seq order and new
+    ones are appended to the end of the index rather than split into its middle (migration
+    0020 rewrote older rows); past 10^12 events in one incarnation the order (never the
+    identity) is lost.
+    """
+    return f"{edge_id}:{incarnation}:{seq:012d}"
 
 
 async def _stored_uids(conn: AsyncConnection, uids: list[str]) -> set[str]:
     """Which of ``uids`` are already stored."""
     return {str(row[0]) for row in await select_rows(conn, _STORED_UIDS, {"uids": uids})}
+
+
+class WriteTurn:
+    """Whose write transaction comes next in ingest: an alarm's, before any bulk one.
+
+    SQLite has one write lock; SQLite's own busy wait would let an alarm poll for it in
+    steps of up to 100 ms while bulk transactions follow one another. Ingest's two workers
+    take turns here instead (on the loop's thread): a bulk transaction waits while any
+    alarm is pending, and the holder is handed on as soon as it commits.
+    """
+
+    def __init__(self, alarms_pending: Callable[[], bool]) -> None:
+        self._alarms_pending = alarms_pending
+        self._changed = asyncio.Condition()
+        self._held = False
+
+    @asynccontextmanager
+    async def take(self, *, alarm: bool) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: not self._held and (alarm or not self._alarms_pending())
+            )
+            self._held = True
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._held = False
+                self._changed.notify_all()
+
+    async def changed(self) -> None:
+        """Wake whoever waits: the alarms pending may have changed."""
+        async with self._changed:
+            self._changed.notify_all()
 
 
 class Ingest:
@@ -126,13 +180,21 @@ class Ingest:
         self._accepts = accepts
         self._engine = engine
         self._service = service
-        self._router = router or DeviceEventRouter()
+        handlers = list(router.handlers) if router is not None else []
+        if not any(isinstance(h, HelpCallHandler) for h in handlers):
+            # Help calls are never left out, and come first (a router built from
+            # ``hub.handlers.features.device_handlers`` without the case service).
+            handlers.insert(0, HelpCallHandler(service))
+        self._router = DeviceEventRouter(handlers)
         self._broker = broker
         self._effects = effects
         self._clock = clock
         self._alarms: deque[Message] = deque()
         self._bulk: deque[Message] = deque()
-        self._work = asyncio.Event()
+        self._alarm_work = asyncio.Event()
+        self._bulk_work = asyncio.Event()
+        self._alarm_in_hand = False  # the alarm worker holds a message (decoding, writing)
+        self._turn = WriteTurn(lambda: bool(self._alarms) or self._alarm_in_hand)
         self.stats = {
             "batches": 0,
             "events": 0,
@@ -152,26 +214,48 @@ class Ingest:
 
     # -- called in the loop by the MQTT bridge --------------------------------------------
     def on_message(self, message: Message) -> None:
-        is_alarm = message.topic.endswith("/events/alarm")
-        (self._alarms if is_alarm else self._bulk).append(message)
-        self._work.set()
+        """A message of the hub's subscriptions; alarm-lane events go to the alarm worker."""
+        if _is_alarm(message):
+            self._alarms.append(message)
+            self._alarm_work.set()
+        else:
+            self._bulk.append(message)
+            self._bulk_work.set()
+
+    def on_alarm_message(self, message: Message) -> None:
+        """A message from the alarm lane's own connection (same rules as :meth:`on_message`:
+        a message on any other topic is taken as a bulk one, never as an alarm)."""
+        self.on_message(message)
 
     def backlog(self) -> int:
         return len(self._alarms) + len(self._bulk)
 
-    # -- the worker -----------------------------------------------------------------------
+    # -- the workers ----------------------------------------------------------------------
     async def run(self) -> None:
-        while True:
-            if not self._alarms and not self._bulk:
-                self._work.clear()
-                await self._work.wait()
-            await self._take_alarms()
-            if self._bulk:
-                await self._handle_safely(self._bulk.popleft(), alarm=False)
+        """Both workers, until cancelled: alarms and everything else, each on its own."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._run_alarms(), name="ingest-alarms")
+            group.create_task(self._run_bulk(), name="ingest-bulk")
 
-    async def _take_alarms(self) -> None:
-        while self._alarms:
-            await self._handle_safely(self._alarms.popleft(), alarm=True)
+    async def _run_alarms(self) -> None:
+        while True:
+            if not self._alarms:
+                self._alarm_work.clear()
+                await self._alarm_work.wait()
+            message = self._alarms.popleft()
+            self._alarm_in_hand = True
+            try:
+                await self._handle_safely(message, alarm=True)
+            finally:
+                self._alarm_in_hand = False
+                await self._turn.changed()
+
+    async def _run_bulk(self) -> None:
+        while True:
+            if not self._bulk:
+                self._bulk_work.clear()
+                await self._bulk_work.wait()
+            await self._handle_safely(self._bulk.popleft(), alarm=False)
 
     async def _handle_safely(self, message: Message, *, alarm: bool) -> None:
         """Handle one message; on an unexpected error, retry it in place before the next.
@@ -204,12 +288,10 @@ class Ingest:
                     delay,
                     exc_info=delay == RETRY_FIRST_S,  # the traceback once, not every retry
                 )
+                # Meanwhile the alarm worker goes on: a help call never waits behind a
+                # telemetry batch that keeps failing.
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
-                if not alarm:
-                    # Other lanes keep their own order: a help call never waits behind a
-                    # telemetry batch that keeps failing.
-                    await self._take_alarms()
         if alarm:
             self.alarm_timings.append((started - message.received, time.monotonic() - started))
 
@@ -245,8 +327,10 @@ class Ingest:
             edge_id = None
         payload = message.payload.decode("utf-8", errors="replace")
         refusal = Refusal(message.topic, reason, payload)
-        await self._gate.yield_to_writers()
-        async with self._engine.begin() as conn:
+        alarm = _is_alarm(message)
+        if not alarm:
+            await self._gate.yield_to_writers()
+        async with self._turn.take(alarm=alarm), self._engine.begin() as conn:
             await add_refusals(conn, edge_id, [refusal], self._clock(), self._limits)
 
     def _within_window(self, event: Event, now: datetime) -> Event:
@@ -295,8 +379,6 @@ class Ingest:
         while done < len(events):
             done = await self._commit_part(edge_id, batch.incarnation, events, done, message.topic)
             self._stored_tail[(edge_id, batch.incarnation, lane)] = events[done - 1].seq
-            if lane != Lane.ALARM:
-                await self._take_alarms()
         self.stats["batches"] += 1
 
     async def _follows_stored(self, edge_id: str, batch: EventBatch, lane: Lane) -> bool:
@@ -319,35 +401,37 @@ class Ingest:
         end = start
         refusals: list[Refusal] = []
         budget = self.settings.transaction_budget_s
-        await self._gate.yield_to_writers()
-        async with self._engine.begin() as conn:
+        alarm = events[start].lane == Lane.ALARM
+        if not alarm:
+            await self._gate.yield_to_writers()
+        async with self._turn.take(alarm=alarm), self._engine.begin() as conn:
             began = time.monotonic()
             while end < len(events) and (
-                end == start or (not self._alarms and time.monotonic() - began < budget)
+                end == start
+                or ((alarm or not self._alarm_pending()) and time.monotonic() - began < budget)
             ):
                 chunk = events[end : end + CHUNK_SIZE]
                 end += len(chunk)
                 new_events = await self._insert_new(conn, edge_id, incarnation, chunk)
-                chunk_effects, refused = await self._service.on_events(
-                    conn, edge_id, new_events, self._clock()
-                )
+                now = self._clock()
+                placement = await place(conn, edge_id, new_events, now)
+                chunk_effects = await self._router.route(conn, placement.placed, now)
+                refused = placement.refused + chunk_effects.refused
+                chunk_effects.refused = []
                 effects.extend(chunk_effects)
-                refused_seqs = {event.seq for event, _ in refused}
-                placed = [e for e in new_events if e.seq not in refused_seqs]
-                if refused_seqs:
+                if refused:
                     await conn.execute(
                         _MARK_REFUSED,
-                        {"uids": [event_uid(edge_id, incarnation, s) for s in refused_seqs]},
+                        {"uids": [event_uid(edge_id, incarnation, e.seq) for e, _ in refused]},
                     )
-                effects.extend(await self._router.on_events(conn, placed, self._clock()))
                 refusals.extend(
                     Refusal(
                         topic,
-                        f"event {event.seq} ({event.kind}): {err}",
+                        f"event {event.seq} ({event.kind}): {reason}",
                         json.dumps(event.to_obj(), ensure_ascii=False),
                         event.device_id,
                     )
-                    for event, err in refused
+                    for event, reason in refused
                 )
                 self.stats["events"] += len(new_events)
                 self.events_by_lane[events[start].lane.name.lower()] += len(new_events)
@@ -368,14 +452,28 @@ class Ingest:
             await self._effects.dispatch(effects)
         return end
 
+    def _alarm_pending(self) -> bool:
+        return bool(self._alarms) or self._alarm_in_hand
+
     async def _insert_new(
         self, conn: AsyncConnection, edge_id: str, incarnation: str, chunk: tuple[Event, ...]
     ) -> list[Event]:
+        """Store the events of ``chunk`` not stored before; return those, in order.
+
+        On SQLite one statement does it (:data:`_INSERT_NEW_SQL`): the chunk goes in as one
+        JSON parameter, SQLite unpacks it, skips uids it has and returns the ones it
+        stored, so no statement or bind processor runs per event. Elsewhere (or for data
+        JSON cannot carry, NaN from a lenient edge) the SELECT and executemany below.
+        """
         uids = {event_uid(edge_id, incarnation, e.seq): e for e in chunk}
+        now = self._clock()
+        if conn.dialect.name == "sqlite":
+            stored = await _insert_new_sqlite(conn, edge_id, uids, now)
+            if stored is not None:
+                return [e for uid, e in uids.items() if uid in stored]
         seen = await _stored_uids(conn, list(uids))
         fresh = [(uid, e) for uid, e in uids.items() if uid not in seen]
         if fresh:
-            now = self._clock()
             await bulk_execute(
                 conn,
                 _INSERT_EVENT,
@@ -402,7 +500,7 @@ class Ingest:
         if status.edge_id != edge_id:
             raise ContractError(f"status claims edge {status.edge_id!r} on {edge_id!r}'s topic")
         t = edge_status_table
-        async with self._engine.begin() as conn:
+        async with self._turn.take(alarm=False), self._engine.begin() as conn:
             updated = await conn.execute(
                 sa.update(t)
                 .where(t.c.edge_id == edge_id)
@@ -414,3 +512,50 @@ class Ingest:
                         edge_id=edge_id, online=status.online, at=status.at, info=status.info
                     )
                 )
+
+
+def _is_alarm(message: Message) -> bool:
+    return message.topic.endswith("/events/alarm")
+
+
+#: The new events of a chunk in one statement (SQLite ≥ 3.38: ``->``, ``->>``, RETURNING):
+#: ``?1`` is a JSON array of ``[uid, device_id, kind, occurred_at, data]``, ``?2`` the edge,
+#: ``?3`` the lane, ``?4`` the receive time. Times are written as SQLAlchemy writes a
+#: naive-UTC DATETIME on SQLite (``YYYY-MM-DD HH:MM:SS.ffffff``) and data as the JSON text
+#: it was given, so rows read back exactly as rows the ORM wrote. ``WHERE true`` is
+#: SQLite's way to say the ON CONFLICT belongs to the INSERT, not to the SELECT's join.
+_INSERT_NEW_SQL = (
+    "INSERT INTO events (uid, edge_id, device_id, kind, lane, occurred_at, received_at, data) "
+    "SELECT value->>0, ?2, value->>1, value->>2, ?3, value->>3, ?4, value->4 "
+    "FROM json_each(?1) WHERE true ON CONFLICT (uid) DO NOTHING RETURNING uid"
+)
+
+
+def _sqlite_time(t: datetime) -> str:
+    return t.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+async def _insert_new_sqlite(
+    conn: AsyncConnection, edge_id: str, uids: dict[str, Event], now: datetime
+) -> set[str] | None:
+    """The uids stored now (see :data:`_INSERT_NEW_SQL`); None if the chunk's data cannot
+    be sent as strict JSON (the caller takes the statement-per-row path)."""
+    try:
+        rows = json.dumps(
+            [
+                [uid, e.device_id, e.kind, _sqlite_time(e.occurred_at), e.data]
+                for uid, e in uids.items()
+            ],
+            ensure_ascii=False,
+            separators=(",", ":"),
+            allow_nan=False,
+        )
+    except ValueError:  # NaN or infinity in some event's data
+        return None
+    lane = next(iter(uids.values())).lane.name.lower()
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    stored = await driver.execute_fetchall(
+        _INSERT_NEW_SQL, (rows, edge_id, lane, _sqlite_time(now))
+    )
+    return {str(row[0]) for row in stored}

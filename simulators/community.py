@@ -50,7 +50,7 @@ import yaml
 from edge.config import EdgeConfig
 from edge.device_plan import plan_devices
 from edge.local_broker import STORE_PATH, read_passwords, write_local_broker_files
-from edge.profiles.loader import load_profiles
+from profiles.loader import load_profiles
 from simulators.broker import MosquittoProcess, free_port
 from simulators.button import SimulatedButtonBus
 from simulators.dlt645_meter import SimulatedMeter, SimulatedMeterBus

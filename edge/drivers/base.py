@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from contract.envelope import CommandStatus
 from edge.command_deadline import CommandDeadline
-from edge.profiles.model import DeviceProfile
+from profiles.model import DeviceProfile
 
 #: What became of a command: the contract's status and a human-readable detail.
 CommandOutcome = tuple[CommandStatus, str]

@@ -40,11 +40,11 @@ from contract.envelope import format_time, utc_now
 from edge.codecs import cb100
 from edge.command_deadline import CommandDeadline
 from edge.errors import CommandExpired, DeviceError, OutboxError, TransportError
+from edge.frame_mapping import MappedEvent, MappingError, build_command_frame, map_frame
 from edge.frame_window import Verdict
-from edge.profiles.mapping import MappedEvent, MappingError, build_command_frame, map_frame
-from edge.profiles.model import DeviceProfile
 from edge.sink import EventSink
 from edge.transports.serial_port import SerialLink
+from profiles.model import DeviceProfile
 
 log = logging.getLogger(__name__)
 
@@ -154,9 +154,12 @@ class CallButtonBus:
         serial = self._serials.get(device_id)
         if serial is None:
             raise DeviceError(f"{self.name}: no device {device_id!r} has been seen on this bus")
-        data = build_command_frame(
-            self._profile, serial, "button_feedback", {"code": code, "ref_seq": ref_seq}
-        )
+        try:
+            data = build_command_frame(
+                self._profile, serial, "button_feedback", {"code": code, "ref_seq": ref_seq}
+            )
+        except MappingError as err:  # the profile's error, translated at the driver
+            raise DeviceError(str(err)) from err
         if deadline is not None and deadline.expired():
             self._counts["feedback_expired"] += 1
             raise CommandExpired(deadline.detail("before the serial write"))

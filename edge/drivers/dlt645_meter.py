@@ -61,6 +61,7 @@ from edge.transports.bus_scheduler import (
     TriggerSchedule,
 )
 from edge.transports.serial_port import LineSettings, SerialLine, SerialLink
+from profiles.errors import MappingError
 
 log = logging.getLogger(__name__)
 
@@ -415,7 +416,8 @@ class Dlt645MeterDriver:
                     stats.timeouts += 1
                     failure = failure or err
                     break  # nobody answers: do not ask for the poll's other values
-                except DeviceError as err:  # the meter is there; its other values may be fine
+                # The meter is there; its other values may be fine.
+                except (DeviceError, MappingError) as err:
                     if isinstance(err, MeterError):
                         stats.device_errors += 1
                     else:

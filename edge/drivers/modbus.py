@@ -2,7 +2,7 @@
 
 Why one core for two transports: what a poll *means* is the same on RS-485 and on
 Ethernet — read the registers a poll's points live in (adjacent ones coalesced into as
-few requests as possible by :func:`edge.codecs.modbus_registers.plan_reads`), decode them,
+few requests as possible by :func:`profiles.registers.plan_reads`), decode them,
 drop values outside a point's min/max (counted, logged at most once a minute) and record
 what is left as one event; a ``write_point`` command writes an ``access: rw`` point and
 reads it back. Only *how transactions are scheduled* differs, and that lives in
@@ -40,7 +40,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from contract import Lane
 from contract.envelope import format_time, utc_now
-from edge.codecs.modbus_registers import (
+from edge.command_deadline import CommandDeadline
+from edge.drivers.base import CommandOutcome, DeviceEntry
+from edge.errors import CommandExpired, DeviceError, OutboxError, TransportError
+from edge.sink import EventSink, RecordPipeline
+from edge.transports.bus_scheduler import BusScheduler, FireSchedule, TriggerSchedule
+from edge.transports.modbus_client import LinkDown, ModbusLink, Table
+from profiles.errors import MappingError
+from profiles.registers import (
     Block,
     Point,
     RegisterMapError,
@@ -49,12 +56,6 @@ from edge.codecs.modbus_registers import (
     plan_reads,
     slice_block,
 )
-from edge.command_deadline import CommandDeadline
-from edge.drivers.base import CommandOutcome, DeviceEntry
-from edge.errors import CommandExpired, DeviceError, OutboxError, TransportError
-from edge.sink import EventSink, RecordPipeline
-from edge.transports.bus_scheduler import BusScheduler, FireSchedule, TriggerSchedule
-from edge.transports.modbus_client import LinkDown, ModbusLink, Table
 
 log = logging.getLogger(__name__)
 
@@ -449,7 +450,7 @@ class ModbusDriverBase:
             return "timeout", f"{device_id}: {err or 'no reply'}"
         except LinkDown as err:
             return "timeout", f"{device_id}: not reachable ({err})"
-        except (DeviceError, TransportError) as err:
+        except (DeviceError, MappingError, TransportError) as err:
             return "device_error", f"{device_id}: {err}"
         if back is None:
             return "ok", f"{spec.name} = {value} written (not read back)"

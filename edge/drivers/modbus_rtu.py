@@ -18,11 +18,11 @@ from typing import Any
 
 from edge.drivers.base import DeviceEntry
 from edge.drivers.modbus import Liveness, ModbusDevice, ModbusDriverBase, devices_from_entries
-from edge.profiles.transports import ModbusRtuTransport
 from edge.sink import EventSink
 from edge.transports.bus_scheduler import BusScheduler
 from edge.transports.modbus_client import ModbusLink, RtuLink
 from edge.transports.serial_port import LineSettings, SerialLine
+from profiles.transports import ModbusRtuTransport
 
 DEFAULT_LINE = LineSettings(baudrate=9600)  # Modbus RTU's usual 9600 8N1
 

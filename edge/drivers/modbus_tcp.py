@@ -22,10 +22,10 @@ from typing import Any
 
 from edge.drivers.base import DeviceEntry
 from edge.drivers.modbus import Liveness, ModbusDevice, ModbusDriverBase, devices_from_entries
-from edge.profiles.transports import ModbusTcpTransport
 from edge.sink import EventSink
 from edge.transports.bus_scheduler import BusScheduler
 from edge.transports.modbus_client import ModbusLink, TcpLink
+from profiles.transports import ModbusTcpTransport
 
 DEFAULT_MAX_IN_FLIGHT = 32
 

@@ -59,11 +59,11 @@ from contract.mqtt import BrokerSettings, Message, MqttConnection
 from edge.command_deadline import CommandDeadline
 from edge.drivers.base import CommandOutcome, DeviceEntry
 from edge.errors import OutboxError
-from edge.profiles.errors import MappingError
-from edge.profiles.json_rules import CommandReply, lookup, parse_command_reply
-from edge.profiles.transports import MqttTransport
 from edge.sink import EventSink
 from edge.supervision import Supervisor
+from profiles.errors import MappingError
+from profiles.json_rules import CommandReply, lookup, parse_command_reply
+from profiles.transports import MqttTransport
 
 log = logging.getLogger(__name__)
 

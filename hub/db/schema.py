@@ -266,7 +266,8 @@ events = Table(
     "events",
     metadata,
     _id(),  # commit order; sqlite_autoincrement keeps ids from ever being reused
-    Column("uid", String(200), nullable=False, unique=True),  # f"{edge}:{incarnation}:{seq}"
+    # f"{edge}:{incarnation}:{seq:012d}": sorts in seq order (hub.ingest.event_uid, 0020)
+    Column("uid", String(200), nullable=False, unique=True),
     Column("edge_id", String(64), nullable=False),
     Column("device_id", String(64), nullable=False),
     Column("kind", String(64), nullable=False),
@@ -588,7 +589,7 @@ outages = Table(
 
 # --- issue #3: facilities ---
 # Door access log: every pass, unknown face, forced or held-open door, written in bulk by
-# hub.services.facilities.doors (one row per event; the event itself stays in "events").
+# hub.handlers.facilities.doors (one row per event; the event itself stays in "events").
 door_access_log = Table(
     "door_access_log",
     metadata,

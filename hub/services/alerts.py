@@ -11,7 +11,7 @@ alert is never silently dropped for lack of a shift.
 
 The caller writes the message (Chinese and English); this module only finds the people and
 builds one :class:`~hub.domain.notification.Notification` per worker, for the caller to
-return in its :class:`~hub.services.cases.Effects` (dispatched after commit).
+return in its :class:`~hub.domain.effects.Effects` (dispatched after commit).
 """
 
 from __future__ import annotations

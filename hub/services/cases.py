@@ -1,28 +1,28 @@
 """The case service: wires the pure help-call domain to the database.
 
 Every method runs inside the caller's transaction (``conn``) and is given ``now``; it
-returns :class:`Effects`, the things to do once that transaction has committed. Commands
-for devices are also written to the ``commands`` table in the same transaction (state
-``pending``), so "help is coming" survives a hub crash between commit and publish; the
-caller publishes them after the commit and marks them sent. Each returned command carries
-``args["edge_id"]``, the edge to publish it to (the row keeps it in its own column).
+returns :class:`~hub.domain.effects.Effects`, the things to do once that transaction has
+committed. Commands for devices are also written to the ``commands`` table in the same
+transaction (state ``pending``), so "help is coming" survives a hub crash between commit
+and publish; the caller publishes them after the commit and marks them sent. Each returned
+command carries ``args["edge_id"]``, the edge to publish it to (the row keeps it in its own
+column).
 
 Concurrent writers are caught with an optimistic lock: every case row has a ``version``,
 and an update that finds another version raises :class:`~hub.services.errors.Conflict`
 (or, for the escalation sweep, skips the case until its next look).
 
-Event kinds handled by :meth:`CaseService.on_event`: ``sos`` and ``fall`` open or join a
-case; ``cancel`` requests cancellation; ``presence`` marks someone on site once a worker has
-acknowledged (before that it is only a hint on the case); ``service_request`` files a task
-or joins the household's open one of that category; ``low_battery`` files a maintenance
-task; every event (``heartbeat`` included) refreshes the device's last-seen time (the hub's
-receive time, never the edge's clock) and battery level.
+Device events reach the service as one handler among the others of the device-event router
+(:class:`hub.handlers.help_calls.HelpCallHandler`, first in line), after ingest has placed
+them (``hub.placement``: the device lookup, the edge's right to speak for it, last seen):
+``sos`` and ``fall`` open or join a case; ``cancel`` requests cancellation; ``presence``
+marks someone on site once a worker has acknowledged (before that it is only a hint on the
+case); ``service_request`` files a task or joins the household's open one of that
+category; ``low_battery`` of a call button files a maintenance task.
 
-An edge speaks only for its own devices (issue #11): an event is acted on only if its
-device is registered behind the edge that sent it (``devices.edge_id``, set through the
-registry or remote configuration, never by whoever reports the device first); anything
-else is refused with the reason, for ingest to quarantine. Button feedback goes to the
-device's registered edge, and every audit line of a button press names the edge.
+An edge speaks only for its own devices (issue #11; the check is in ``hub.placement``).
+Button feedback goes to the device's registered edge, and every audit line of a button
+press names the edge.
 """
 
 from __future__ import annotations
@@ -30,16 +30,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
-    Integer,
     Select,
     and_,
-    bindparam,
     func,
     insert,
     select,
@@ -48,11 +45,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.expression import UpdateBase
 
 from contract import Command, Event
-from contract.remote_config import EDGE_EVENT_KINDS
 from hub.db.schema import (
     case_audit,
     case_notifications,
@@ -71,8 +65,11 @@ from hub.domain.case import (
     CaseState,
     Outcome,
 )
+from hub.domain.effects import Effects
 from hub.domain.escalation import EscalationPolicy, Notify, Tier
 from hub.domain.notification import Notification, compose
+from hub.handlers.router import DeviceRow
+from hub.placement import place
 from hub.services import case_queries as queries
 from hub.services import errors
 from hub.services.case_queries import case_from_row, case_values
@@ -89,143 +86,12 @@ HOUSEHOLD_LOCK_SPACE = 14
 #: How long an escalation waits for a case another transaction holds (PostgreSQL).
 ESCALATION_LOCK_MS = 5000
 _LOCK_NOT_AVAILABLE = "55P03"
-_OFFLINE_KINDS = frozenset({"offline", "device_offline", "device.offline"})
 #: Profiles whose low-battery reports the case service files (call buttons, in homes);
-#: other devices' go to the supervision handler (``hub.services.supervision``).
+#: other devices' go to the supervision handler (``hub.handlers.supervision``).
 _BUTTON_PROFILES = frozenset({"cb-100"})
 #: Kinds that do more than prove the device alive.
-_ROUTED_KINDS = ALARM_KINDS | {"service_request", "low_battery", "cancel", "presence"}
-#: One statement for every device touched by a batch (see ``CaseService._touch``).
-_TOUCH = (
-    update(devices)
-    .where(devices.c.id == bindparam("b_id"))
-    .values(
-        last_seen=bindparam("b_last_seen"),
-        online=func.coalesce(bindparam("b_online", type_=Boolean), devices.c.online),
-        battery_pct=func.coalesce(bindparam("b_battery", type_=Integer), devices.c.battery_pct),
-    )
-)
-
-
-#: The devices of a batch (``CaseService._devices``); a retired device counts as unknown.
-_DEVICES_BY_ID = select(
-    devices.c.id, devices.c.household_id, devices.c.edge_id, devices.c.last_seen, devices.c.profile
-).where(devices.c.id.in_(bindparam("ids", expanding=True)), devices.c.retired_at.is_(None))
-
-
-@dataclass(frozen=True, slots=True)
-class _DriverStatement:
-    statement: UpdateBase  # kept so that its id() is never reused while cached
-    sql: str
-    names: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]  # per parameter: its type's processor
-
-
-_driver_statements: dict[tuple[int, tuple[str, ...], str], _DriverStatement] = {}
-
-
-async def bulk_execute(
-    conn: AsyncConnection, statement: UpdateBase, rows: Sequence[Mapping[str, Any]]
-) -> None:
-    """``conn.execute(statement, rows)`` (an executemany), in one round trip on SQLite.
-
-    Why: through SQLAlchemy's asyncio adapter an executemany costs several hops to
-    aiosqlite's thread and per-row parameter handling; at thousands of events a second
-    that was most of the hub's ingest time. On SQLite the statement is compiled once,
-    each value goes through its column type's own bind processor (so the stored bytes are
-    what SQLAlchemy would store) and the driver runs ``executemany`` in the caller's
-    transaction. Other databases take SQLAlchemy's ordinary path.
-    """
-    if not rows:
-        return
-    dialect = conn.dialect
-    if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
-        await conn.execute(statement, list(rows))
-        return
-    keys = tuple(rows[0])
-    cache_key = (id(statement), keys, dialect.name)
-    prepared = _driver_statements.get(cache_key)
-    if prepared is None or prepared.statement is not statement:
-        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-        names = tuple(compiled.positiontup or ())
-        processors = tuple(
-            compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names
-        )
-        prepared = _DriverStatement(statement, str(compiled), names, processors)
-        _driver_statements[cache_key] = prepared
-    pairs = tuple(zip(prepared.names, prepared.processors, strict=True))
-    params = [tuple(row[n] if p is None else p(row[n]) for n, p in pairs) for row in rows]
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert driver is not None
-    await driver.executemany(prepared.sql, params)
-
-
-@dataclass(frozen=True, slots=True)
-class _DriverQuery:
-    statement: Select[Any]  # kept so that its id() is never reused while cached
-    compiled: SQLCompiler
-    results: tuple[Callable[[Any], Any] | None, ...]  # per column: its type's processor
-
-
-_driver_queries: dict[tuple[int, str], _DriverQuery] = {}
-
-
-async def select_rows(
-    conn: AsyncConnection, statement: Select[Any], params: Mapping[str, Any]
-) -> list[tuple[Any, ...]]:
-    """``conn.execute(statement, params).all()`` as plain tuples, in one round trip on SQLite.
-
-    For module-level queries on the ingest path (see ``bulk_execute`` for why); an
-    ``expanding`` IN parameter is expanded by SQLAlchemy itself, and bind and result
-    values go through the column types' own processors.
-    """
-    dialect = conn.dialect
-    if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
-        return [tuple(row) for row in await conn.execute(statement, dict(params))]
-    cache_key = (id(statement), dialect.name)
-    prepared = _driver_queries.get(cache_key)
-    if prepared is None or prepared.statement is not statement:
-        compiled = statement.compile(dialect=dialect)
-        processors = tuple(
-            c.type.dialect_impl(dialect).result_processor(dialect, None)
-            for c in statement.selected_columns
-        )
-        prepared = _DriverQuery(statement, compiled, processors)
-        _driver_queries[cache_key] = prepared
-    state = prepared.compiled.construct_expanded_state(dict(params))
-    values = state.parameters
-    bound = [
-        values[n] if n not in state.processors else state.processors[n](values[n])
-        for n in state.positiontup or ()
-    ]
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert driver is not None
-    rows = await driver.execute_fetchall(state.statement, bound)
-    convert = prepared.results
-    return [
-        tuple(v if p is None else p(v) for p, v in zip(convert, row, strict=True)) for row in rows
-    ]
-
-
-@dataclass(slots=True)
-class Effects:
-    """What to do after commit: notify these workers, publish these device commands."""
-
-    notifications: list[Notification] = field(default_factory=list)
-    commands: list[Command] = field(default_factory=list)
-
-    def extend(self, other: Effects) -> None:
-        self.notifications.extend(other.notifications)
-        self.commands.extend(other.commands)
-
-
-@dataclass(frozen=True, slots=True)
-class _Device:
-    id: str
-    household_id: int | None
-    edge_id: str | None
-    last_seen: datetime | None
-    profile: str = "cb-100"
+#: (They are the kinds of :class:`hub.handlers.help_calls.HelpCallHandler`.)
+DEVICE_EVENT_KINDS = ALARM_KINDS | {"service_request", "low_battery", "cancel", "presence"}
 
 
 class CaseService:
@@ -260,41 +126,33 @@ class CaseService:
     async def on_events(
         self, conn: AsyncConnection, edge_id: str, batch: Sequence[Event], now: datetime
     ) -> tuple[Effects, list[tuple[Event, errors.UnknownDevice]]]:
-        """Act on a batch of newly stored events from ``edge_id``, in order.
+        """Place a batch of newly stored events from ``edge_id`` and act on its help calls.
 
-        Device lookups and "last seen" updates are done once per batch (one SELECT, one
-        executemany), so a batch of 500 heartbeats costs two statements, not a thousand.
-        Events that cannot be placed (unknown device, a device registered behind another
-        edge or behind none) are returned with the reason, for quarantine, and change
-        nothing; the rest of the batch is processed regardless.
+        The path ingest takes (``hub.placement``, then this service's handler), without
+        the other features' handlers: for tools and tests that speak to the case service
+        alone. Events that cannot be placed or acted on are returned with the reason.
         """
-        known = await self._devices(conn, {e.device_id for e in batch})
-        effects = Effects()
-        refused: list[tuple[Event, errors.UnknownDevice]] = []
-        touched: dict[str, dict[str, Any]] = {}
-        newest: dict[str, datetime] = {}
-        for event in batch:
-            device = known.get(event.device_id)
-            if device is None and event.device_id == edge_id and event.kind in EDGE_EVENT_KINDS:
-                continue  # about the edge itself (config.applied, …): kept in history only
-            reason = _foreign(event.device_id, device, edge_id)
-            if device is None or reason:
-                refused.append((event, errors.UnknownDevice(event.device_id, reason)))
-                continue
-            self._touch(device, event, now, touched, newest)
-            if event.kind not in _ROUTED_KINDS:
-                continue
-            try:
-                effects.extend(await self._route(conn, edge_id, device, event, now))
-            except errors.UnknownDevice as err:
-                refused.append((event, err))
-        if touched:
-            await bulk_execute(conn, _TOUCH, list(touched.values()))
-        return effects, refused
+        from hub.handlers.help_calls import HelpCallHandler  # imported here: it imports us
 
-    async def _route(
-        self, conn: AsyncConnection, edge_id: str, device: _Device, event: Event, now: datetime
+        placement = await place(conn, edge_id, batch, now)
+        effects = await HelpCallHandler(self).on_events(conn, placement.placed, now)
+        refused = placement.refused + effects.refused
+        effects.refused = []
+        order = {id(e): i for i, e in enumerate(batch)}
+        refused.sort(key=lambda pair: order[id(pair[0])])
+        return effects, [(e, errors.UnknownDevice(e.device_id, why)) for e, why in refused]
+
+    async def on_device_event(
+        self, conn: AsyncConnection, device: DeviceRow, event: Event, now: datetime
     ) -> Effects:
+        """Act on one placed event of a kind in :data:`DEVICE_EVENT_KINDS`.
+
+        ``device`` is its registry row; placement has checked that the sending edge is the
+        device's (``device.edge_id``). Raises UnknownDevice when the event cannot be acted
+        on (a button bound to no household).
+        """
+        assert device.edge_id is not None  # placed: the device is behind the sending edge
+        edge_id = device.edge_id
         if event.kind in ALARM_KINDS:
             return await self._on_alarm(conn, edge_id, device, event, now)
         if event.kind == "service_request":
@@ -306,7 +164,7 @@ class CaseService:
         return Effects()
 
     async def _on_alarm(
-        self, conn: AsyncConnection, edge_id: str, device: _Device, event: Event, now: datetime
+        self, conn: AsyncConnection, edge_id: str, device: DeviceRow, event: Event, now: datetime
     ) -> Effects:
         if device.household_id is None:
             raise errors.UnknownDevice(
@@ -363,7 +221,7 @@ class CaseService:
         self,
         conn: AsyncConnection,
         edge_id: str,
-        device: _Device,
+        device: DeviceRow,
         household_id: int,
         kind: str,
         now: datetime,
@@ -391,7 +249,7 @@ class CaseService:
         await self._save(conn, new, version, [_via(audit, edge_id)])
 
     async def _on_service_request(
-        self, conn: AsyncConnection, device: _Device, event: Event, now: datetime
+        self, conn: AsyncConnection, device: DeviceRow, event: Event, now: datetime
     ) -> Effects:
         if device.household_id is None:
             raise errors.UnknownDevice(
@@ -424,7 +282,7 @@ class CaseService:
         return Effects(notifications=notifications)
 
     async def _on_low_battery(
-        self, conn: AsyncConnection, device: _Device, event: Event, now: datetime
+        self, conn: AsyncConnection, device: DeviceRow, event: Event, now: datetime
     ) -> None:
         grid_id = None
         if device.household_id is not None:
@@ -703,12 +561,17 @@ class CaseService:
         now: datetime,
         edge_id: str | None,
     ) -> tuple[int, Effects]:
-        values = case_values(case)
-        result = await conn.execute(insert(cases).values(**values, version=1))
-        case = replace(case, id=inserted_id(result))
+        # Dispatched before it is stored, so the row is written once (an INSERT, not an
+        # INSERT and an UPDATE: the SOS path's statements are counted, issue #13); the
+        # audit lines get the id the database assigns.
         table = await available_by_tier(conn, place, now, self.tz)
         new, notifies, audits = self.policy.dispatch(case, now, _resolver(table))
-        await self._save(conn, new, 1, [replace(audit, case_id=case.id), *audits])
+        result = await conn.execute(insert(cases).values(**case_values(new), version=1))
+        new = replace(new, id=inserted_id(result))
+        await conn.execute(
+            insert(case_audit),
+            [queries.audit_values(replace(a, case_id=new.id)) for a in (audit, *audits)],
+        )
         effects = Effects()
         await self._notify(conn, effects, new, place, notifies, now)
         await self._feedback(conn, effects, new, "received", now, edge_id)
@@ -812,38 +675,6 @@ class CaseService:
         self, conn: AsyncConnection, household_id: int
     ) -> tuple[Case, int] | None:
         return await _first_case(conn, _active_of(household_id))
-
-    async def _devices(self, conn: AsyncConnection, ids: set[str]) -> dict[str, _Device]:
-        rows = await select_rows(conn, _DEVICES_BY_ID, {"ids": sorted(ids)})
-        return {row[0]: _Device(*row) for row in rows}
-
-    @staticmethod
-    def _touch(
-        device: _Device,
-        event: Event,
-        now: datetime,
-        touched: dict[str, dict[str, Any]],
-        newest: dict[str, datetime],
-    ) -> None:
-        """Any event proves the device alive, now: last-seen is the hub's receive time.
-
-        The edge's clock decides nothing here (a year-9999 timestamp once kept a device
-        "online" for good). Within the batch, an event older than one already applied does
-        not change the online flag or battery level. Collects the row update in
-        ``touched``, written once per batch.
-        """
-        row = touched.setdefault(
-            device.id,
-            {"b_id": device.id, "b_last_seen": now, "b_online": None, "b_battery": None},
-        )
-        seen = newest.get(device.id)
-        if seen is not None and event.occurred_at < seen:
-            return
-        newest[device.id] = event.occurred_at
-        row["b_online"] = event.kind not in _OFFLINE_KINDS
-        battery = _int_or_none(event.data.get("battery_pct"))
-        if battery is not None and 0 <= battery <= 100:
-            row["b_battery"] = battery
 
     async def _actor(self, conn: AsyncConnection, actor: int | str) -> str:
         """A worker id becomes "worker:<id>" once the worker is known to exist."""
@@ -1010,26 +841,6 @@ def _active_of(household_id: int) -> Select[Any]:
 async def _first_case(conn: AsyncConnection, query: Select[Any]) -> tuple[Case, int] | None:
     row = (await conn.execute(query)).mappings().first()
     return None if row is None else (case_from_row(row), int(row["version"]))
-
-
-def _foreign(device_id: str, device: _Device | None, edge_id: str) -> str:
-    """Why ``edge_id`` may not speak for this device ("" when it may)."""
-    if device is None:
-        return (
-            f"设备 {device_id} 未登记或已退役 / device {device_id} is not registered "
-            f"(or is retired)"
-        )
-    if device.edge_id is None:
-        return (
-            f"设备 {device_id} 未分配到边缘网关（由 {edge_id} 发送）/ device {device_id} is not "
-            f"assigned to an edge (sent by {edge_id})"
-        )
-    if device.edge_id != edge_id:
-        return (
-            f"设备 {device_id} 属于边缘网关 {device.edge_id}（由 {edge_id} 发送）/ device "
-            f"{device_id} belongs to edge {device.edge_id} (sent by {edge_id})"
-        )
-    return ""
 
 
 def _via(audit: AuditRecord, edge_id: str) -> AuditRecord:

@@ -28,14 +28,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import Command
-from edge.profiles.errors import MappingError
-from edge.profiles.model import DeviceProfile
 from hub.db.schema import commands, devices, households
 from hub.domain.access import Principal
+from hub.domain.effects import Effects
 from hub.services.audit import record_audit
-from hub.services.cases import Effects
 from hub.services.errors import FieldProblem, InvalidAct, InvalidInput, NotFound
 from hub.services.records import not_found, require_grid
+from profiles.errors import MappingError
+from profiles.model import DeviceProfile
 
 #: Arguments larger than this (as JSON) are refused: a command is a few values, not a file.
 MAX_ARGS_CHARS = 2000

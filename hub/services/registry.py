@@ -24,14 +24,14 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Row, Select, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from edge.errors import ProfileError
-from edge.profiles.loader import PROFILE_SUFFIXES, load_profile
 from hub.db.schema import devices, grids, households
 from hub.domain.access import Principal
 from hub.domain.device_rows import Placement, RegistryView, check_placement
 from hub.services.audit import record_audit
 from hub.services.errors import AlreadyExists, FieldProblem, InvalidAct, InvalidInput, NotFound
 from hub.services.records import contains, page, require_grid, snapshot
+from profiles.errors import ProfileError
+from profiles.loader import PROFILE_SUFFIXES, load_profile
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ An operator names the serial buses of an edge; the device list comes from the hu
 registry (``devices`` rows of that edge that are not retired) and the profile texts from
 the hub's profiles directory, so what an edge runs is always what the hub knows. Before
 anything is stored the document goes through the edge's own check
-(``edge.profiles.config_check``) and a round trip through the contract decoder, so the hub
+(``profiles.config_check``) and a round trip through the contract decoder, so the hub
 never publishes a document the edge would refuse — although the edge checks again, since
 the hub is not the only one who could publish on its topic.
 
@@ -29,18 +29,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contract import ContractError, topics
 from contract.remote_config import DeviceSpec, EdgeConfigDocument, SerialBusSpec
-from edge.errors import ProfileError
-from edge.profiles.config_check import (
-    ConfigDocumentError,
-    address_from_device_id,
-    check_config_document,
-)
-from edge.profiles.loader import PROFILE_SUFFIXES, parse_profile
-from edge.profiles.model import DeviceProfile
 from hub.db.schema import devices, edge_configs, edge_status
 from hub.domain.access import Principal
 from hub.services.audit import record_audit
 from hub.services.errors import Conflict, ServiceError
+from profiles.config_check import (
+    ConfigDocumentError,
+    address_from_device_id,
+    check_config_document,
+)
+from profiles.errors import ProfileError
+from profiles.loader import PROFILE_SUFFIXES, parse_profile
+from profiles.model import DeviceProfile
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import pytest
 
 from contract import Lane
 from edge.errors import OutboxError
-from edge.profiles import DeviceProfile, load_profile
+from profiles import DeviceProfile, load_profile
 
 REPO = Path(__file__).resolve().parents[2]
 CB100_PROFILE = REPO / "device_profiles" / "cb-100.yaml"

@@ -17,8 +17,8 @@ from contract import Lane
 from edge.codecs.cb100 import Frame, FrameType, encode
 from edge.drivers.call_button import CallButtonBus
 from edge.errors import DeviceError
-from edge.profiles import DeviceProfile
 from edge.transports.serial_port import LinkTiming, SerialLink
+from profiles import DeviceProfile
 from simulators.button import LedState, SimulatedButton, SimulatedButtonBus
 from tests.edge.conftest import FakeSink, RecordedEvent, eventually
 

@@ -16,8 +16,8 @@ import pytest
 from edge.codecs.cb100 import FrameType, encode
 from edge.drivers.call_button import CallButtonBus
 from edge.outbox import Outbox
-from edge.profiles import DeviceProfile
 from edge.transports.serial_port import LinkTiming, SerialLink
+from profiles import DeviceProfile
 from simulators.button import LedState, SimulatedButtonBus
 
 pytestmark = pytest.mark.integration

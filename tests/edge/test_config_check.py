@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from contract.remote_config import DeviceSpec, EdgeConfigDocument, SerialBusSpec
-from edge.profiles import load_profile, parse_profile
-from edge.profiles.config_check import (
+from profiles import load_profile, parse_profile
+from profiles.config_check import (
     ConfigDocumentError,
     address_from_device_id,
     check_config_document,

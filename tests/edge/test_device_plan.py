@@ -9,7 +9,7 @@ import pytest
 
 from edge.config import ConfigError, EdgeConfig
 from edge.device_plan import plan_devices
-from edge.profiles.loader import load_profiles
+from profiles.loader import load_profiles
 from simulators.stack import REPO_ROOT
 
 PROFILES = load_profiles(REPO_ROOT / "device_profiles")

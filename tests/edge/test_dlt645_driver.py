@@ -26,9 +26,9 @@ from edge.drivers.dlt645_meter import (
     MeterPoll,
     meters_from_entries,
 )
-from edge.profiles import load_profile
 from edge.supervision import Supervisor
 from edge.transports.serial_port import LinkTiming, SerialLink
+from profiles import load_profile
 from simulators.dlt645_meter import SimulatedMeter, SimulatedMeterBus
 from tests.conftest import wait_until
 from tests.edge.conftest import REPO, FakeSink, RecordedEvent

@@ -16,7 +16,6 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from contract import Lane
-from edge.codecs.modbus_registers import Point
 from edge.command_deadline import CommandDeadline
 from edge.drivers.modbus import ModbusDevice, PointSpec, PollPlan, ReadPlan
 from edge.drivers.modbus_rtu import ModbusRtuDriver, frame_gap_s
@@ -31,6 +30,7 @@ from edge.transports.modbus_client import (
     rtu_reply_size,
 )
 from edge.transports.serial_port import LineSettings
+from profiles.registers import Point
 from tests.conftest import wait_until
 from tests.edge.conftest import FakeSink
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.codecs.modbus_registers import (
+from profiles.registers import (
     Point,
     RegisterMapError,
     decode,

@@ -46,8 +46,8 @@ from edge.local_broker import (
     render_acl,
     write_local_broker_files,
 )
-from edge.profiles import DeviceProfile, load_profile
 from edge.supervision import Supervisor
+from profiles import DeviceProfile, load_profile
 from simulators.broker import MosquittoProcess
 from simulators.door import SimulatedDoor
 from simulators.locker import SimulatedLocker

@@ -9,17 +9,15 @@ import pytest
 
 from contract import Lane
 from edge.codecs.cb100 import Frame, FrameDecoder, FrameType
-from edge.errors import DeviceError, ProfileError
-from edge.profiles import (
+from edge.errors import ProfileError
+from edge.frame_mapping import build_command_frame, decode_field, map_frame
+from profiles import (
     DeviceProfile,
     MappingError,
     PayloadField,
-    build_command_frame,
     load_profile,
     load_profiles,
-    map_frame,
 )
-from edge.profiles.mapping import decode_field
 from tests.edge.conftest import CB100_PROFILE
 
 CB100_TEXT = CB100_PROFILE.read_text(encoding="utf-8")
@@ -162,12 +160,11 @@ def test_map_frame(
         (Frame(1, 1, FrameType.LOW_BATTERY), "payload_short"),
     ],
 )
-def test_unmappable_frames_raise_device_error(
+def test_unmappable_frames_raise_mapping_error(
     cb100_profile: DeviceProfile, frame: Frame, reason: str
 ) -> None:
-    with pytest.raises(DeviceError, match="cb100-1") as caught:
+    with pytest.raises(MappingError, match="cb100-1") as caught:
         map_frame(cb100_profile, frame)
-    assert isinstance(caught.value, MappingError)
     assert caught.value.reason == reason
 
 

@@ -13,9 +13,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from contract import Lane
-from edge.codecs.modbus_registers import Point
 from edge.errors import ProfileError
-from edge.profiles import (
+from profiles import (
     DeviceProfile,
     MappingError,
     ModbusRtuTransport,
@@ -25,7 +24,8 @@ from edge.profiles import (
     parse_command_reply,
     parse_profile,
 )
-from edge.profiles.config_check import address_from_device_id
+from profiles.config_check import address_from_device_id
+from profiles.registers import Point
 
 PROFILES = Path(__file__).resolve().parents[2] / "device_profiles"
 SHANGHAI = ZoneInfo("Asia/Shanghai")

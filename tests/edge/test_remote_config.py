@@ -15,8 +15,8 @@ import pytest
 from contract import Lane
 from contract.remote_config import CONFIG_APPLIED, CONFIG_REFUSED, EdgeConfigDocument
 from edge.errors import OutboxError
-from edge.profiles.config_check import CheckedConfig
 from edge.remote_config import ConfigStore, GatedSink, RemoteConfig
+from profiles.config_check import CheckedConfig
 from tests.edge.conftest import FakeSink, eventually
 from tests.edge.test_config_check import device, document
 

@@ -136,3 +136,4 @@ def test_drop_counters_are_read_leniently() -> None:
 
 def test_event_uids_split_into_edge_incarnation_and_seq() -> None:
     assert parse_uid("edge-a:3f9c0d1e2a4b5c6d:42") == ("edge-a", "3f9c0d1e2a4b5c6d", 42)
+    assert parse_uid("edge-a:3f9c:000000000042") == ("edge-a", "3f9c", 42)  # since 0020

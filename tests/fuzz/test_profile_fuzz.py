@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge.errors import ProfileError
-from edge.profiles.loader import parse_profile
+from profiles.loader import parse_profile
 from tests.fuzz.test_contract_fuzz import _paths, json_values
 
 PROFILES = Path(__file__).resolve().parents[2] / "device_profiles"

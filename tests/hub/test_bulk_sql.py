@@ -14,10 +14,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contract import Event, Lane
+from hub.db.bulk import bulk_execute, select_rows
 from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
 from hub.db.schema import devices, events
-from hub.services.cases import _DEVICES_BY_ID, _TOUCH, bulk_execute, select_rows
+from hub.ingest import Ingest, event_uid
+from hub.placement import _DEVICES_BY_ID, _TOUCH, _touch_sqlite
 
 CHINA = timezone(timedelta(hours=8))
 
@@ -98,12 +101,18 @@ async def test_select_rows_reads_like_sqlalchemy(engine: AsyncEngine) -> None:
             ],
         )
     params = {"ids": ["cb100-1", "cb100-2", "cb100-3", "cb100-9"]}
+    with_times = sa.select(devices.c.id, devices.c.last_seen, devices.c.online).where(
+        devices.c.id.in_(sa.bindparam("ids", expanding=True)), devices.c.retired_at.is_(None)
+    )
     async with engine.connect() as conn:
         fast = sorted(await select_rows(conn, _DEVICES_BY_ID, params))
         slow = sorted(tuple(r) for r in await conn.execute(_DEVICES_BY_ID, params))
-    assert fast == slow
+        timed = sorted(await select_rows(conn, with_times, params))
+        timed_slow = sorted(tuple(r) for r in await conn.execute(with_times, params))
+    assert fast == slow and timed == timed_slow
     assert [r[0] for r in fast] == ["cb100-1", "cb100-2"]  # retired and unknown are absent
-    assert fast[0][3] == TIMES[2] and fast[0][3].tzinfo is UTC
+    assert timed[0][1] == TIMES[2] and timed[0][1].tzinfo is UTC
+    assert timed[0][2] is False  # booleans come back as bool
 
 
 async def test_fast_path_writes_roll_back_with_the_transaction(engine: AsyncEngine) -> None:
@@ -112,3 +121,59 @@ async def test_fast_path_writes_roll_back_with_the_transaction(engine: AsyncEngi
             await bulk_execute(conn, sa.insert(events), [event_row("gone", TIMES[0])])
             raise RuntimeError("crash before commit")
     assert raw(engine, "SELECT COUNT(*) FROM events") == [(0,)]
+
+
+async def test_ingests_one_statement_insert_writes_what_the_orm_writes(
+    engine: AsyncEngine,
+) -> None:
+    """``Ingest._insert_new`` on SQLite (one INSERT … SELECT FROM json_each … RETURNING)
+    stores byte for byte what the ORM's executemany stores, skips stored uids and a
+    repeated seq, and falls back to the statement path for data strict JSON cannot carry."""
+    received = datetime(2026, 11, 25, 21, 0, 0, 123456, tzinfo=CHINA)
+    ingest = Ingest(engine, None, None, None, lambda: received)  # type: ignore[arg-type]
+    data = {"battery_pct": 80, "备注": "客厅", "x": 1e300, "list": [1, 2.5]}
+    chunk = tuple(
+        Event(i + 1, "cb100-1", "heartbeat", Lane.TELEMETRY, t, data) for i, t in enumerate(TIMES)
+    )
+    async with engine.begin() as conn:
+        await bulk_execute(
+            conn,
+            sa.insert(events),
+            [
+                {**event_row(event_uid("edge-1", "orm", e.seq), e.occurred_at), "data": data}
+                for e in chunk
+            ],
+        )
+        first = await ingest._insert_new(conn, "edge-1", "json", chunk)
+        again = await ingest._insert_new(conn, "edge-1", "json", (chunk[0], chunk[0]))
+        nan = Event(9, "cb100-1", "reading", Lane.TELEMETRY, TIMES[0], {"v": float("nan")})
+        fallback = await ingest._insert_new(conn, "edge-1", "json", (nan,))
+    assert first == list(chunk) and again == [] and fallback == [nan]
+    columns = "edge_id, device_id, kind, lane, occurred_at, received_at, data, refused"
+    orm = raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE '%:orm:%' ORDER BY uid")
+    fast = raw(engine, f"SELECT {columns} FROM events WHERE uid LIKE '%:json:%' ORDER BY uid")
+    assert fast[:3] == orm
+    assert fast[3][6] == '{"v":NaN}'  # as json.dumps wrote it before
+
+
+@pytest.mark.parametrize(
+    ("online", "battery"), [(True, None), (False, 7), (None, None), (None, 100)]
+)
+async def test_placements_one_statement_touch_updates_like_sqlalchemy(
+    engine: AsyncEngine, online: bool | None, battery: int | None
+) -> None:
+    """``hub.placement``'s UPDATE … FROM json_each writes what ``_TOUCH`` writes."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(devices),
+            [
+                {"id": d, "profile": "cb100", "battery_pct": 50, "online": True}
+                for d in ("json", "orm", "other")
+            ],
+        )
+        row = {"b_online": online, "b_battery": battery}
+        await _touch_sqlite(conn, {"json": {**row, "b_id": "json"}}, TIMES[2])
+        await conn.execute(_TOUCH, [{**row, "b_id": "orm", "b_last_seen": TIMES[2]}])
+    rows = raw(engine, "SELECT id, last_seen, online, battery_pct FROM devices ORDER BY id")
+    assert rows[0][1:] == rows[1][1:]
+    assert rows[2] == ("other", None, 1, 50)  # untouched

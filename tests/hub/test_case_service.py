@@ -15,8 +15,9 @@ from contract import Event, Lane
 from hub.db import schema
 from hub.db.migrate import upgrade_to_head
 from hub.domain.case import CaseState, Outcome
+from hub.domain.effects import Effects
 from hub.domain.escalation import EscalationPolicy
-from hub.services.cases import CaseService, Effects
+from hub.services.cases import CaseService
 from hub.services.errors import InvalidAct, InvalidTransition, NotFound, UnknownDevice
 from hub.services.org import (
     add_quarantine,

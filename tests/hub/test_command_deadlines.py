@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contract import Command, CommandResult
 from hub.db.schema import commands, devices
+from hub.domain.effects import Effects
 from hub.effects import EffectDispatcher
-from hub.services.cases import Effects
 from simulators.stack import REPO_ROOT
 from tests.hub.test_device_commands import NoNotifier, RecordingBroker
 

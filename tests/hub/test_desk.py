@@ -20,11 +20,12 @@ from hub.api.csv_export import BOM, csv_text, safe_cell
 from hub.api.kpi_table import COLUMNS, report_csv, report_json
 from hub.db import schema
 from hub.domain.access import Principal, Role
+from hub.domain.effects import Effects
 from hub.domain.escalation import EscalationPolicy
 from hub.services import desk
 from hub.services.areas import Level, load_areas
 from hub.services.care_kpi import care_report
-from hub.services.cases import REASSIGNED, CaseService, Effects
+from hub.services.cases import REASSIGNED, CaseService
 from hub.services.errors import Forbidden, InvalidAct, InvalidInput, InvalidTransition, NotFound
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai

@@ -26,8 +26,9 @@ from hub.app import create_app
 from hub.config import ApiSettings, HubConfig
 from hub.db import schema
 from hub.domain.access import Principal, Role
+from hub.domain.effects import Effects
 from hub.domain.escalation import EscalationPolicy
-from hub.services.cases import CaseService, Effects
+from hub.services.cases import CaseService
 from simulators.stack import REPO_ROOT
 from tests.hub.test_route_roles import app_endpoints, declared_roles
 

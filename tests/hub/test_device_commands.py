@@ -21,7 +21,6 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contract import Command, CommandResult, topics
-from edge.profiles.loader import load_profile
 from hub.api.deps import authenticate
 from hub.app import create_app
 from hub.config import ApiSettings, HubConfig
@@ -31,6 +30,7 @@ from hub.domain.notification import Notification
 from hub.effects import EffectDispatcher
 from hub.services.device_commands import check_command
 from hub.services.errors import InvalidInput
+from profiles.loader import load_profile
 from simulators.stack import REPO_ROOT
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)

@@ -24,11 +24,11 @@ from contract import Event, Lane
 from hub.api.deps import authenticate
 from hub.app import create_app
 from hub.config import ApiSettings, HubConfig
+from hub.db.bulk import bulk_execute
 from hub.db.schema import device_state, devices, events
 from hub.domain.access import Principal, Role
-from hub.services.cases import bulk_execute
-from hub.services.device_handlers import DeviceEventRouter
-from hub.services.device_state import DeviceStateHandler
+from hub.handlers.device_state import DeviceStateHandler
+from hub.handlers.router import DeviceEventRouter
 from simulators.stack import REPO_ROOT
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
@@ -171,7 +171,7 @@ async def test_one_write_per_batch_however_many_events(
         writes.append(len(rows))
         await bulk_execute(conn, statement, rows)
 
-    monkeypatch.setattr("hub.services.device_state.bulk_execute", counting)
+    monkeypatch.setattr("hub.handlers.device_state.bulk_execute", counting)
     batch = [
         reading(n, ids[n % 50], T0 + timedelta(seconds=n), energy_kwh=float(n)) for n in range(500)
     ]

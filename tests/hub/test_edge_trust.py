@@ -22,11 +22,12 @@ from contract.mqtt import Message
 from hub.config import IngestSettings
 from hub.db import schema
 from hub.domain.access import Principal, Role
+from hub.domain.effects import Effects
 from hub.domain.escalation import EscalationPolicy
+from hub.handlers.router import DeviceEventRouter, DeviceRow
 from hub.ingest import Ingest
-from hub.services.cases import CaseService, Effects
-from hub.services.device_handlers import DeviceEventRouter, DeviceRow
-from hub.services.device_state import EventFilter, list_events, list_readings
+from hub.services.cases import CaseService
+from hub.services.device_history import EventFilter, list_events, list_readings
 from hub.services.org import list_tasks
 from hub.services.quarantine import QuarantineLimits, Refusal, add_refusals, list_dropped
 
@@ -519,3 +520,27 @@ async def test_a_forged_event_is_no_history_of_the_device_it_names(engine: Async
     assert [e["edge_id"] for e in history] == [EDGE]
     assert [e["edge_id"] for e in everything] == [EDGE]
     assert [p["value"] for p in series] == [87]
+
+
+async def test_an_event_a_handler_refuses_reaches_no_later_handler(engine: AsyncEngine) -> None:
+    """An SOS from a button behind the right edge but bound to no household is refused by
+    the help-call handler (first in line); no device feature after it keeps the event."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(schema.devices).values(
+                id="cb100-55557", household_id=None, profile="cb-100", edge_id=EDGE
+            )
+        )
+    handler = RecordingHandler()
+    ingest, _ = make_ingest(engine, router=DeviceEventRouter([handler]))
+    events = [ev("sos", device="cb100-55557", seq=1), ev("presence", device=BUTTON, seq=2)]
+    await ingest.handle(message(EDGE, events))
+    assert handler.seen == [(BUTTON, "presence")]
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(schema.quarantine))).mappings().all()
+        refused = (
+            await conn.execute(sa.select(schema.events.c.refused).order_by(schema.events.c.id))
+        ).scalars()
+        assert list(refused) == [True, False]
+    assert [r["device_id"] for r in rows] == ["cb100-55557"]
+    assert "not bound to a household" in rows[0]["reason"]

@@ -26,15 +26,15 @@ from contract import Event, Lane
 from hub.db import schema
 from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
+from hub.domain.effects import Effects
 from hub.domain.facility_rules import FacilitySettings, ParcelWebhookSettings
+from hub.handlers.facilities import facility_handlers
+from hub.handlers.facilities.bins import BinHandler
+from hub.handlers.facilities.doors import DoorHandler, list_access_log
+from hub.handlers.facilities.parcels import ParcelHandler, list_parcels
+from hub.handlers.facilities.water import WaterHandler
+from hub.handlers.router import DeviceEventHandler, DeviceEventRouter
 from hub.services.alerts import notify_grid_worker
-from hub.services.cases import Effects
-from hub.services.device_handlers import DeviceEventHandler, DeviceEventRouter
-from hub.services.facilities import facility_handlers
-from hub.services.facilities.bins import BinHandler
-from hub.services.facilities.doors import DoorHandler, list_access_log
-from hub.services.facilities.parcels import ParcelHandler, list_parcels
-from hub.services.facilities.water import WaterHandler
 from hub.services.org import seed_demo_community
 from tests.hub.conftest import SEEDED_AT
 

@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contract import Ack, Event, EventBatch, Lane, topics
 from contract.mqtt import Message
 from hub.db import schema
+from hub.domain.effects import Effects
 from hub.domain.escalation import EscalationPolicy
 from hub.ingest import Ingest
-from hub.services.cases import CaseService, Effects
+from hub.services.cases import CaseService
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 EDGE = "edge-demo"

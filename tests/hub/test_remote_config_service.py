@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contract import topics
 from contract.remote_config import EdgeConfigDocument, SerialBusSpec
-from edge.profiles.config_check import check_config_document
 from hub.db import schema
 from hub.domain.access import Principal, Role
 from hub.services.remote_config import ConfigRefused, RemoteConfigService, latest_config
+from profiles.config_check import check_config_document
 
 T0 = datetime(2026, 3, 3, 1, 0, tzinfo=UTC)
 EDGE = "edge-demo"

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contract import Event, Lane
 from hub.db.schema import devices, offline_devices, tasks
-from hub.services.cases import Effects
-from hub.services.device_handlers import DeviceEventRouter
-from hub.services.supervision import SupervisionHandler, SupervisionSettings, building_of
+from hub.domain.effects import Effects
+from hub.handlers.router import DeviceEventRouter
+from hub.handlers.supervision import SupervisionHandler, SupervisionSettings, building_of
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
 SETTINGS = SupervisionSettings(outage_min_devices=5, outage_window_s=120)

@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contract import Event, Lane
 from hub.db import schema
 from hub.domain.access import Principal, Role
+from hub.domain.effects import Effects
 from hub.domain.wellbeing_settings import WellbeingSettings
-from hub.services.cases import Effects
-from hub.services.device_handlers import DeviceEventRouter
+from hub.handlers.router import DeviceEventRouter
 from hub.services.errors import Forbidden
 from hub.services.wellbeing import WellbeingActivityHandler, WellbeingWatch, records
 

@@ -7,7 +7,7 @@ them (an ``EventBatch`` published to the edge's events topic), and a fake edge â
 client on the edge's commands topic â€” answers commands with a ``CommandResult``.
 
 The device handlers are put in place here (``hub.app.device_handlers`` patched), so the
-test does not depend on how ``hub.device_features`` lists them.
+test does not depend on how ``hub.handlers.features`` lists them.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from contract import Command, CommandResult, Event, EventBatch, Lane, topics
 from contract.mqtt import BrokerSettings
 from hub.app import create_app
 from hub.config import ApiSettings, HubConfig
-from hub.services.device_handlers import DeviceEventHandler
-from hub.services.device_state import DeviceStateHandler
-from hub.services.supervision import SupervisionHandler, SupervisionSettings
+from hub.handlers.device_state import DeviceStateHandler
+from hub.handlers.router import DeviceEventHandler
+from hub.handlers.supervision import SupervisionHandler, SupervisionSettings
 from simulators.stack import REPO_ROOT, Stack
 from tests.conftest import wait_until
 

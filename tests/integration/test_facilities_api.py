@@ -38,8 +38,8 @@ from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
 from hub.domain.access import Role
 from hub.domain.facility_rules import FacilitySettings
-from hub.services.device_handlers import DeviceEventRouter
-from hub.services.facilities import DoorHandler, ParcelHandler
+from hub.handlers.facilities import DoorHandler, ParcelHandler
+from hub.handlers.router import DeviceEventRouter
 from hub.services.org import seed_demo_community
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -26,13 +26,13 @@ from typing import Any, ClassVar
 import pytest
 
 from contract import Lane
-from edge.codecs.modbus_registers import Point
 from edge.drivers.base import DeviceEntry
 from edge.drivers.modbus import ModbusDevice, PointSpec, PollPlan
 from edge.drivers.modbus_rtu import ModbusRtuDriver
 from edge.drivers.modbus_tcp import ModbusTcpDriver, TcpDevice
-from edge.profiles import load_profile
 from edge.supervision import Supervisor
+from profiles import load_profile
+from profiles.registers import Point
 from simulators.modbus_devices import BinSensor, DeviceServer, WaterMeter
 from tests.conftest import wait_until, wait_until_sync
 

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 from contract import Lane
-from edge.codecs.modbus_registers import Point
 from edge.drivers.modbus import ModbusDevice, PointSpec, PollPlan
 from edge.drivers.modbus_tcp import ModbusTcpDriver, TcpDevice
+from profiles.registers import Point
 from simulators.broker import free_port
 from tests.conftest import wait_until, wait_until_sync
 

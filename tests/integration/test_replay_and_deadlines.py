@@ -30,7 +30,7 @@ from contract import CommandResult, topics
 from edge.codecs.cb100 import FrameType, encode
 from edge.drivers.base import DeviceEntry
 from edge.local_broker import write_local_broker_files
-from edge.profiles.loader import load_profile
+from profiles.loader import load_profile
 from simulators.broker import free_port
 from simulators.button import SimulatedButtonBus
 from simulators.door import SimulatedDoor

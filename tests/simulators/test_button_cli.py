@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from edge.drivers.call_button import CallButtonBus
-from edge.profiles import load_profile
 from edge.transports.serial_port import LinkTiming, SerialLink
+from profiles import load_profile
 from simulators.__main__ import main
 from simulators.button import SimulatedButtonBus
 from simulators.button_cli import CommandLineError, execute

@@ -35,10 +35,10 @@ from hub.api.deps import (
 )
 from hub.db.schema import cases
 from hub.domain.case import Outcome
+from hub.domain.effects import Effects
 from hub.runtime import HubRuntime
 from hub.services.audit import record_audit
 from hub.services.case_queries import case_list, redact_medical_notes
-from hub.services.cases import Effects
 from hub.services.errors import InvalidAct, NotFound
 from hub.services.records import not_found
 

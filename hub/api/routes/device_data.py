@@ -20,14 +20,14 @@ from fastapi import APIRouter, Query, status
 from fastapi import Path as PathParam
 from pydantic import AwareDatetime, BaseModel, Field
 
-from edge.profiles.model import DeviceProfile
 from hub.api.deps import ReadConnection, RuntimeDep
 from hub.api.errors import INVALID, READ_ONE, WRITE, translated, writing
 from hub.api.fields import DeviceIdPath, FieldStaff, Limit, Offset, Reader
 from hub.domain.device_rows import DEVICE_ID
-from hub.services import device_commands, device_state
-from hub.services.device_state import EventFilter
+from hub.services import device_commands, device_history
+from hub.services.device_history import EventFilter
 from hub.services.remote_config import read_profile_texts
+from profiles.model import DeviceProfile
 
 router = APIRouter(prefix="/api/v1", tags=["device data"])
 
@@ -115,7 +115,7 @@ async def get_state(
 ) -> DeviceStatePublic:
     with translated():
         return DeviceStatePublic.model_validate(
-            await device_state.get_state(conn, principal, device_id)
+            await device_history.get_state(conn, principal, device_id)
         )
 
 
@@ -138,7 +138,7 @@ async def device_events(
 ) -> list[EventPublic]:
     f = EventFilter(device_id, kind, lane, since, until, before_id, limit, offset)
     with translated():
-        rows = await device_state.list_events(conn, principal, f)
+        rows = await device_history.list_events(conn, principal, f)
     return [EventPublic.model_validate(r) for r in rows]
 
 
@@ -161,7 +161,7 @@ async def all_events(
 ) -> list[EventPublic]:
     f = EventFilter(device_id, kind, lane, since, until, before_id, limit, offset)
     with translated():
-        rows = await device_state.list_events(conn, principal, f)
+        rows = await device_history.list_events(conn, principal, f)
     return [EventPublic.model_validate(r) for r in rows]
 
 
@@ -184,7 +184,7 @@ async def readings(
     limit: Limit = 100,
 ) -> list[ReadingPoint] | list[ReadingPublic]:
     with translated():
-        rows = await device_state.list_readings(
+        rows = await device_history.list_readings(
             conn,
             principal,
             device_id,

@@ -19,9 +19,9 @@ from hub.api.deps import Principal, ReadConnection, Role, require_roles
 from hub.api.errors import READ_ONE, translated
 from hub.api.fields import PAGED, DeviceIdPath, IdQuery, Limit, Offset, set_total
 from hub.domain.device_rows import DEVICE_ID
+from hub.handlers.facilities.doors import list_access_log
+from hub.handlers.facilities.parcels import household_grid, list_parcels
 from hub.services import registry
-from hub.services.facilities.doors import list_access_log
-from hub.services.facilities.parcels import household_grid, list_parcels
 from hub.services.records import require_grid
 
 router = APIRouter(prefix="/api/v1", tags=["facilities"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import tzinfo
 
 from hub.domain.wellbeing_settings import WellbeingSettings
-from hub.services.device_handlers import DeviceEventHandler
+from hub.handlers.router import DeviceEventHandler
 from hub.services.wellbeing.activity import WellbeingActivityHandler
 from hub.services.wellbeing.watch import WellbeingWatch
 

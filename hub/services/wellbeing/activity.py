@@ -26,13 +26,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import Event
+from hub.db.bulk import bulk_execute
 from hub.db.schema import households, tasks, wellbeing_activity, wellbeing_sources, wellbeing_watch
+from hub.domain.effects import Effects
 from hub.domain.facility_rules import number
 from hub.domain.wellbeing import Source, electricity_active
 from hub.domain.wellbeing_settings import WellbeingSettings
-from hub.services.cases import Effects, bulk_execute
-from hub.services.device_handlers import DeviceRow
-from hub.services.facilities.common import InputProblems, text_value
+from hub.handlers.facilities.common import InputProblems, text_value
+from hub.handlers.router import DeviceRow
 
 BUTTON_KINDS = frozenset({"sos", "service_request", "cancel"})
 CHECK_IN_KINDS = frozenset({"check_in"})

@@ -41,6 +41,7 @@ from hub.db.schema import (
     wellbeing_sources,
     wellbeing_watch,
 )
+from hub.domain.effects import Effects
 from hub.domain.escalation import Tier
 from hub.domain.notification import Notification
 from hub.domain.wellbeing import (
@@ -58,9 +59,8 @@ from hub.domain.wellbeing import (
     quiet_history,
 )
 from hub.domain.wellbeing_settings import WellbeingSettings
+from hub.handlers.router import DeviceRow
 from hub.services.alerts import notify_grid_worker
-from hub.services.cases import Effects
-from hub.services.device_handlers import DeviceRow
 from hub.services.org import available_by_tier, household_place
 from hub.services.tasks import file_device_task
 

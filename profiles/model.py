@@ -25,7 +25,7 @@ API for drivers (all pure, nothing here does I/O):
 * ``profile.supervision.heartbeat_interval_s`` (None: no heartbeats expected) and
   ``profile.supervision.offline_after`` (missed heartbeats or failed polls in a row).
 * Modbus: ``profile.modbus_point_specs()`` (:class:`ModbusPointSpec`, ``.to_point()`` →
-  ``edge.codecs.modbus_registers.Point``), ``profile.modbus_points("holding") ->
+  ``profiles.registers.Point``), ``profile.modbus_points("holding") ->
   list[Point]``, ``profile.modbus_point(name)``, ``profile.write_request(args)`` (checks a
   ``write_point`` command's ``{"point", "value"}``: MappingError ``bad_args`` /
   ``not_writable`` / ``out_of_range``).
@@ -38,11 +38,11 @@ API for drivers (all pure, nothing here does I/O):
   (:class:`JsonEventRule`: ``matches(payload)``, ``extract(payload) -> dict``,
   ``dedupe_key(payload)``, ``contract_lane``); ``profile.mqtt_command(name)``
   (:class:`MqttCommandSpec`: ``render(args, command_id=…) -> dict``,
-  ``result_timeout_s``); :func:`edge.profiles.json_rules.parse_command_reply`.
+  ``result_timeout_s``); :func:`profiles.json_rules.parse_command_reply`.
 * Commands: ``profile.command_deadline_s(name)`` (each command's ``deadline_s``).
 * CB-100: ``profile.event_for(frame_type)``, ``profile.command(name)``.
 
-Payload and argument problems raise :class:`edge.profiles.errors.MappingError` with a
+Payload and argument problems raise :class:`profiles.errors.MappingError` with a
 ``reason`` (``missing_field``, ``bad_type``, ``out_of_range``, ``bad_args``, …).
 """
 
@@ -63,8 +63,7 @@ from pydantic import (
 )
 
 from contract import Lane
-from edge.codecs.modbus_registers import Point, RegisterMapError, encode, find_overlaps
-from edge.profiles.common import (
+from profiles.common import (
     DEFAULT_COMMAND_DEADLINE_S,
     RULE_ERROR,
     UNION_TAGS,
@@ -77,10 +76,11 @@ from edge.profiles.common import (
     lane_of,
     rule_error,
 )
-from edge.profiles.errors import MappingError
-from edge.profiles.json_rules import JsonEventRule, MqttCommandSpec
-from edge.profiles.points import DltPointSpec, ModbusCommandSpec, ModbusPointSpec, PollSpec
-from edge.profiles.transports import (
+from profiles.errors import MappingError
+from profiles.json_rules import JsonEventRule, MqttCommandSpec
+from profiles.points import DltPointSpec, ModbusCommandSpec, ModbusPointSpec, PollSpec
+from profiles.registers import Point, RegisterMapError, encode, find_overlaps
+from profiles.transports import (
     ADDRESS_PLACEHOLDER,
     TRANSPORT_KINDS,
     ModbusRtuTransport,

@@ -38,9 +38,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import Event
 from hub.db.schema import devices, households, inserted_id, offline_devices, outages, tasks
+from hub.domain.effects import Effects
+from hub.handlers.router import DeviceRow
 from hub.services.alerts import notify_grid_worker
-from hub.services.cases import Effects
-from hub.services.device_handlers import DeviceRow
 from hub.services.tasks import file_device_task
 
 OFFLINE, ONLINE, LOW_BATTERY = "device.offline", "device.online", "low_battery"

@@ -1,17 +1,20 @@
 """The device features the hub runs (issue #3), in the order their handlers see events.
 
 One place lists them, so a newcomer sees every rule the hub applies to device events
-(``hub.services.device_handlers`` explains the interface)."""
+(``hub.handlers.router`` explains the interface). Help calls
+(:class:`~hub.handlers.help_calls.HelpCallHandler`, which needs the app's case service)
+come before all of these: ``hub.app`` puts them first, and ingest does so itself for a
+router built without them (``hub.ingest.Ingest``)."""
 
 from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
 from hub.config import HubConfig
-from hub.services.device_handlers import DeviceEventHandler
-from hub.services.device_state import DeviceStateHandler
-from hub.services.facilities import facility_handlers
-from hub.services.supervision import SupervisionHandler
+from hub.handlers.device_state import DeviceStateHandler
+from hub.handlers.facilities import facility_handlers
+from hub.handlers.router import DeviceEventHandler
+from hub.handlers.supervision import SupervisionHandler
 from hub.services.wellbeing import wellbeing_handlers
 
 

@@ -1,6 +1,6 @@
 """The shared facilities of a community as device-event handlers (issue #3).
 
-One module per facility, each a :class:`~hub.services.device_handlers.DeviceEventHandler`:
+One module per facility, each a :class:`~hub.handlers.router.DeviceEventHandler`:
 
 * :mod:`.doors`: access log; forced / held-open doors → ``door_alert`` task + worker told;
 * :mod:`.parcels`: parcels in lockers, the household's webhook, overdue parcels of
@@ -18,11 +18,11 @@ from __future__ import annotations
 from datetime import tzinfo
 
 from hub.domain.facility_rules import FacilitySettings
-from hub.services.device_handlers import DeviceEventHandler
-from hub.services.facilities.bins import BinHandler
-from hub.services.facilities.doors import DoorHandler
-from hub.services.facilities.parcels import ParcelHandler
-from hub.services.facilities.water import WaterHandler
+from hub.handlers.facilities.bins import BinHandler
+from hub.handlers.facilities.doors import DoorHandler
+from hub.handlers.facilities.parcels import ParcelHandler
+from hub.handlers.facilities.water import WaterHandler
+from hub.handlers.router import DeviceEventHandler
 
 __all__ = ["BinHandler", "DoorHandler", "ParcelHandler", "WaterHandler", "facility_handlers"]
 

@@ -23,7 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import Event
+from hub.db.bulk import bulk_execute
 from hub.db.schema import devices, water_nights
+from hub.domain.effects import Effects
 from hub.domain.facility_rules import (
     FacilitySettings,
     is_zero_flow,
@@ -32,10 +34,9 @@ from hub.domain.facility_rules import (
     night_of,
     number,
 )
+from hub.handlers.facilities.common import DEFAULT_TZ, InputProblems, grid_of, where, where_en
+from hub.handlers.router import DeviceRow
 from hub.services.alerts import notify_grid_worker
-from hub.services.cases import Effects, bulk_execute
-from hub.services.device_handlers import DeviceRow
-from hub.services.facilities.common import DEFAULT_TZ, InputProblems, grid_of, where, where_en
 from hub.services.tasks import file_device_task
 
 WATER_KINDS = frozenset({"water_reading"})

@@ -19,8 +19,8 @@ from yaml.constructor import ConstructorError
 from yaml.error import Mark
 from yaml.nodes import MappingNode
 
-from edge.errors import ProfileError
-from edge.profiles.model import RULE_ERROR, UNION_TAGS, DeviceProfile
+from profiles.errors import ProfileError
+from profiles.model import RULE_ERROR, UNION_TAGS, DeviceProfile
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
 

@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import Event
 from hub.db.schema import tasks
+from hub.domain.effects import Effects
 from hub.domain.facility_rules import BinVerdict, FacilitySettings, judge_bin, number
+from hub.handlers.facilities.common import DEFAULT_TZ, InputProblems, grid_of, where, where_en
+from hub.handlers.router import DeviceRow
 from hub.services.alerts import notify_grid_worker
-from hub.services.cases import Effects
-from hub.services.device_handlers import DeviceRow
-from hub.services.facilities.common import DEFAULT_TZ, InputProblems, grid_of, where, where_en
 from hub.services.tasks import file_device_task
 
 BIN_KINDS = frozenset({"bin_reading"})

@@ -19,9 +19,9 @@ import re
 from dataclasses import dataclass
 
 from contract.remote_config import EdgeConfigDocument
-from edge.errors import EdgeError, ProfileError
-from edge.profiles.loader import parse_profile
-from edge.profiles.model import DeviceProfile
+from profiles.errors import ProfileError
+from profiles.loader import parse_profile
+from profiles.model import DeviceProfile
 
 __all__ = [
     "CheckedConfig",
@@ -35,7 +35,7 @@ _PLACEHOLDER = re.compile(r"\{serial(?::[^}]*)?\}")  # {serial} or {serial:08d}
 _ADDRESS = "{address}"  # the v2 template placeholder (every codec but cb100)
 
 
-class ConfigDocumentError(EdgeError):
+class ConfigDocumentError(Exception):
     """A document that must not be run. ``problems`` lists every reason, each naming a field."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import Field, JsonValue, StrictBool, StrictInt, StrictStr, model_validator
 
 from contract import Lane
-from edge.profiles.common import (
+from profiles.common import (
     DEFAULT_COMMAND_DEADLINE_S,
     DeadlineSeconds,
     Identifier,
@@ -29,7 +29,7 @@ from edge.profiles.common import (
     lane_of,
     rule_error,
 )
-from edge.profiles.errors import MappingError
+from profiles.errors import MappingError
 
 ValueType = Literal["str", "int", "float", "bool"]
 #: ``type`` of the payload a device publishes to answer a command (never an event rule).

@@ -22,8 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import Field, StrictBool, StrictInt, model_validator
 
 from contract import Lane
-from edge.codecs.modbus_registers import Order, Point, RegisterType, width
-from edge.profiles.common import (
+from profiles.common import (
     DEFAULT_COMMAND_DEADLINE_S,
     DeadlineSeconds,
     Identifier,
@@ -34,6 +33,7 @@ from edge.profiles.common import (
     lane_of,
     rule_error,
 )
+from profiles.registers import Order, Point, RegisterType, width
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 _REFERENCE = datetime(2024, 1, 1, tzinfo=ZoneInfo("UTC"))  # a Monday: where hints start
@@ -44,7 +44,7 @@ def _in_limits(value: float, low: float | None, high: float | None) -> bool:
 
 
 class ModbusPointSpec(Strict):
-    """One value in a Modbus device's registers (``edge.codecs.modbus_registers.Point``)."""
+    """One value in a Modbus device's registers (``profiles.registers.Point``)."""
 
     name: Identifier
     table: Literal["holding", "input"]

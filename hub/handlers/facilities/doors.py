@@ -19,12 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import Event
+from hub.db.bulk import bulk_execute
 from hub.db.schema import door_access_log
+from hub.domain.effects import Effects
 from hub.domain.facility_rules import number
-from hub.services.alerts import notify_grid_worker
-from hub.services.cases import Effects, bulk_execute
-from hub.services.device_handlers import DeviceRow
-from hub.services.facilities.common import (
+from hub.handlers.facilities.common import (
     DEFAULT_TZ,
     InputProblems,
     grid_of,
@@ -33,6 +32,8 @@ from hub.services.facilities.common import (
     where,
     where_en,
 )
+from hub.handlers.router import DeviceRow
+from hub.services.alerts import notify_grid_worker
 from hub.services.tasks import file_device_task
 
 PASS_KINDS = frozenset({"face_pass", "face_unknown", "card_pass"})

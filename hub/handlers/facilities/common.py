@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db.schema import households
 from hub.domain.facility_rules import number
-from hub.services.device_handlers import DeviceRow
+from hub.handlers.router import DeviceRow
 
 log = logging.getLogger(__name__)
 

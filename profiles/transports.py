@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictInt, field_validator, model_validator
 
-from edge.profiles.common import Strict, rule_error
+from profiles.common import Strict, rule_error
 
 Parity = Literal["none", "even", "odd", "mark", "space"]
 ADDRESS_PLACEHOLDER = "{address}"

@@ -3,8 +3,8 @@
 Why separate from the codec and the driver: the codec knows framing, the driver knows the
 bus (acks, ordering, the serial port); what a frame *means* comes from the profile file.
 Everything here is pure, so every rule of a profile can be tested without a port.
-Failures raise :class:`MappingError` (a :class:`edge.errors.DeviceError`) carrying a
-short ``reason`` the driver counts by.
+Failures raise :class:`~profiles.errors.MappingError` carrying a short ``reason`` the
+driver counts by (a refused command is answered ``device_error``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 from contract import Lane
 from edge.codecs import cb100
-from edge.profiles.errors import MappingError
-from edge.profiles.model import DeviceProfile, FieldType, PayloadField
+from profiles.errors import MappingError
+from profiles.model import DeviceProfile, FieldType, PayloadField
 
 __all__ = ["MappedEvent", "MappingError", "build_command_frame", "decode_field", "map_frame"]
 

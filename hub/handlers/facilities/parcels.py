@@ -37,8 +37,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contract import Event
 from contract.envelope import format_time
 from hub.db.schema import devices, households, parcels
+from hub.domain.effects import Effects
 from hub.domain.facility_rules import FacilitySettings, ParcelWebhookSettings, overdue_cutoff
 from hub.domain.notification import Notification
+from hub.handlers.facilities.common import (
+    DEFAULT_TZ,
+    InputProblems,
+    grid_of,
+    int_value,
+    text_value,
+    where,
+    where_en,
+)
+from hub.handlers.router import DeviceRow
 from hub.notify.http import (
     DeliveryFailed,
     DeliveryOutcome,
@@ -48,18 +59,7 @@ from hub.notify.http import (
     http_failure,
 )
 from hub.services.alerts import notify_grid_worker
-from hub.services.cases import Effects
-from hub.services.device_handlers import DeviceRow
 from hub.services.errors import NotFound
-from hub.services.facilities.common import (
-    DEFAULT_TZ,
-    InputProblems,
-    grid_of,
-    int_value,
-    text_value,
-    where,
-    where_en,
-)
 from hub.services.tasks import file_device_task
 
 log = logging.getLogger(__name__)
