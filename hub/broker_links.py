@@ -26,7 +26,7 @@ paho's threads), so the second link to come up announces the hub.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from contract import topics
 from contract.mqtt import BrokerSettings, Message, MqttConnection
@@ -36,83 +36,106 @@ Publish = tuple[str, bytes, int, bool]
 
 
 class HubBrokerLinks:
-    """The bulk and alarm links as one broker for ingest, effects and remote configuration."""
+    """The bulk and alarm links as one broker for ingest, effects and remote configuration.
+
+    A process that takes no edge traffic (``ingests=False``: an API-only replica, issue #14)
+    has the bulk link only, with ``extra_subscriptions`` (news between hub processes) and no
+    will: it must never say the hub is online or offline.
+    """
 
     def __init__(
         self,
         settings: BrokerSettings,
-        hub_id: str,
         *,
+        bulk_client_id: str,
+        alarm_client_id: str,
         on_message: Callable[[Message], None],
         on_connection_change: Callable[[bool], None],
         hub_status: Callable[[bool], bytes],
+        online: Callable[[], list[Publish]] | None = None,
+        ingests: bool = True,
+        extra_subscriptions: Sequence[tuple[str, int]] = (),
+        persistent_session: bool = True,
     ) -> None:
         #: Both links up (readiness, metrics); kept current by each link's callback.
         self.connected = False
         self._on_connection_change = on_connection_change
-        will = (topics.HUB_STATUS, hub_status(False), 1, True)
-        online = (topics.HUB_STATUS, hub_status(True), 1, True)
+        will = (topics.HUB_STATUS, hub_status(False), 1, True) if ingests else None
+        announcement = (topics.HUB_STATUS, hub_status(True), 1, True)
+        online_now = online if online is not None else (lambda: [announcement])
 
-        def announce_if(other: Callable[[], MqttConnection]) -> Callable[[], list[Publish]]:
-            return lambda: [online] if other().link_up() else []
+        def announce_if(other: Callable[[], MqttConnection | None]) -> Callable[[], list[Publish]]:
+            def publishes() -> list[Publish]:
+                link = other()
+                return online_now() if link is None or link.link_up() else []
+
+            return publishes
 
         alarm_settings = settings
         if settings.username is not None:
             alarm_settings = settings.model_copy(
                 update={"username": topics.alarm_account(settings.username)}
             )
-        self.bulk = MqttConnection(
-            settings,
-            client_id=f"{hub_id}-ingest",
-            subscriptions=[
+        bulk_subscriptions = list(extra_subscriptions)
+        if ingests:
+            bulk_subscriptions += [
                 *((t, 1) for t in topics.HUB_BULK_EVENTS_SUBSCRIPTIONS),
                 (topics.HUB_STATUS_SUBSCRIPTION, 1),
                 (topics.HUB_COMMAND_RESULTS_SUBSCRIPTION, 1),
-            ],
+            ]
+        self.bulk = MqttConnection(
+            settings,
+            client_id=bulk_client_id,
+            subscriptions=bulk_subscriptions,
             on_message=on_message,
             on_connection_change=self._bulk_changed,
-            persistent_session=True,
+            persistent_session=persistent_session,
             manual_ack=True,
             will=will,
-            on_connect_publish=announce_if(lambda: self.alarm),
+            on_connect_publish=announce_if(lambda: self.alarm) if ingests else None,
         )
-        self.alarm = MqttConnection(
-            alarm_settings,
-            client_id=f"{hub_id}-alarm",
-            subscriptions=[(topics.HUB_ALARM_EVENTS_SUBSCRIPTION, 1)],
-            on_message=on_message,
-            on_connection_change=self._alarm_changed,
-            persistent_session=True,
-            manual_ack=True,
-            will=will,
-            on_connect_publish=announce_if(lambda: self.bulk),
-        )
+        self.alarm: MqttConnection | None = None
+        if ingests:
+            self.alarm = MqttConnection(
+                alarm_settings,
+                client_id=alarm_client_id,
+                subscriptions=[(topics.HUB_ALARM_EVENTS_SUBSCRIPTION, 1)],
+                on_message=on_message,
+                on_connection_change=self._alarm_changed,
+                persistent_session=persistent_session,
+                manual_ack=True,
+                will=will,
+                on_connect_publish=announce_if(lambda: self.bulk),
+            )
 
     def _bulk_changed(self, up: bool) -> None:
-        self.connected = up and self.alarm.connected
+        self.connected = up and (self.alarm is None or self.alarm.connected)
         self._on_connection_change(up)  # remote configuration republishes on the bulk link
 
     def _alarm_changed(self, up: bool) -> None:
         self.connected = up and self.bulk.connected
 
     async def start(self) -> None:
-        await self.alarm.start()
+        if self.alarm is not None:
+            await self.alarm.start()
         await self.bulk.start()
 
     async def stop(self, *, final_publish: Publish | None = None) -> None:
-        await self.alarm.stop()
+        if self.alarm is not None:
+            await self.alarm.stop()
         await self.bulk.stop(final_publish=final_publish)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
         return self._link_for(topic).publish(topic, payload, qos, retain)
 
     def ack(self, message: Message) -> None:
-        link = self.alarm if message.topic.endswith("/events/alarm") else self.bulk
-        link.ack(message)
+        alarm = self.alarm is not None and message.topic.endswith("/events/alarm")
+        (self.alarm if alarm and self.alarm is not None else self.bulk).ack(message)
 
     def _link_for(self, topic: str) -> MqttConnection:
-        if topic.endswith("/acks/alarm"):
-            return self.alarm
-        if topic.endswith("/commands") and self.alarm.connected:
-            return self.alarm
+        if self.alarm is not None:
+            if topic.endswith("/acks/alarm"):
+                return self.alarm
+            if topic.endswith("/commands") and self.alarm.connected:
+                return self.alarm
         return self.bulk

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     CursorResult,
@@ -876,4 +877,19 @@ live_feed = Table(
     Column("data", JSONText(), nullable=True),  # notification rows: the notification
     Column("at", String(32), nullable=False, server_default=text("CURRENT_TIMESTAMP")),
     sqlite_autoincrement=True,  # ids are never reused: they are the clients' Last-Event-ID
+)
+
+# --- hub replicas (issue #14): who is alive, for sharing out the edges ---
+# One row per replica; ``beat`` grows every heartbeat. Liveness is judged by each replica
+# from whether a row's beat changed within its own monotonic window, so no two hosts'
+# clocks are ever compared (``hub.replicas``).
+hub_replicas = Table(
+    "hub_replicas",
+    metadata,
+    Column("replica_id", String(64), primary_key=True),
+    Column("beat", BigInteger, nullable=False, server_default=text("0")),
+    Column("role", String(16), nullable=False),
+    _flag("ready", default=False),  # warmed up: takes its share of the edges
+    _when("started_at", nullable=False),
+    _when("seen_at", nullable=False),
 )

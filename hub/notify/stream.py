@@ -12,7 +12,10 @@ notification's row, not the case's: the page still sees the case.) The queue is 
 
 Streams do not poll the table each on their own: one watcher reads the newest id every
 ``WATCH_S`` while anybody listens, and :meth:`WorkerStreams.wait_beyond` wakes every stream
-at once when it grows; a notification written here wakes them without waiting for it.
+at once when it grows; a notification written here wakes them without waiting for it,
+and so does news of a change committed by another hub process (:meth:`poke`, called by
+``hub.news``): the API process sees what an ingest process or another replica committed
+as soon as it is told, and within ``WATCH_S`` if the news is lost.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class WorkerStreams:
         self._queue: asyncio.Queue[Notification] = asyncio.Queue(QUEUE_SIZE)
         self._writer: asyncio.Task[None] | None = None
         self._pruned_at = 0.0
+        self._poked = asyncio.Event()
         self.delivered = 0  # notifications written to the feed
         self.dropped = 0  # notifications that could not be written (logged)
 
@@ -169,4 +173,10 @@ class WorkerStreams:
                     await self.prune()
             except Exception:
                 log.exception("live feed watcher: reading the newest id failed")
-            await asyncio.sleep(WATCH_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), WATCH_S)
+            self._poked.clear()
+
+    def poke(self) -> None:
+        """Another process committed a change (``hub.news``): read the head now."""
+        self._poked.set()
