@@ -16,6 +16,8 @@ HUB_EVENTS_SUBSCRIPTION = f"{PREFIX}/edge/+/events/+"
 #: The hub's own status (retained, with last will). Edges send only while it says online:
 #: after a broker restart nobody hears a message until the hub has subscribed again.
 HUB_STATUS = f"{PREFIX}/hub/status"
+#: Between the processes of one hub only (wake-ups, ``hub.news``); no edge may read it.
+HUB_NEWS = f"{PREFIX}/hub/news"
 #: What the hub subscribes to for edge status (retained, with last will).
 HUB_STATUS_SUBSCRIPTION = f"{PREFIX}/edge/+/status"
 #: What the hub subscribes to for results of commands it sent.

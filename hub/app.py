@@ -3,11 +3,18 @@
 Start-up order: database migrations → engine → MQTT ingest connection (persistent session,
 manual PUBACK) → background tasks (ingest worker, escalation timer, command resend).
 Shutdown cancels the tasks, disconnects MQTT and disposes the engine.
+
+With ``cluster`` configured (issues #13, #14, ``docs/scaling.md`` "Hub replicas") this
+process is one of several on one database and broker: ``role: api`` serves the API and the
+live streams and takes no edge traffic; ``ingest`` and ``all`` take the messages of the
+edges they own (``hub.replicas``) and run the timers; news of a committed change travels
+between them through the broker (``hub.news``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,8 +27,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from contract import HubStatus, topics
-from contract.mqtt import MqttConnection
+from contract import ContractError, HubStatus, topics
+from contract.mqtt import Message, MqttConnection
 from hub.api.body_limit import BodyLimit
 from hub.api.deps import credentials_are_good
 from hub.api.errors import safe_errors
@@ -54,7 +61,7 @@ from hub.auth.login import Authenticator
 from hub.auth.passwords import Passwords
 from hub.auth.throttle import ThrottlePolicy
 from hub.config import HubConfig
-from hub.db.engine import create_engine
+from hub.db.engine import create_engine, describe_url
 from hub.db.migrate import upgrade_to_head
 from hub.db.write_gate import WriteGate
 from hub.device_features import device_handlers
@@ -64,10 +71,12 @@ from hub.effects import EffectDispatcher
 from hub.escalation_timer import EscalationTimer
 from hub.ingest import Ingest
 from hub.metrics import HubMetrics
+from hub.news import NEWS_TOPIC, HubNews
 from hub.notify.base import Fanout, Notifier
 from hub.notify.channels import http_channels
 from hub.notify.stream import WorkerStreams
 from hub.provisioning import edge_registry_for
+from hub.replicas import ReplicaSet, replica_of_status, status_name
 from hub.runtime import HubRuntime
 from hub.services.cases import CaseService
 from hub.services.device_handlers import DeviceEventRouter
@@ -128,8 +137,44 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             ack_base_url=config.api.public_base_url,
         )
 
+        cluster = config.cluster
+        replicas = ReplicaSet(engine, cluster, utc_now) if cluster and cluster.ingests else None
+        status_id = status_name(config.hub_id, cluster.replica_id) if cluster else config.hub_id
+        news = HubNews(config.mqtt_client_id("news"))
+
         def hub_status(online: bool) -> bytes:
-            return HubStatus(config.hub_id, online, utc_now()).encode()
+            return HubStatus(status_id, online, utc_now()).encode()
+
+        def online_status() -> list[tuple[str, bytes, int, bool]]:
+            if not config.ingests or (replicas is not None and not replicas.ready):
+                return []  # edges must not send before somebody here takes their messages
+            return [(topics.HUB_STATUS, hub_status(online=True), 1, True)]
+
+        def on_message(message: Message) -> None:
+            if message.topic == NEWS_TOPIC:
+                news.on_message(message)
+            elif message.topic == topics.HUB_STATUS:
+                broker.ack(message)
+                on_hub_status(message)
+            elif replicas is not None and not replicas.owns_message(message):
+                broker.ack(message)  # another replica's edge: its owner takes it
+            else:
+                ingest.on_message(message)
+
+        def on_hub_status(message: Message) -> None:
+            """A replica's last will: count it out, and tell the edges the hub is still
+            here, so that they resend what the dead replica had not acknowledged."""
+            try:
+                status = HubStatus.decode(message.payload)
+            except ContractError:
+                return  # a cleared retained message, or not ours
+            if status.online or replicas is None:
+                return
+            dead = replica_of_status(config.hub_id, status.hub_id)
+            if dead is not None:
+                replicas.on_death_heard(dead)
+            for announcement in online_status():
+                broker.publish(*announcement)
 
         streams = WorkerStreams(engine)  # the live feed's write side (issue #12)
         await streams.ensure_triggers()  # a migration rebuilding cases/tasks drops them
@@ -138,21 +183,29 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             config, recorder=DeliveryLog(engine), phones=WorkerPhones(engine)
         )  # generic webhooks, WeCom, DingTalk, SMS (issue #4)
         channels: list[Notifier] = [streams, *webhooks]
-        broker = MqttConnection(
-            config.broker,
-            client_id=f"{config.hub_id}-ingest",
-            subscriptions=[
+        subscriptions = [(NEWS_TOPIC, 0)] if cluster else []
+        if config.ingests:
+            subscriptions += [
                 (topics.HUB_EVENTS_SUBSCRIPTION, 1),
                 (topics.HUB_STATUS_SUBSCRIPTION, 1),
                 (topics.HUB_COMMAND_RESULTS_SUBSCRIPTION, 1),
-            ],
-            on_message=lambda m: ingest.on_message(m),
+            ]
+        if replicas is not None:
+            subscriptions.append((topics.HUB_STATUS, 1))  # the other replicas' last wills
+        broker = MqttConnection(
+            config.broker,
+            client_id=config.mqtt_client_id("ingest"),
+            subscriptions=subscriptions,
+            on_message=on_message,
             on_connection_change=lambda up: remote_config.on_connection_change(up),
-            persistent_session=True,
+            # A replica's session is clean: while it is away its edges are another's, and
+            # a queue kept for it would only fill the broker (``hub.replicas``).
+            persistent_session=cluster is None,
             manual_ack=True,
-            will=(topics.HUB_STATUS, hub_status(online=False), 1, True),
-            on_connect_publish=lambda: [(topics.HUB_STATUS, hub_status(online=True), 1, True)],
+            will=(topics.HUB_STATUS, hub_status(online=False), 1, True) if config.ingests else None,
+            on_connect_publish=online_status,
         )
+        news.attach(broker)
         effects = EffectDispatcher(
             engine,
             broker,
@@ -160,11 +213,25 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             utc_now,
             retry_s=config.command_retry_s,
             profiles_dir=config.profiles_dir,
+            news=news.cases_changed if cluster else None,
         )
+        news.listen(effects.cases_changed.set)  # the escalation timer re-reads its deadline
+        news.listen(streams.poke)  # the live streams re-read the feed's head
         router = DeviceEventRouter(device_handlers(config))  # issue #3
         gate = WriteGate()  # ingest lets the API's writes in between its transactions
-        gate.install(engine)
-        ingest = Ingest(engine, service, broker, effects, utc_now, router, config.ingest, gate)
+        if engine.dialect.name == "sqlite":  # one write lock; PostgreSQL locks rows
+            gate.install(engine)
+        ingest = Ingest(
+            engine,
+            service,
+            broker,
+            effects,
+            utc_now,
+            router,
+            config.ingest,
+            gate,
+            accepts=replicas.owns_message if replicas is not None else None,
+        )
         device_timer = DeviceTimer(engine, router, effects, utc_now, config.device_tick_s)
         timer = EscalationTimer(engine, service, effects, utc_now)
         remote_config = RemoteConfigService(  # issue #4
@@ -183,17 +250,29 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         app.state.metrics = HubMetrics(
             ingest=ingest, channels=webhooks, streams=streams, mqtt=broker, clock=utc_now
         )
+        app.state.replicas = replicas  # for /readyz
+        if replicas is not None:
+
+            def announce_online() -> None:
+                for announcement in online_status():
+                    broker.publish(*announcement)
+
+            replicas.on_ready = announce_online
         await broker.start()
-        tasks = [
-            asyncio.create_task(ingest.run(), name="ingest"),
-            asyncio.create_task(timer.run(), name="escalation-timer"),
-            asyncio.create_task(effects.run_retry_loop(), name="command-resend"),
-            asyncio.create_task(remote_config.run(), name="edge-config-republish"),
-            asyncio.create_task(device_timer.run(), name="device-timer"),
-        ]
+        tasks = []
+        if config.ingests:  # issue #13: an "api" process takes no edge traffic
+            tasks += [
+                asyncio.create_task(ingest.run(), name="ingest"),
+                asyncio.create_task(timer.run(), name="escalation-timer"),
+                asyncio.create_task(effects.run_retry_loop(), name="command-resend"),
+                asyncio.create_task(remote_config.run(), name="edge-config-republish"),
+                asyncio.create_task(device_timer.run(), name="device-timer"),
+            ]
+        if replicas is not None:
+            tasks.append(asyncio.create_task(replicas.run(), name="replica-heartbeat"))
         log.info(
             "hub started: database %s, broker %s:%s",
-            config.database_url.split("///")[0],
+            describe_url(config.database_url),
             config.broker.host,
             config.broker.port,
         )
@@ -203,7 +282,14 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await broker.stop(final_publish=(topics.HUB_STATUS, hub_status(online=False), 1, True))
+            if replicas is not None:
+                with contextlib.suppress(Exception):
+                    await replicas.leave()
+            await broker.stop(
+                final_publish=(topics.HUB_STATUS, hub_status(online=False), 1, True)
+                if config.ingests
+                else None
+            )
             for webhook in webhooks:
                 await webhook.aclose()
             await streams.aclose()

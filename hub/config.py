@@ -215,6 +215,36 @@ class BrokerAuthSettings(BaseModel):
     edge_broker: EdgeBrokerAddress | None = None  # default: the hub's own broker address
 
 
+class ClusterSettings(BaseModel):
+    """One of several hub processes on one database and one broker (issue #14,
+    ``docs/scaling.md`` "Hub replicas").
+
+    ``replica_id`` names this process (its MQTT client id and its row in ``hub_replicas``);
+    it must be unique among the processes of one hub. ``role``: ``ingest`` takes MQTT
+    ingest, escalation deadlines and command resends; ``api`` serves the API and the live
+    streams and takes no edge traffic; ``all`` does both (a replica). A replica counts as
+    dead when its heartbeat has not moved for ``dead_after_s``, or at once when the broker
+    publishes its last will.
+    """
+
+    model_config = {"extra": "forbid"}
+
+    replica_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    role: Literal["all", "ingest", "api"] = "all"
+    heartbeat_s: float = Field(default=0.5, gt=0, le=30)
+    dead_after_s: float = Field(default=2.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _dead_after_beats(self) -> ClusterSettings:
+        if self.dead_after_s < 2 * self.heartbeat_s:
+            raise ValueError("dead_after_s must be at least two heartbeats (heartbeat_s)")
+        return self
+
+    @property
+    def ingests(self) -> bool:
+        return self.role in ("all", "ingest")
+
+
 class HubConfig(BaseModel):
     model_config = {"extra": "forbid"}
 
@@ -240,6 +270,8 @@ class HubConfig(BaseModel):
     # How often time-driven device rules run (overdue parcels, leak windows, outages).
     device_tick_s: float = Field(default=30.0, gt=0, le=3600)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    # Several hub processes on one database and broker (issue #14); none: a single hub.
+    cluster: ClusterSettings | None = None
 
     @model_validator(mode="after")
     def _hub_broker_account(self) -> HubConfig:
@@ -255,6 +287,18 @@ class HubConfig(BaseModel):
         ):
             raise ValueError("broker.username: 1-64 letters, digits, '.', '_' or '-'")
         return self
+
+    @property
+    def ingests(self) -> bool:
+        """Whether this process takes edge traffic (a single hub always does)."""
+        return self.cluster is None or self.cluster.ingests
+
+    def mqtt_client_id(self, purpose: str) -> str:
+        """The broker client id of this process's connection for ``purpose``; replicas of
+        one hub must never share one (the broker would throw the older one out)."""
+        if self.cluster is None:
+            return f"{self.hub_id}-{purpose}"
+        return f"{self.hub_id}-{self.cluster.replica_id}-{purpose}"
 
     def sqlite_path(self) -> Path | None:
         prefix = "sqlite+aiosqlite:///"

@@ -1,5 +1,10 @@
 """What happens after a case transaction commits: commands go out, workers are notified.
 
+Once each, across hub replicas (issue #14): a case change is committed by one replica
+only (the case's version check), and that replica dispatches its effects; the resend
+sweep, which every replica runs, leaves a just-created command to its dispatcher, and
+every publish is preceded by a committed claim of the row (:meth:`_publish_rows`).
+
 The case service records commands in the ``commands`` table inside the same transaction
 as the case change (a durable command outbox), so a hub crash between commit and publish
 loses nothing: :meth:`EffectDispatcher.resend_unconfirmed` publishes every command that
@@ -46,6 +51,10 @@ log = logging.getLogger(__name__)
 
 #: How long the profiles read for deadlines are reused before the directory is read again.
 PROFILES_TTL_S = 60.0
+#: A pending command younger than this is its dispatcher's to publish (it is doing so right
+#: after its transaction committed); older, its dispatcher failed or died and the resend
+#: sweep takes it over.
+PENDING_GRACE = timedelta(seconds=2)
 #: States a result from the right edge may replace (a late result beats the hub's guess).
 _OPEN_STATES = ("pending", "sent", "expired", "timeout")
 
@@ -79,12 +88,14 @@ class EffectDispatcher:
         *,
         retry_s: float = 15.0,
         profiles_dir: Path | None = None,
+        news: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
         self._publisher = publisher
         self._notifier = notifier
         self._clock = clock
         self._retry_s = retry_s
+        self._news = news  # tells the other hub processes (``hub.news``)
         self._profiles_dir = profiles_dir
         self._profiles: Mapping[str, DeviceProfile] = {}
         self._profiles_read = -PROFILES_TTL_S
@@ -95,6 +106,8 @@ class EffectDispatcher:
     async def dispatch(self, effects: Effects) -> None:
         """Call after the transaction that produced ``effects`` has committed."""
         self.cases_changed.set()
+        if self._news is not None:
+            self._news()
         # People first: the worker's phone must not wait for our bookkeeping write below.
         for notification in effects.notifications:
             await self._notifier.notify(notification)
@@ -103,19 +116,40 @@ class EffectDispatcher:
             async with self._engine.connect() as conn:
                 found = (await conn.execute(_ROWS.where(commands_table.c.id.in_(ids)))).all()
             by_id = {row.id: row for row in found}  # in the order the case service queued them
-            await self._publish_rows([by_id[i] for i in ids if i in by_id], self._clock())
+            rows = [by_id[i] for i in ids if i in by_id]
+            await self._publish_rows(rows, self._clock(), commands_table.c.state == "pending")
 
-    async def _publish_rows(self, rows: Sequence[Any], now: datetime) -> int:
-        """Publish each row before its deadline; mark it sent, or expired past it."""
-        sent: list[tuple[str, datetime]] = []
-        expired: list[tuple[str, datetime]] = []
-        for row in rows:
-            deadline = row.deadline_at or row.created_at + timedelta(
-                seconds=await self._deadline_s(row.profile, row.name)
-            )
-            if deadline <= now:
-                expired.append((row.id, deadline))
-                continue
+    async def _publish_rows(
+        self, rows: Sequence[Any], now: datetime, claimable: sa.ColumnElement[bool]
+    ) -> int:
+        """Claim each row that is still ``claimable`` and publish it before its deadline;
+        record ``expired`` for one past it.
+
+        The claim (state ``sent``, ``sent_at`` now) is committed *before* the publish, so
+        of several hub processes looking at one command only the one whose conditional
+        update matched publishes it (issue #14), and a crash between the two costs a
+        resend after ``retry_s``, never a second copy now. A claimed command that could not
+        be published (no broker) is resent after ``retry_s`` too.
+        """
+        t = commands_table
+        claimed: list[tuple[Any, datetime]] = []
+        async with self._engine.begin() as conn:
+            for row in rows:
+                deadline = row.deadline_at or row.created_at + timedelta(
+                    seconds=await self._deadline_s(row.profile, row.name)
+                )
+                if deadline <= now:
+                    await self._expire(conn, row.id, deadline, now)
+                    continue
+                done = await conn.execute(
+                    sa.update(t)
+                    .where(t.c.id == row.id, claimable)
+                    .values(state="sent", sent_at=now, deadline_at=deadline)
+                )
+                if done.rowcount:
+                    claimed.append((row, deadline))
+        sent = 0
+        for row, deadline in claimed:
             wire = Command(
                 row.id,
                 row.device_id,
@@ -125,18 +159,8 @@ class EffectDispatcher:
                 ttl_s=(deadline - now).total_seconds(),
             )
             if self._publisher.publish(topics.commands(row.edge_id), wire.encode(), qos=1):
-                sent.append((row.id, deadline))
-        t = commands_table
-        async with self._engine.begin() as conn:
-            for command_id, deadline in sent:
-                await conn.execute(
-                    sa.update(t)
-                    .where(t.c.id == command_id, t.c.state.in_(("pending", "sent")))
-                    .values(state="sent", sent_at=now, deadline_at=deadline)
-                )
-            for command_id, deadline in expired:
-                await self._expire(conn, command_id, deadline, now)
-        return len(sent)
+                sent += 1
+        return sent
 
     async def _expire(self, conn: Any, command_id: str, deadline: datetime, now: datetime) -> None:
         t = commands_table
@@ -203,8 +227,13 @@ class EffectDispatcher:
         and not past their deadline; record ``expired`` for those that are."""
         now = self._clock()
         t = commands_table
+        # A pending command younger than PENDING_GRACE is its dispatcher's to publish.
+        due = sa.or_(
+            sa.and_(t.c.state == "pending", t.c.created_at < now - PENDING_GRACE),
+            sa.and_(t.c.state == "sent", t.c.sent_at < now - timedelta(seconds=self._retry_s)),
+        )
         async with self._engine.begin() as conn:
-            due = await conn.execute(
+            expired = await conn.execute(
                 sa.update(t)
                 .where(
                     t.c.state.in_(("pending", "sent")),
@@ -218,21 +247,9 @@ class EffectDispatcher:
                     "/ 命令已过期，未再下发",
                 )
             )
-            self.stats["expired"] += max(due.rowcount, 0)
-            rows = (
-                await conn.execute(
-                    _ROWS.where(
-                        sa.or_(
-                            t.c.state == "pending",
-                            sa.and_(
-                                t.c.state == "sent",
-                                t.c.sent_at < now - timedelta(seconds=self._retry_s),
-                            ),
-                        )
-                    ).order_by(t.c.created_at, t.c.id)
-                )
-            ).all()
-        return await self._publish_rows(rows, now) if rows else 0
+            self.stats["expired"] += max(expired.rowcount, 0)
+            rows = (await conn.execute(_ROWS.where(due).order_by(t.c.created_at, t.c.id))).all()
+        return await self._publish_rows(rows, now, due) if rows else 0
 
     async def run_retry_loop(self) -> None:
         while True:

@@ -111,6 +111,7 @@ class Ingest:
         router: DeviceEventRouter | None = None,
         settings: IngestSettings | None = None,
         gate: WriteGate | None = None,
+        accepts: Callable[[Message], bool] | None = None,
     ) -> None:
         self.settings = settings or IngestSettings()
         self._limits = QuarantineLimits(
@@ -119,6 +120,10 @@ class Ingest:
             max_rows=self.settings.quarantine_max_rows,
         )
         self._gate = gate or WriteGate()
+        #: Hub replicas (issue #14): whether this process still takes a message when its
+        #: turn comes; one queued for an edge that has since gone to another replica is
+        #: PUBACKed and left to that replica (the edge resends what is unacknowledged).
+        self._accepts = accepts
         self._engine = engine
         self._service = service
         self._router = router or DeviceEventRouter()
@@ -136,6 +141,7 @@ class Ingest:
             "errors": 0,
             "gaps": 0,
             "clamped": 0,
+            "handed_over": 0,
         }
         #: (edge, incarnation, lane) → a seq known to be stored (the last one committed
         #: here), so the order check of a batch that follows it needs no query.
@@ -208,6 +214,10 @@ class Ingest:
             self.alarm_timings.append((started - message.received, time.monotonic() - started))
 
     async def handle(self, message: Message) -> None:
+        if self._accepts is not None and not self._accepts(message):
+            self.stats["handed_over"] += 1
+            self._broker.ack(message)
+            return
         try:
             edge_id, rest = topics.parse_edge_topic(message.topic)
             if rest.startswith("events/"):

@@ -193,6 +193,7 @@ class HubMetrics(Collector):
             ("errors", "Messages whose processing failed (redelivered later)"),
             ("gaps", "Batches refused because an earlier batch of their lane was missing"),
             ("clamped", "Events whose time was outside the window around the hub's clock"),
+            ("handed_over", "Queued messages left to the replica that now owns their edge"),
         ):
             yield CounterMetricFamily(f"hub_ingest_{key}", text, value=float(stats.get(key, 0)))
         yield GaugeMetricFamily(

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the project needs on a fresh Debian machine:
-# the Mosquitto broker (tests and the demo start their own private instance of it)
-# and Python's venv module. As root it installs them; otherwise it says what to install.
+# the Mosquitto broker (tests and the demo start their own private instance of it),
+# PostgreSQL (likewise, for the tests of the second back end) and Python's venv module. As root it installs them; otherwise it says what to install.
 set -euo pipefail
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
@@ -18,6 +18,9 @@ command -v mbpoll >/dev/null 2>&1 || missing+=(mbpoll)
 # pages' Chinese text in those screenshots and tests.
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# postgresql: the hub's second back end; the tests start a private cluster of their own
+# (simulators/postgres.py) from its binaries in /usr/lib/postgresql/<ver>/bin.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -d /usr/share/fonts/opentype/noto ] || fc-list 2>/dev/null | grep -qi "noto sans cjk" || missing+=(fonts-noto-cjk)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -25,7 +28,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
-  # Debian starts a system broker on 1883 after install; we never use it.
+  # Debian starts a system broker on 1883 after install, and a system PostgreSQL on 5432;
+  # we never use either.
 else
   echo "Missing system packages: ${missing[*]}" >&2
   echo "Install them, e.g.: sudo apt-get install -y ${missing[*]}" >&2

@@ -95,6 +95,9 @@ class Stack:
     hub_broker_password: str = ""  # set by start_with_broker_auth
     # Brokers on an edge's own network (doors, lockers), stopped after the edges.
     local_brokers: dict[str, MosquittoProcess] = field(default_factory=dict)
+    # Hub replicas on one database and broker (issue #14), by replica id, and their ports.
+    replicas: dict[str, ManagedProcess] = field(default_factory=dict)
+    replica_ports: dict[str, int] = field(default_factory=dict)
 
     def start_broker(self) -> MosquittoProcess:
         self.broker = MosquittoProcess(self.workdir / "broker").start()
@@ -182,6 +185,76 @@ class Stack:
         self.broker.start()
         self.wait_for_hub(60, path="/readyz")  # connected to the broker with its account
 
+    def start_hub_replica(
+        self,
+        replica_id: str,
+        *,
+        role: str = "all",
+        seed_demo: bool = False,
+        database_url: str | None = None,
+        extra_env: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> ManagedProcess:
+        """One of several hub processes on one database and broker (``cluster`` set;
+        ``docs/scaling.md``, "Hub replicas"), with its own API port, config and log.
+
+        Start the first one alone with ``seed_demo`` (it migrates and seeds), the others
+        after it is up. ``database_url`` defaults to the stack's SQLite file.
+        """
+        port = self.replica_ports.get(replica_id) or free_port()
+        self.replica_ports[replica_id] = port
+        config: dict[str, Any] = {
+            "database_url": database_url
+            or f"sqlite+aiosqlite:///{self.workdir / 'hub' / 'hub.db'}",
+            "broker": {"host": "127.0.0.1", "port": self.broker_port},
+            "api": {
+                "host": "127.0.0.1",
+                "port": port,
+                "public_base_url": f"http://127.0.0.1:{port}",
+            },
+            "cluster": {"replica_id": replica_id, "role": role},
+        }
+        config = _deep_merge(config, overrides)
+        path = self.workdir / f"hub-{replica_id}.yaml"
+        (self.workdir / "hub").mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config, allow_unicode=True))
+        argv = [sys.executable, "-m", "hub", "--config", str(path)]
+        if seed_demo:
+            argv.append("--seed-demo")
+        replica = ManagedProcess(
+            f"hub-{replica_id}",
+            argv,
+            _child_env({"HUB__API__TOKEN": self.api_token, **(extra_env or {})}),
+            self.workdir / f"hub-{replica_id}.log",
+        ).start()
+        self.replicas[replica_id] = replica
+        self.wait_for_replica(replica_id, 90)
+        return replica
+
+    def replica_url(self, replica_id: str) -> str:
+        return f"http://127.0.0.1:{self.replica_ports[replica_id]}"
+
+    def wait_for_replica(
+        self, replica_id: str, timeout_s: float = 60.0, *, path: str = "/healthz"
+    ) -> None:
+        import httpx  # the hub extra
+
+        replica = self.replicas[replica_id]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not replica.running:
+                raise RuntimeError(f"{replica.name} exited:\n{replica.log_text()[-3000:]}")
+            try:
+                url = f"{self.replica_url(replica_id)}{path}"
+                if httpx.get(url, timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(
+            f"{replica.name} not up after {timeout_s} s:\n{replica.log_text()[-3000:]}"
+        )
+
     def wait_for_hub(self, timeout_s: float = 30.0, *, path: str = "/healthz") -> None:
         import httpx  # the hub extra; the edge-only install never starts a hub
 
@@ -248,5 +321,7 @@ class Stack:
             local.stop()
         if self.hub is not None:
             self.hub.stop()
+        for replica in self.replicas.values():
+            replica.stop()
         if self.broker is not None:
             self.broker.stop()

@@ -1,11 +1,17 @@
-"""Shared test helpers: waiting on a condition with a deadline (never a bare sleep)."""
+"""Shared test helpers: waiting on a condition with a deadline (never a bare sleep), and the
+database back ends (SQLite, and a private PostgreSQL cluster per session)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
+
+import pytest
+
+from simulators.postgres import PostgresCluster, postgres_available, scratch_directory
 
 T = TypeVar("T")
 
@@ -43,3 +49,51 @@ def wait_until_sync(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)
+
+
+# -- database back ends -------------------------------------------------------------------
+# The hub's storage, case, escalation, ingest and API tests run on SQLite and on PostgreSQL:
+# a module (or test) marked ``@pytest.mark.postgres`` that uses a fixture depending on
+# ``db_backend`` (tests/hub/conftest.py's ``engine``) is run once per back end, with ids
+# ending in ``[sqlite]`` / ``[postgres]``. HUB_TEST_BACKENDS widens or narrows that:
+# ``both`` runs every such test on both, ``postgres`` every one on PostgreSQL only,
+# ``sqlite`` none on PostgreSQL (for a machine without it).
+BACKENDS_ENV = "HUB_TEST_BACKENDS"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_backend" not in metafunc.fixturenames:
+        return
+    choice = os.environ.get(BACKENDS_ENV, "")
+    marked = metafunc.definition.get_closest_marker("postgres") is not None
+    if choice == "postgres":
+        backends = ["postgres"]
+    elif choice == "both" or (marked and choice != "sqlite"):
+        backends = ["sqlite", "postgres"]
+    else:
+        return  # the ``db_backend`` fixture's default: SQLite
+    metafunc.parametrize("db_backend", backends, indirect=True)
+
+
+@pytest.fixture
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """ "sqlite" or "postgres": which database this test's hub storage is on."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """One private PostgreSQL cluster for the whole session, started on first use.
+
+    Its directory is in /dev/shm (:func:`simulators.postgres.scratch_directory`), not under
+    pytest's ``tmp_path``: those are private to root (mode 0700), and the server runs as
+    the ``postgres`` user when we are root. It is removed at the end of the session.
+    """
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    cluster = PostgresCluster(scratch_directory("hub-test-pg-"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     CursorResult,
@@ -754,7 +755,7 @@ welfare_checks = Table(
 # "case" and "task" rows are written by database triggers (migration 0014) in the same
 # transaction as the change itself, whichever code path made it; "notification" rows by
 # ``hub.notify.stream.WorkerStreams`` with the notification's JSON in ``data``.
-# The hub also creates the triggers at start-up when missing (:data:`LIVE_FEED_TRIGGERS`):
+# The hub also creates the triggers at start-up when missing (:func:`live_feed_triggers`):
 # a migration that rebuilds ``cases`` or ``tasks`` (SQLite's batch mode copies the table)
 # drops the triggers on it, and migrations of parallel branches run in no fixed order.
 LIVE_FEED_TRIGGERS = (
@@ -781,6 +782,74 @@ LIVE_FEED_TRIGGERS = (
     END""",
 )
 
+# PostgreSQL's twins (plpgsql functions; ``IS DISTINCT FROM`` is SQLite's ``IS NOT``), all
+# idempotent. One more thing SQLite gave for free: a stream reads "rows after the client's
+# Last-Event-ID", which is only right if ids are visible in commit order. SQLite has one
+# writer at a time, so they are; on PostgreSQL a sequence hands out ids when rows are
+# inserted, and a transaction holding id 10 may commit after one holding 11 — a reader that
+# had seen 11 would skip 10 for ever. So each feed row gets its final id *at commit*: a
+# deferred constraint trigger takes a transaction-level advisory lock (held until the
+# commit is visible) and renumbers the row from the sequence. Feed writers therefore commit
+# one after another; they are case and task changes and notification batches, not the
+# event stream, and at commit time they wait for nothing else, so no deadlock is possible.
+LIVE_FEED_LOCK_KEY = 0x4C495645  # "LIVE": the advisory lock of the feed's commit order
+LIVE_FEED_TRIGGERS_POSTGRESQL = (
+    """CREATE OR REPLACE FUNCTION live_feed_case() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO live_feed (event, case_id, grid_id) VALUES ('case', NEW.id, NEW.grid_id);
+        RETURN NULL;
+    END $$""",
+    """CREATE OR REPLACE FUNCTION live_feed_task() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO live_feed (event, task_id, grid_id) VALUES ('task', NEW.id, NEW.grid_id);
+        RETURN NULL;
+    END $$""",
+    f"""CREATE OR REPLACE FUNCTION live_feed_commit_order() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock({LIVE_FEED_LOCK_KEY});
+        UPDATE live_feed SET id = nextval(pg_get_serial_sequence('live_feed', 'id'))
+            WHERE id = NEW.id;
+        RETURN NULL;
+    END $$""",
+    """CREATE OR REPLACE TRIGGER live_feed_case_insert AFTER INSERT ON cases
+    FOR EACH ROW EXECUTE FUNCTION live_feed_case()""",
+    """CREATE OR REPLACE TRIGGER live_feed_case_update AFTER UPDATE ON cases FOR EACH ROW
+    WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.tier IS DISTINCT FROM NEW.tier
+        OR OLD.acknowledged_by IS DISTINCT FROM NEW.acknowledged_by
+        OR OLD.cancel_requested IS DISTINCT FROM NEW.cancel_requested
+        OR OLD.grid_id IS DISTINCT FROM NEW.grid_id
+        OR OLD.press_count IS DISTINCT FROM NEW.press_count)
+    EXECUTE FUNCTION live_feed_case()""",
+    """CREATE OR REPLACE TRIGGER live_feed_task_insert AFTER INSERT ON tasks
+    FOR EACH ROW EXECUTE FUNCTION live_feed_task()""",
+    """CREATE OR REPLACE TRIGGER live_feed_task_update AFTER UPDATE ON tasks FOR EACH ROW
+    WHEN (OLD.state IS DISTINCT FROM NEW.state
+        OR OLD.acknowledged_by IS DISTINCT FROM NEW.acknowledged_by
+        OR OLD.grid_id IS DISTINCT FROM NEW.grid_id
+        OR OLD.assigned_worker_id IS DISTINCT FROM NEW.assigned_worker_id)
+    EXECUTE FUNCTION live_feed_task()""",
+    # A constraint trigger cannot be CREATE OR REPLACE'd: create it when missing.
+    """DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'live_feed_commit_order'
+                       AND tgrelid = 'live_feed'::regclass) THEN
+            CREATE CONSTRAINT TRIGGER live_feed_commit_order AFTER INSERT ON live_feed
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+            EXECUTE FUNCTION live_feed_commit_order();
+        END IF;
+    END $$""",
+)
+
+
+def live_feed_triggers(dialect_name: str) -> tuple[str, ...]:
+    """The statements that create the live feed's triggers when missing, per dialect."""
+    if dialect_name == "postgresql":
+        return LIVE_FEED_TRIGGERS_POSTGRESQL
+    if dialect_name == "sqlite":
+        return LIVE_FEED_TRIGGERS
+    raise ValueError(f"no live feed triggers for {dialect_name!r} (SQLite or PostgreSQL)")
+
+
 live_feed = Table(
     "live_feed",
     metadata,
@@ -793,4 +862,19 @@ live_feed = Table(
     Column("data", JSONText(), nullable=True),  # notification rows: the notification
     Column("at", String(32), nullable=False, server_default=text("CURRENT_TIMESTAMP")),
     sqlite_autoincrement=True,  # ids are never reused: they are the clients' Last-Event-ID
+)
+
+# --- hub replicas (issue #14): who is alive, for sharing out the edges ---
+# One row per replica; ``beat`` grows every heartbeat. Liveness is judged by each replica
+# from whether a row's beat changed within its own monotonic window, so no two hosts'
+# clocks are ever compared (``hub.replicas``).
+hub_replicas = Table(
+    "hub_replicas",
+    metadata,
+    Column("replica_id", String(64), primary_key=True),
+    Column("beat", BigInteger, nullable=False, server_default=text("0")),
+    Column("role", String(16), nullable=False),
+    _flag("ready", default=False),  # warmed up: takes its share of the edges
+    _when("started_at", nullable=False),
+    _when("seen_at", nullable=False),
 )

@@ -12,7 +12,10 @@ notification's row, not the case's: the page still sees the case.) The queue is 
 
 Streams do not poll the table each on their own: one watcher reads the newest id every
 ``WATCH_S`` while anybody listens, and :meth:`WorkerStreams.wait_beyond` wakes every stream
-at once when it grows; a notification written here wakes them without waiting for it.
+at once when it grows; a notification written here wakes them without waiting for it,
+and so does news of a change committed by another hub process (:meth:`poke`, called by
+``hub.news``): the API process sees what an ingest process or another replica committed
+as soon as it is told, and within ``WATCH_S`` if the news is lost.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.db.schema import LIVE_FEED_TRIGGERS, live_feed
+from hub.db.schema import live_feed, live_feed_triggers
 from hub.domain.notification import Notification
 
 log = logging.getLogger(__name__)
@@ -34,9 +38,15 @@ log = logging.getLogger(__name__)
 WATCH_S = 0.25
 #: Feed rows older than this are deleted (at start-up, then hourly while anybody listens);
 #: a client further behind reloads.
-RETENTION = "-7 days"
+RETENTION = timedelta(days=7)
 PRUNE_EVERY_S = 3600.0
 QUEUE_SIZE = 10_000
+
+
+def _feed_time(when: datetime) -> str:
+    """``live_feed.at`` as stored: UTC text "YYYY-MM-DD HH:MM:SS" (SQLite's CURRENT_TIMESTAMP;
+    migration 0014 gives PostgreSQL the same), so text order is time order on both."""
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class WorkerStreams:
@@ -49,6 +59,7 @@ class WorkerStreams:
         self._queue: asyncio.Queue[Notification] = asyncio.Queue(QUEUE_SIZE)
         self._writer: asyncio.Task[None] | None = None
         self._pruned_at = 0.0
+        self._poked = asyncio.Event()
         self.delivered = 0  # notifications written to the feed
         self.dropped = 0  # notifications that could not be written (logged)
 
@@ -119,14 +130,16 @@ class WorkerStreams:
     async def ensure_triggers(self) -> None:
         """Create the case and task triggers if missing (see ``hub.db.schema``)."""
         async with self._engine.begin() as conn:
-            for trigger in LIVE_FEED_TRIGGERS:
+            for trigger in live_feed_triggers(conn.dialect.name):
                 await conn.exec_driver_sql(trigger)
 
     async def prune(self) -> int:
         self._pruned_at = asyncio.get_running_loop().time()
         async with self._engine.begin() as conn:
             result = await conn.execute(
-                sa.delete(live_feed).where(live_feed.c.at < sa.func.datetime("now", RETENTION))
+                sa.delete(live_feed).where(
+                    live_feed.c.at < _feed_time(datetime.now(UTC) - RETENTION)
+                )
             )
         return int(result.rowcount or 0)
 
@@ -160,4 +173,10 @@ class WorkerStreams:
                     await self.prune()
             except Exception:
                 log.exception("live feed watcher: reading the newest id failed")
-            await asyncio.sleep(WATCH_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), WATCH_S)
+            self._poked.clear()
+
+    def poke(self) -> None:
+        """Another process committed a change (``hub.news``): read the head now."""
+        self._poked.set()

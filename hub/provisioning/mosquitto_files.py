@@ -94,7 +94,8 @@ def hub_rules() -> list[tuple[str, str]]:
         ("write", f"{every_edge}/acks"),
         ("write", f"{every_edge}/commands"),
         ("write", f"{every_edge}/config"),
-        ("write", topics.HUB_STATUS),
+        ("readwrite", topics.HUB_STATUS),  # replicas hear each other's last will
+        ("readwrite", topics.HUB_NEWS),  # news between hub processes (``hub.news``)
     ]
 
 

@@ -43,8 +43,10 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import UpdateBase
@@ -82,6 +84,11 @@ DEFAULT_DEDUPE_WINDOW = timedelta(minutes=10)
 REASSIGNED = "reassigned"
 DEFAULT_REPEAT_NOTIFY_INTERVAL = timedelta(seconds=60)
 ALARM_KINDS = frozenset({"sos", "fall"})
+#: The first key of the PostgreSQL advisory lock a call takes on its household (issue #14).
+HOUSEHOLD_LOCK_SPACE = 14
+#: How long an escalation waits for a case another transaction holds (PostgreSQL).
+ESCALATION_LOCK_MS = 500
+_LOCK_NOT_AVAILABLE = "55P03"
 _OFFLINE_KINDS = frozenset({"offline", "device_offline", "device.offline"})
 #: Profiles whose low-battery reports the case service files (call buttons, in homes);
 #: other devices' go to the supervision handler (``hub.services.supervision``).
@@ -588,22 +595,64 @@ class CaseService:
         return value
 
     async def escalate_due(self, conn: AsyncConnection, now: datetime) -> Effects:
-        """Move on every unacknowledged case whose deadline has passed."""
-        query = select(cases).where(_awaiting(), cases.c.deadline_at <= now)
-        rows = (await conn.execute(query.order_by(cases.c.deadline_at))).mappings().all()
+        """Move on every unacknowledged case whose deadline has passed (one transaction)."""
         effects = Effects()
-        for row in rows:
-            case, version = case_from_row(row), int(row["version"])
-            place = await household_place(conn, case.household_id)
-            table = await available_by_tier(conn, place, now, self.tz)
-            new, notifies, audits = self.policy.escalate_if_due(case, now, _resolver(table))
-            if not audits:
-                continue
+        for case_id in await self.due_cases(conn, now):
+            escalated = await self.escalate_case(conn, case_id, now)
+            if escalated is not None:
+                effects.extend(escalated)
+        return effects
+
+    async def due_cases(self, conn: AsyncConnection, now: datetime) -> list[int]:
+        """Ids of the unacknowledged cases whose deadline has passed, earliest first."""
+        query = select(cases.c.id).where(_awaiting(), cases.c.deadline_at <= now)
+        return [int(i) for i in (await conn.execute(query.order_by(cases.c.deadline_at))).scalars()]
+
+    async def escalate_case(
+        self, conn: AsyncConnection, case_id: int, now: datetime
+    ) -> Effects | None:
+        """Move on one case if its deadline has passed; empty effects when it has not (any
+        more); None when another transaction holds it for longer than ``ESCALATION_LOCK``.
+
+        The case is locked first (``FOR UPDATE``; SQLite, with one writer, ignores it), and
+        the deadline is checked on the row as it is once the lock is had: an ingest
+        transaction adding a press is waited for (briefly) instead of being failed by a
+        version conflict, and of two replicas sweeping at once the second finds the
+        deadline moved on and fires nothing (issue #14). The escalation timer runs each
+        case in a transaction of its own, so a sweep never holds one case while waiting for
+        another (no deadlock with ingest, which locks cases in event order). A holder that
+        keeps the lock longer (a stalled process) makes this return None: the timer tries
+        the case again soon, after the others.
+        """
+        query = select(cases).where(cases.c.id == case_id, _awaiting(), cases.c.deadline_at <= now)
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text(f"SET LOCAL lock_timeout = '{ESCALATION_LOCK_MS}ms'"))
             try:
-                await self._save(conn, new, version, audits)
-            except errors.Conflict:
-                continue  # acknowledged meanwhile, or another sweep got there first
-            await self._notify(conn, effects, new, place, notifies, now)
+                async with conn.begin_nested():
+                    row = (await conn.execute(query.with_for_update())).mappings().first()
+            except DBAPIError as err:
+                if getattr(err.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+                    return None
+                raise
+            # Only the case is waited for briefly; the commit may wait for the live feed's
+            # commit-order lock as long as it must (``hub.db.schema``).
+            await conn.execute(text("SET LOCAL lock_timeout = 0"))
+        else:
+            row = (await conn.execute(query)).mappings().first()
+        effects = Effects()
+        if row is None:
+            return effects
+        case, version = case_from_row(row), int(row["version"])
+        place = await household_place(conn, case.household_id)
+        table = await available_by_tier(conn, place, now, self.tz)
+        new, notifies, audits = self.policy.escalate_if_due(case, now, _resolver(table))
+        if not audits:
+            return effects
+        try:
+            await self._save(conn, new, version, audits)
+        except errors.Conflict:
+            return effects  # acknowledged meanwhile (SQLite), or another sweep got there first
+        await self._notify(conn, effects, new, place, notifies, now)
         return effects
 
     # -- reading ---------------------------------------------------------------------------
@@ -735,9 +784,20 @@ class CaseService:
     async def _joinable(
         self, conn: AsyncConnection, household_id: int, at: datetime
     ) -> tuple[Case, int] | None:
-        """The household's active case whose last call is within the dedupe window."""
+        """The household's active case whose last call is within the dedupe window.
+
+        On PostgreSQL, where hub replicas ingest side by side (issue #14), the household is
+        locked for the rest of the transaction first, so two calls of one household handled
+        at once by two replicas cannot both find no case and open two; and the case row is
+        locked, so an escalation sweep skips it instead of changing it under this press.
+        """
+        if conn.dialect.name == "postgresql":
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:space, :household)"),
+                {"space": HOUSEHOLD_LOCK_SPACE, "household": household_id},
+            )
         query = _active_of(household_id).where(cases.c.last_press_at >= at - self.dedupe_window)
-        return await _first_case(conn, query)
+        return await _first_case(conn, query.with_for_update())
 
     async def _latest_active(
         self, conn: AsyncConnection, household_id: int

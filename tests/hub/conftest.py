@@ -1,12 +1,16 @@
-"""Shared hub fixtures: a real, migrated SQLite database with the demo community in it.
+"""Shared hub fixtures: a real, migrated database with the demo community in it.
 
 Migrating takes about a second and a half (more on a busy machine) and seeding a fifth of
 that, for every one of hundreds of tests; so the database is migrated and seeded once per
-session and seed time, and each test works on its own copy of that template file.
+session, back end and seed time, and each test works on its own copy of that template: a
+copy of the SQLite file, or on PostgreSQL a database made with ``CREATE DATABASE …
+TEMPLATE`` (a file-level copy inside the server, tens of milliseconds) and dropped after.
+Which back end a test gets is ``db_backend`` (tests/conftest.py).
 """
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -18,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
 from hub.services.org import seed_demo_community
+from simulators.postgres import PostgresCluster
 
 SEEDED_AT = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # a Monday, 09:00 in Shanghai
 
@@ -34,6 +39,68 @@ def seeded_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[datetime,
     return {}
 
 
+@pytest.fixture(scope="session")
+def pg_templates() -> dict[datetime, str]:
+    """Seed time → the name of a migrated, seeded PostgreSQL template database."""
+    return {}
+
+
+_database_numbers = itertools.count(1)
+
+
+async def pg_template(
+    cluster: PostgresCluster, seed_time: datetime, known: dict[datetime, str]
+) -> str:
+    """The template database for ``seed_time``: migrated and seeded on first use."""
+    name = known.get(seed_time)
+    if name is None:
+        name = f"template_{len(known) + 1}"
+        url = await cluster.create_database(name)
+        upgrade_to_head(url)
+        seeding = create_engine(url)
+        async with seeding.begin() as conn:
+            await seed_demo_community(conn, seed_time)
+        await seeding.dispose()  # no session may stay on a template that is copied
+        known[seed_time] = name
+    return name
+
+
+@pytest.fixture
+async def database_url(
+    request: pytest.FixtureRequest,
+    db_backend: str,
+    tmp_path: Path,
+    seed_time: datetime,
+    seeded_templates: dict[datetime, Path],
+    pg_templates: dict[datetime, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[str]:
+    """The URL of this test's own migrated, seeded database, on the test's back end."""
+    if db_backend == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+        template = await pg_template(cluster, seed_time, pg_templates)
+        name = f"test_{next(_database_numbers)}"
+        url = await cluster.create_database(name, template=template)
+        try:
+            yield url
+        finally:
+            await cluster.drop_database(name)
+        return
+    template_file = seeded_templates.get(seed_time)
+    if template_file is None:
+        template_file = tmp_path_factory.mktemp("hub-template") / "hub.db"
+        url = f"sqlite+aiosqlite:///{template_file}"
+        upgrade_to_head(url)
+        seeding = create_engine(url)
+        async with seeding.begin() as conn:
+            await seed_demo_community(conn, seed_time)
+        await seeding.dispose()
+        seeded_templates[seed_time] = template_file
+    copy = tmp_path / "db" / "hub.db"
+    copy_sqlite_file(template_file, copy)
+    yield f"sqlite+aiosqlite:///{copy}"
+
+
 def copy_sqlite_file(source: Path, target: Path) -> None:
     """Copy a closed SQLite database, with its WAL if one was left behind."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -44,25 +111,8 @@ def copy_sqlite_file(source: Path, target: Path) -> None:
 
 
 @pytest.fixture
-async def engine(
-    tmp_path: Path,
-    seed_time: datetime,
-    seeded_templates: dict[datetime, Path],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[AsyncEngine]:
-    template = seeded_templates.get(seed_time)
-    if template is None:
-        template = tmp_path_factory.mktemp("hub-template") / "hub.db"
-        url = f"sqlite+aiosqlite:///{template}"
-        upgrade_to_head(url)
-        seeding = create_engine(url)
-        async with seeding.begin() as conn:
-            await seed_demo_community(conn, seed_time)
-        await seeding.dispose()
-        seeded_templates[seed_time] = template
-    copy = tmp_path / "db" / "hub.db"
-    copy_sqlite_file(template, copy)
-    engine = create_engine(f"sqlite+aiosqlite:///{copy}")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
     try:
         yield engine
     finally:

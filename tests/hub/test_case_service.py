@@ -1,9 +1,9 @@
-"""The case service on a real SQLite file: migrations, demo seed, events, acts, escalation."""
+"""The case service on a real database (SQLite, PostgreSQL): migrations, demo seed, events,
+acts, escalation."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,6 +25,8 @@ from hub.services.org import (
     list_tasks,
     seed_demo_community,
 )
+
+pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
 EDGE = "edge-demo"
@@ -68,22 +70,36 @@ async def sos(engine: AsyncEngine, service: CaseService, **kwargs: Any) -> tuple
 
 
 async def test_migrations_are_idempotent_and_engine_sets_pragmas(
-    engine: AsyncEngine, tmp_path: Path
+    engine: AsyncEngine, database_url: str
 ) -> None:
-    upgrade_to_head(str(engine.url))  # a second start-up is a no-op
+    upgrade_to_head(database_url)  # a second start-up is a no-op
     async with engine.connect() as conn:
         names = await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())
-        pragmas = {
-            p: (await conn.exec_driver_sql(f"PRAGMA {p}")).scalar()
-            for p in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
-        }
+        if engine.dialect.name == "postgresql":
+            settings = {
+                name: (await conn.exec_driver_sql(f"SHOW {name}")).scalar()
+                for name in ("synchronous_commit", "TimeZone", "application_name")
+            }
+        else:
+            settings = {
+                p: (await conn.exec_driver_sql(f"PRAGMA {p}")).scalar()
+                for p in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            }
     assert set(schema.metadata.tables) <= set(names)
-    assert pragmas == {
-        "journal_mode": "wal",
-        "synchronous": 2,
-        "foreign_keys": 1,
-        "busy_timeout": 5000,
-    }
+    if engine.dialect.name == "postgresql":
+        # on even where the server says off (the test cluster does): the SOS ack needs it
+        assert settings == {
+            "synchronous_commit": "on",
+            "TimeZone": "UTC",
+            "application_name": "hub",
+        }
+    else:
+        assert settings == {
+            "journal_mode": "wal",
+            "synchronous": 2,
+            "foreign_keys": 1,
+            "busy_timeout": 5000,
+        }
 
 
 async def test_seed_is_idempotent(engine: AsyncEngine) -> None:

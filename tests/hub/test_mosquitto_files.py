@@ -114,18 +114,22 @@ def test_acl_gives_each_edge_exactly_its_own_subtree() -> None:
 def test_acl_gives_the_hub_every_edges_uplink_and_downlink_and_nothing_more() -> None:
     blocks = _blocks(render_acl("hub-main", []))
     assert blocks == {"hub-main": hub_rules()}
-    reads = {t for a, t in hub_rules() if a == "read"}
-    writes = {t for a, t in hub_rules() if a == "write"}
+    reads = {t for a, t in hub_rules() if a in ("read", "readwrite")}
+    writes = {t for a, t in hub_rules() if a in ("write", "readwrite")}
+    # Replicas hear each other's last will and news (issue #14, hub.replicas, hub.news).
     assert reads == {
         topics.HUB_EVENTS_SUBSCRIPTION,
         topics.HUB_STATUS_SUBSCRIPTION,
         topics.HUB_COMMAND_RESULTS_SUBSCRIPTION,
+        topics.HUB_STATUS,
+        topics.HUB_NEWS,
     }
     assert writes == {
         "community/v1/edge/+/acks",
         "community/v1/edge/+/commands",
         "community/v1/edge/+/config",
         topics.HUB_STATUS,
+        topics.HUB_NEWS,
     }
     assert not any("#" in t for t in reads | writes)
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from hub.db.schema import LIVE_FEED_TRIGGERS
+from hub.db.schema import live_feed_triggers
 
 revision: str = "0018"
 down_revision: str | Sequence[str] | None = ("0009", "0011", "0012", "0015", "0016", "0017")
@@ -26,9 +26,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "sqlite":
-        return  # the feed's triggers are SQLite's; PostgreSQL is not yet a tested back end
-    for trigger in LIVE_FEED_TRIGGERS:
+    # PostgreSQL alters tables in place, so its triggers were never lost; creating them
+    # again when missing is harmless there and keeps the two back ends alike.
+    for trigger in live_feed_triggers(op.get_bind().dialect.name):
         op.execute(trigger)
 
 
