@@ -32,6 +32,8 @@ from typing import TypeVar
 
 import httpx
 
+from hub.domain.ownership import owner_of
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker" / "compose.yml"
 HUB_PORTS = {"hub-a": 18001, "hub-b": 18002}
@@ -221,11 +223,18 @@ class Play:
     def run(self) -> None:
         self.start()
         self.provision_edge()
+        if self.stack.db == "postgres":
+            # Kill the replica that ingests the edge (rendezvous hashing, as the hubs
+            # compute it), so the second call has to move to the other one.
+            victim = owner_of(EDGE, self.stack.hubs) or "hub-a"
+            survivor = next(h for h in self.stack.hubs if h != victim)
+            say(f"--   {EDGE} is ingested by {victim} (hub.domain.ownership)")
+            self.sos(FIRST, victim)
+            self.kill(victim)
+            self.sos(SECOND, survivor)
+            return
         self.sos(FIRST, "hub-a")
         self.kill("hub-a")
-        if self.stack.db == "postgres":
-            self.sos(SECOND, "hub-b")
-            return
         # One hub: the press waits in the edge's outbox until the hub is back.
         self.stack.edge_exec(f"echo sos {SECOND} > /tmp/sim/control")
         say(f"--   button {SECOND}: SOS pressed while no hub runs (kept in the edge's outbox)")
@@ -253,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--db",
         choices=["postgres", "sqlite"],
-        default=os.environ.get("COMPOSE_TEST_DB", "sqlite"),
+        default=os.environ.get("COMPOSE_TEST_DB", "postgres"),
         help="postgres: PostgreSQL and two hub replicas; sqlite: one hub (default from "
         "COMPOSE_TEST_DB)",
     )

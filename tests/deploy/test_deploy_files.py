@@ -83,7 +83,8 @@ def test_the_broker_is_persistent_authenticated_and_has_an_acl() -> None:
     assert options["persistence"] == "true"
     assert options["password_file"] == "/srv/broker/auth/passwd"
     assert options["acl_file"] == "/srv/broker/auth/acl"
-    assert options["use_username_as_clientid"] == "true"
+    # Off while the replicas share one broker account (the comment in the file says why).
+    assert options["use_username_as_clientid"] == "false"
 
 
 def test_hub_and_edge_configurations_validate_and_agree_on_the_ports() -> None:
@@ -100,7 +101,8 @@ def test_hub_and_edge_configurations_validate_and_agree_on_the_ports() -> None:
             env_prefix="HUB",
             environ={k: str(v) for k, v in env.items()},
         )
-        assert config.hub_id == name
+        assert config.cluster is not None and config.cluster.replica_id == name
+        assert config.hub_id == "hub"  # replicas of one hub
         assert config.broker.port == mqtt_port
         assert config.broker_auth is not None and config.broker_auth.edge_broker is not None
         assert config.broker_auth.edge_broker.port == mqtt_port
