@@ -3,7 +3,8 @@
 # of the compose stack, all from this checkout and Debian's packages, with no registry:
 #   community/hub, community/edge       the project from wheels built here (pip wheel)
 #   community/mosquitto, community/postgres   Debian's packages on the same base
-# IMAGE_TAG (default latest) tags them; DOCKER names the client (default docker).
+# IMAGE_TAG (default latest) tags them; IMAGES="hub edge" builds only those; DOCKER names
+# the client (default Debian's /usr/bin/docker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian's client (/usr/bin/docker) matches Debian's engine; another docker on PATH may not.
@@ -24,7 +25,7 @@ rm -rf "$CTX/device_profiles"
 cp -r device_profiles "$CTX/device_profiles"
 cp docker/healthcheck.py docker/edge-with-buttons.sh docker/postgres-entrypoint.sh "$CTX/"
 
-for name in mosquitto postgres hub edge; do
+for name in ${IMAGES:-mosquitto postgres hub edge}; do
   echo "image community/$name:$TAG"
   "$DOCKER" build --quiet --network host --build-arg "BASE_IMAGE=$BASE" \
     -f "docker/$name.Dockerfile" -t "community/$name:$TAG" "$CTX" > /dev/null

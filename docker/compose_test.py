@@ -147,8 +147,8 @@ class Play:
 
     def healthy(self, service: str) -> bool:
         state = self.stack.health(service)
-        if state.startswith("exited"):
-            raise StepFailed(f"{service} exited")
+        if state.startswith(("exited", "restarting", "dead")):
+            raise StepFailed(f"{service}: {state}")
         return state == "running/healthy"
 
     def start(self) -> None:

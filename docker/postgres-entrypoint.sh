@@ -4,7 +4,7 @@
 # "hub" with the password from $POSTGRES_PASSWORD (TCP: scram-sha-256 only). Then the
 # server, listening on 127.0.0.1:$PGPORT (the containers share the host's network).
 set -euo pipefail
-: "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD (the hub role's password)}"
+: "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD (the password of the role hub)}"
 case "$POSTGRES_PASSWORD" in
   *[!A-Za-z0-9_.~-]*) echo "POSTGRES_PASSWORD: use letters, digits and _.~- only" >&2; exit 2 ;;
 esac

@@ -117,6 +117,12 @@ def test_hub_and_edge_configurations_validate_and_agree_on_the_ports() -> None:
     assert str(edge.data_dir) in " ".join(services["edge"]["volumes"])  # outbox on a volume
 
 
+@pytest.mark.parametrize("script", sorted(DOCKER.glob("*.sh")), ids=lambda p: p.name)
+def test_the_shell_scripts_parse(script: Path) -> None:
+    done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
 def test_the_edge_unit_verifies_without_a_warning(tmp_path: Path) -> None:
     """``--root``: verify checks that ExecStart exists; in a root of its own it does, as it
