@@ -47,6 +47,10 @@ class StepFailed(Exception):
     """A step of the play did not reach its condition; the text says which."""
 
 
+class ServiceDown(StepFailed):
+    """A container exited or restarts: waiting longer cannot help."""
+
+
 def say(text: str) -> None:
     sys.stdout.write(f"{time.strftime('%H:%M:%S')}  {text}\n")
     sys.stdout.flush()
@@ -125,6 +129,8 @@ def wait_until(what: str, check: Callable[[], T | None], timeout_s: float) -> T:
     while time.monotonic() < deadline:
         try:
             result = check()
+        except ServiceDown:
+            raise
         except (httpx.HTTPError, StepFailed) as err:
             result, last_error = None, f" (last error: {err})"
         if result:
@@ -148,7 +154,7 @@ class Play:
     def healthy(self, service: str) -> bool:
         state = self.stack.health(service)
         if state.startswith(("exited", "restarting", "dead")):
-            raise StepFailed(f"{service}: {state}")
+            raise ServiceDown(f"{service}: {state}")
         return state == "running/healthy"
 
     def start(self) -> None:

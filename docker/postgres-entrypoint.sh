@@ -18,4 +18,4 @@ SQL
   echo "postgres: new cluster in $PGDATA, role and database 'hub'"
 fi
 exec postgres -D "$PGDATA" -c listen_addresses=127.0.0.1 -p "$PGPORT" \
-  -c unix_socket_directories=/var/run/postgresql -c jit=off "$@"
+  -c unix_socket_directories=/tmp -c jit=off "$@"

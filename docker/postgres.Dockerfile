@@ -10,8 +10,7 @@ RUN set -eu; \
     # JIT is off (jit=off below): its LLVM (about 120 MB) is never loaded; drop it.
     rm -rf /usr/lib/postgresql/15/lib/llvmjit* /usr/lib/postgresql/15/lib/bitcode \
         /usr/lib/x86_64-linux-gnu/libLLVM-*.so* /usr/lib/x86_64-linux-gnu/libz3.so*; \
-    install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/data; \
-    install -d -o postgres -g postgres -m 0775 /var/run/postgresql
+    install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/data
 ENV PATH=/usr/lib/postgresql/15/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PGDATA=/var/lib/postgresql/data \
     PGPORT=5432
