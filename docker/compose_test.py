@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -166,7 +167,7 @@ class Play:
         stack.compose("up", "-d", *stack.hubs)  # hub-init, then mosquitto, then the hubs
         say("ok   hub-init wrote the broker's password and ACL files; mosquitto healthy")
         for hub in stack.hubs:
-            wait_until(f"{hub} healthy", lambda hub=hub: self.healthy(hub), self.timeout_s)
+            wait_until(f"{hub} healthy", partial(self.healthy, hub), self.timeout_s)
             say(f"ok   {hub} healthy (/readyz: database and broker reachable)")
 
     def provision_edge(self) -> None:
