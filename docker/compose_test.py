@@ -227,9 +227,27 @@ class Play:
         wait_until(f"{hub} dead", lambda: self.stack.health(hub).startswith("exited"), 30)
         say(f"ok   {hub} killed (docker kill: SIGKILL)")
 
+    def broker_takeovers(self) -> int:
+        """Connections the broker threw out for a newer one with the same client id: hub
+        replicas sharing a client id (``use_username_as_clientid``) do that in a loop."""
+        done = subprocess.run(
+            [self.stack.docker, "logs", self.stack.container("mosquitto")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return (done.stdout + done.stderr).count("already connected, closing old connection")
+
     def run(self) -> None:
         self.start()
         self.provision_edge()
+        self.play_calls()
+        takeovers = self.broker_takeovers()
+        if takeovers:
+            raise StepFailed(f"the broker threw out {takeovers} connections for a newer one")
+        say("ok   broker: no connection thrown out for another with its client id")
+
+    def play_calls(self) -> None:
         if self.stack.db == "postgres":
             # Kill the replica that ingests the edge (rendezvous hashing, as the hubs
             # compute it), so the second call has to move to the other one.
