@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -91,15 +92,25 @@ class EscalationTimer:
             async def escalate(case_id: int) -> bool:
                 async with room:
                     async with self._engine.begin() as conn:
-                        effects = await self._service.escalate_case(conn, case_id, now)
+                        effects = await self._service.escalate_case(conn, case_id, now, self._clock)
                     if effects is None:
+                        log.info("case %d is held by another transaction; tried again", case_id)
                         return False  # another process holds it; tried again soon
                     if effects.notifications or effects.commands:
                         self._fired(deadline, now)
                         await self._effects.dispatch(effects)
                     return True
 
+            began = time.monotonic()
             done = await asyncio.gather(*(escalate(case_id) for case_id in due))
+            if time.monotonic() - began > LATE_S:
+                log.warning(
+                    "an escalation sweep of %d case(s) took %.3f s (the earliest was due "
+                    "%.3f s before it began)",
+                    len(due),
+                    time.monotonic() - began,
+                    (now - deadline).total_seconds(),
+                )
             return 0.0 if all(done) else BUSY_RETRY_S
         if deadline is None:
             return MAX_SLEEP_S

@@ -87,7 +87,7 @@ ALARM_KINDS = frozenset({"sos", "fall"})
 #: The first key of the PostgreSQL advisory lock a call takes on its household (issue #14).
 HOUSEHOLD_LOCK_SPACE = 14
 #: How long an escalation waits for a case another transaction holds (PostgreSQL).
-ESCALATION_LOCK_MS = 500
+ESCALATION_LOCK_MS = 5000
 _LOCK_NOT_AVAILABLE = "55P03"
 _OFFLINE_KINDS = frozenset({"offline", "device_offline", "device.offline"})
 #: Profiles whose low-battery reports the case service files (call buttons, in homes);
@@ -609,13 +609,18 @@ class CaseService:
         return [int(i) for i in (await conn.execute(query.order_by(cases.c.deadline_at))).scalars()]
 
     async def escalate_case(
-        self, conn: AsyncConnection, case_id: int, now: datetime
+        self,
+        conn: AsyncConnection,
+        case_id: int,
+        now: datetime,
+        clock: Callable[[], datetime] | None = None,
     ) -> Effects | None:
         """Move on one case if its deadline has passed; empty effects when it has not (any
-        more); None when another transaction holds it for longer than ``ESCALATION_LOCK``.
+        more); None when another transaction holds it for longer than ``ESCALATION_LOCK_MS``.
 
         The case is locked first (``FOR UPDATE``; SQLite, with one writer, ignores it), and
-        the deadline is checked on the row as it is once the lock is had: an ingest
+        the deadline (due at ``now``) is checked on the row as it is once the lock is had
+        (with ``clock``, the escalation is dated when the lock was had): an ingest
         transaction adding a press is waited for (briefly) instead of being failed by a
         version conflict, and of two replicas sweeping at once the second finds the
         deadline moved on and fires nothing (issue #14). The escalation timer runs each
@@ -642,6 +647,10 @@ class CaseService:
         effects = Effects()
         if row is None:
             return effects
+        if clock is not None:
+            # The escalation happens now that the case is had, not when the sweep began:
+            # its record (and the next deadline) says when it really fired.
+            now = max(now, clock())
         case, version = case_from_row(row), int(row["version"])
         place = await household_place(conn, case.household_id)
         table = await available_by_tier(conn, place, now, self.tz)

@@ -4,7 +4,8 @@ another process ingested, through the shared database and the broker's wake-up.
 Two arrangements, each with real Mosquitto, hub and edge processes and a real pty:
 ``all``/``all``, two replicas, the stream opened on the one that does *not* own the edge;
 ``api``/``ingest``, the stream on the API process of a hub whose ingest runs in a process
-of its own. Each on one SQLite file (one host) and on a private PostgreSQL cluster.
+of its own. The replicas on a private PostgreSQL cluster, the split hub on one SQLite file
+(both work on either back end; these are the arrangements each is for).
 """
 
 from __future__ import annotations
@@ -45,11 +46,10 @@ async def batches_ingested(client: httpx.AsyncClient) -> float:
     return float(line.split()[1])
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The replicas' one database: a SQLite file, or a fresh database on the session's
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> Iterator[str]:
+    """The processes' one database: a SQLite file, or a fresh database on the session's
     private PostgreSQL cluster."""
-    if request.param == "sqlite":
+    if backend == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'hub' / 'hub.db'}"
         return
     cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
@@ -79,9 +79,29 @@ def primary_worker(database_url: str, device_id: str) -> int:
 
 
 @pytest.mark.parametrize(
-    ("first_role", "second_role"), [("all", "all"), ("ingest", "api")], ids=["replicas", "split"]
+    ("first_role", "second_role", "backend"),
+    [
+        ("all", "all", "postgres"),  # a city: replicas on PostgreSQL (issue #14)
+        ("ingest", "api", "sqlite"),  # one host: ingest and API processes (issue #13)
+    ],
+    ids=["replicas-postgres", "split-sqlite"],
 )
 async def test_stream_on_one_process_sees_a_case_ingested_by_another(
+    request: pytest.FixtureRequest,
+    stack: Stack,
+    tmp_path: Path,
+    first_role: str,
+    second_role: str,
+    backend: str,
+) -> None:
+    urls = database_url(request, tmp_path, backend)
+    try:
+        await _stream_sees_the_others_case(stack, tmp_path, first_role, second_role, next(urls))
+    finally:
+        urls.close()
+
+
+async def _stream_sees_the_others_case(
     stack: Stack, tmp_path: Path, first_role: str, second_role: str, database_url: str
 ) -> None:
     stack.start_hub_replica("a", role=first_role, seed_demo=True, database_url=database_url)
