@@ -13,6 +13,12 @@ TAG="${IMAGE_TAG:-latest}"
 BASE="${BASE_IMAGE:-community/base:bookworm}"
 PY="${PYTHON:-.venv/bin/python}"
 CTX=var/images/ctx
+if [ -z "$DOCKER" ] || ! "$DOCKER" info > /dev/null 2>&1; then
+  echo "no Docker engine: apt-get install docker.io debootstrap docker-compose, then start" >&2
+  echo "  dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=vfs" >&2
+  echo "(docs/scaling.md, \"Containers\")" >&2
+  exit 1
+fi
 export DOCKER_BUILDKIT=0  # the classic builder: Debian's engine has no buildx plugin
 
 DOCKER="$DOCKER" docker/build-base.sh "$BASE"
