@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: demo test test-fast bench soak care-sim lint typecheck system-deps clean screenshots \
-	broker-cluster-trial
+	broker-cluster-trial images compose-test
 
 system-deps:
 	@scripts/ensure-system-deps.sh
@@ -58,6 +58,16 @@ care-sim: $(STAMP)
 	@nproc; grep -m1 "model name" /proc/cpuinfo || true
 	$(BIN)/python -m simulators care $(CARE_ARGS) --seed 1
 	$(BIN)/python -m simulators care $(CARE_ARGS) --seed 2
+
+# Container images and the compose stack (issue #14; docs/scaling.md, "Containers"). Need
+# Debian's docker.io, debootstrap and docker-compose, and a running engine; not in `make test`
+# (minutes). The base image is built from Debian's packages once (docker/build-base.sh).
+images: $(STAMP)
+	docker/build-images.sh
+
+# COMPOSE_TEST_DB=postgres: PostgreSQL and two hub replicas; sqlite: one hub.
+compose-test: images
+	$(BIN)/python docker/compose_test.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
