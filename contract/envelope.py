@@ -453,6 +453,7 @@ class _WireBatch(msgspec.Struct, frozen=True):
     incarnation: _Short
     events: Annotated[list[_WireEvent], msgspec.Meta(min_length=1)]
     follows: _Seq = 0
+    lane_acks: bool = False  # every field of EventBatch must be here: unknown ones are ignored
 
 
 _BATCH_DECODER = msgspec.json.Decoder(_WireBatch)
@@ -476,6 +477,7 @@ def _fast_batch(raw: bytes | str) -> EventBatch | None:
                 for e in wire.events
             ),
             wire.follows,
+            wire.lane_acks,
         )
     except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
         return None

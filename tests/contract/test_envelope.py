@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -143,6 +144,9 @@ _BATCH = (
         ("5", "alarm", "2026-01-01T00:00:00Z", "{}", ',"follows":5'),
         ("1", "alarm", "2026-01-01T00:00:00Z", "{}", ',"follows":null'),
         ("1", "alarm", "2026-01-01T00:00:00Z", "{}", ',"v":1.0'),
+        ("1", "alarm", "2026-01-01T00:00:00Z", "{}", ',"lane_acks":true'),
+        ("1", "alarm", "2026-01-01T00:00:00Z", "{}", ',"lane_acks":false'),
+        ("1", "alarm", "2026-01-01T00:00:00Z", "{}", ',"lane_acks":1'),
     ],
 )
 def test_the_fast_batch_decoder_agrees_with_the_checked_one(
@@ -160,3 +164,11 @@ def test_the_fast_batch_decoder_agrees_with_the_checked_one(
     except ContractError as err:
         decoded = str(err)
     assert repr(decoded) == repr(checked)  # repr: NaN in data is not equal to itself
+
+
+def test_every_field_of_a_batch_survives_the_fast_decoder() -> None:
+    """msgspec ignores a field its schema lacks: a field added to ``EventBatch`` but not to
+    the wire schema would silently read as its default (``lane_acks`` once did)."""
+    batch = EventBatch.decode((_BATCH % ("3", "alarm", "2026-01-01T00:00:00Z", "{}", "")).encode())
+    full = replace(batch, follows=2, lane_acks=True)
+    assert EventBatch.decode(full.encode()) == full
