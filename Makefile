@@ -20,10 +20,17 @@ $(STAMP): pyproject.toml | system-deps
 demo: system-deps $(STAMP)
 	$(BIN)/python -m simulators demo
 
+# Tests in two runs: the unit tiers (in-process, no timing) on both cores with pytest-xdist,
+# then the tiers that start real brokers, hubs and edges and kill them, one at a time, as
+# their deadlines assume. Every test folder is in exactly one list (tests/test_tiers.py).
+UNIT_TIERS    := tests/hub tests/edge tests/contract tests/fuzz tests/architecture tests/bench \
+                 tests/deploy tests/simulators
+PROCESS_TIERS := tests/integration tests/faults tests/browser tests/api
 test: system-deps $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 $(UNIT_TIERS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 $(PROCESS_TIERS)
 
 test-fast: system-deps $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration and not faults"
