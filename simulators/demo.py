@@ -298,7 +298,29 @@ async def running_system(
 
 async def run(args: argparse.Namespace) -> None:
     async with running_system(args.workdir, args.escalation_s, args.wait_s) as (stack, bus):
-        await play(stack, bus, args.households, args.wait_s)
+        try:
+            await play(stack, bus, args.households, args.wait_s)
+        except httpx.TransportError:
+            if not await hub_exited(stack):
+                raise
+            # Ctrl-C reaches the whole process group: the hub can die of it a moment before
+            # our own handler cancels us, and a request in flight then fails to connect.
+            # That is the interrupt (or a hub crash, whose log says why), not a demo fault.
+            assert stack.hub is not None and stack.hub.process is not None
+            code = stack.hub.process.returncode
+            say("hub", f"中心已退出 (退出码 {code}) / the hub has exited (exit code {code})")
+
+
+async def hub_exited(stack: Stack, within_s: float = 5.0) -> bool:
+    """Has the hub process exited (or does it, within ``within_s``: it closes its socket
+    before the process ends)?"""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while stack.hub is not None and stack.hub.running:
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return stack.hub is not None
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
