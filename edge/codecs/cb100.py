@@ -23,6 +23,7 @@ end of the payload. Every rejected candidate frame is counted by reason:
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -142,6 +143,11 @@ class FrameDecoder:
 
     ``on_reject(reason, serial_or_None)`` is called for every rejected candidate, so a
     driver can log without diffing counters.
+
+    The call-button driver feeds it in the serial reader thread and reads the counters on
+    the event loop: :meth:`bad_frame_counts` copies them under the same lock the reader
+    takes to count a rejection (a plain ``dict(counter)`` can meet a reason counted for
+    the first time mid-copy and fail with "dictionary changed size during iteration").
     """
 
     def __init__(self, on_reject: Callable[[str, int | None], None] | None = None) -> None:
@@ -149,6 +155,7 @@ class FrameDecoder:
         self._on_reject = on_reject
         self.bad_frames: Counter[str] = Counter()
         self.bad_frames_by_device: Counter[int] = Counter()
+        self._counting = threading.Lock()  # rejections are rare: no cost on good frames
         self.garbage_bytes = 0
         self.frames_decoded = 0
 
@@ -197,12 +204,18 @@ class FrameDecoder:
             start = buf.find(HEADER, start + 1)
         return False
 
+    def bad_frame_counts(self) -> dict[str, int]:
+        """A copy of the rejections by reason, safe to take from another thread."""
+        with self._counting:
+            return dict(self.bad_frames)
+
     def _reject(self, reason: str, serial: int | None) -> None:
-        self.bad_frames[reason] += 1
-        if serial is not None and (
-            serial in self.bad_frames_by_device
-            or len(self.bad_frames_by_device) < MAX_TRACKED_DEVICES
-        ):
-            self.bad_frames_by_device[serial] += 1
+        with self._counting:
+            self.bad_frames[reason] += 1
+            if serial is not None and (
+                serial in self.bad_frames_by_device
+                or len(self.bad_frames_by_device) < MAX_TRACKED_DEVICES
+            ):
+                self.bad_frames_by_device[serial] += 1
         if self._on_reject is not None:
             self._on_reject(reason, serial)

@@ -202,7 +202,7 @@ class CallButtonBus:
             "feedback_expired": self._counts["feedback_expired"],
             "queue_dropped": self._counts["queue_dropped"],
             "garbage_bytes": self._decoder.garbage_bytes,
-            "bad_frames": dict(self._decoder.bad_frames),
+            "bad_frames": self._decoder.bad_frame_counts(),
             "errors": dict(self._errors),
             "devices": {d: s.as_dict() for d, s in sorted(self._devices.items())},
         }
