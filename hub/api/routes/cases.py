@@ -130,7 +130,7 @@ async def _snapshot(conn: AsyncConnection, case_id: int) -> dict[str, Any] | Non
     return dict(row) if row is not None else None
 
 
-async def _act(
+async def act_on_case(
     runtime: HubRuntime,
     principal: Principal,
     case_id: int,
@@ -276,7 +276,7 @@ async def acknowledge(
     case_id: int, body: WorkerAct, principal: Person, runtime: RuntimeDep
 ) -> dict[str, str]:
     worker = acting_worker(principal, body.worker_id)
-    await _act(
+    await act_on_case(
         runtime,
         principal,
         case_id,
@@ -291,7 +291,7 @@ async def on_site(
     case_id: int, body: WorkerAct, principal: Person, runtime: RuntimeDep
 ) -> dict[str, str]:
     worker = acting_worker(principal, body.worker_id)
-    await _act(
+    await act_on_case(
         runtime,
         principal,
         case_id,
@@ -306,7 +306,7 @@ async def resolve(
     case_id: int, body: ResolveBody, principal: Person, runtime: RuntimeDep
 ) -> dict[str, str]:
     worker = acting_worker(principal, body.worker_id)
-    await _act(
+    await act_on_case(
         runtime,
         principal,
         case_id,
@@ -329,7 +329,7 @@ async def close(
         actor = acting_worker(principal, body.worker_id)
     else:
         actor = f"operator:{_operator_name(principal, body.operator)}"
-    await _act(
+    await act_on_case(
         runtime,
         principal,
         case_id,

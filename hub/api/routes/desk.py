@@ -5,7 +5,7 @@ operators and admins; grid workers have their own page and their own case list
 (``/api/v1/cases``). Reassigning a case is a desk act (hotline, operators, admins).
 Adding a note is open to every person's role, a grid worker only on cases of their grids,
 so the worker on the way can say so on the case's timeline. Both acts are written with a
-row in the audit log, like every act on a case (``hub.api.routes.cases._act``).
+row in the audit log, like every act on a case (``hub.api.routes.cases.act_on_case``).
 
 Opening a case for a caller is the existing ``POST /api/v1/cases`` (``household_id``
 from the search here).
@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from hub.api.deps import HUMANS, Principal, ReadConnection, Role, RuntimeDep, require_roles
 from hub.api.errors import FORBIDDEN, INVALID, NOT_FOUND
 from hub.api.fields import Id, IdQuery
-from hub.api.routes.cases import _act
+from hub.api.routes.cases import act_on_case
 from hub.domain.case import NOTE_MAX_CHARS
 from hub.services import desk
 from hub.services.areas import load_areas
@@ -113,7 +113,7 @@ async def board_health(
 async def reassign(
     case_id: int, body: ReassignBody, principal: Desk, runtime: RuntimeDep
 ) -> dict[str, str]:
-    await _act(
+    await act_on_case(
         runtime,
         principal,
         case_id,
@@ -136,7 +136,7 @@ async def add_note(
     # a worker's note reads like their other acts on the timeline ("worker:3")
     worker = principal.worker_id if principal.role is Role.WORKER else None
     actor = f"worker:{worker}" if worker is not None else principal.actor
-    await _act(
+    await act_on_case(
         runtime,
         principal,
         case_id,
