@@ -146,6 +146,12 @@ def read_committed(hub_db: Path) -> list[CommittedEvent]:
         ).fetchall()
     finally:
         db.close()
+    return committed_events(rows)
+
+
+def committed_events(rows: Iterable[Sequence[Any]]) -> list[CommittedEvent]:
+    """Rows of ``(id, uid, device_id, lane, frame_seq)`` from a hub's ``events`` table, on
+    any back end, as the checker's :class:`CommittedEvent` (in the rows' order)."""
     events = []
     for commit_id, uid, device_id, lane, frame_seq in rows:
         edge_id, incarnation, outbox_seq = parse_uid(str(uid))

@@ -32,7 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import Command
 from simulators.fleet import Fleet
-from simulators.history import CommittedEvent, parse_uid, read_produced, sum_dropped
+from simulators.history import CommittedEvent, committed_events, read_produced, sum_dropped
 from simulators.hub_db import HubDatabase, json_value
 from simulators.postgres import PostgresCluster, run_coroutine
 from simulators.proxy import ProxyThread
@@ -260,24 +260,11 @@ class ReplicaRig(Rig):
 
     def committed(self) -> list[CommittedEvent]:
         assert self.db is not None
-        events = []
-        for commit_id, uid, device_id, lane, data in self.db.rows(
-            "SELECT id, uid, device_id, lane, data FROM events ORDER BY id"
-        ):
-            edge_id, incarnation, outbox_seq = parse_uid(str(uid))
-            frame_seq = (json_value(data) or {}).get("frame_seq")
-            events.append(
-                CommittedEvent(
-                    int(commit_id),
-                    str(device_id),
-                    str(lane),
-                    None if frame_seq is None else int(frame_seq),
-                    edge_id,
-                    incarnation,
-                    outbox_seq,
-                )
-            )
-        return events
+        rows = self.db.rows("SELECT id, uid, device_id, lane, data FROM events ORDER BY id")
+        return committed_events(
+            (commit_id, uid, device_id, lane, (json_value(data) or {}).get("frame_seq"))
+            for commit_id, uid, device_id, lane, data in rows
+        )
 
     def verdict(self) -> Verdict:
         for fleet in self.fleets:
