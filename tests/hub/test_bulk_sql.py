@@ -4,12 +4,8 @@ PostgreSQL through asyncpg's executemany and, for plain inserts of many rows, CO
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,35 +16,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contract import Event, Lane
 from hub.db import bulk
 from hub.db.bulk import bulk_execute, select_rows
-from hub.db.engine import create_engine
-from hub.db.migrate import upgrade_to_head
 from hub.db.schema import devices, events
 from hub.ingest import Ingest, event_uid
 from hub.placement import _DEVICES_BY_ID, _TOUCH, _touch_sqlite
 
-pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
-
 CHINA = timezone(timedelta(hours=8))
-_numbers = itertools.count(1)
 
 
 @pytest.fixture
-async def engine(
-    tmp_path: Path, db_backend: str, request: pytest.FixtureRequest
-) -> AsyncIterator[AsyncEngine]:
+def seed_time() -> None:
     """A migrated, empty database (no demo community: the tests count rows)."""
-    cluster = request.getfixturevalue("pg_cluster") if db_backend == "postgres" else None
-    name = f"bulk_{next(_numbers)}"
-    if cluster is not None:
-        url = await cluster.create_database(name)
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
-    await asyncio.to_thread(upgrade_to_head, url)
-    engine = create_engine(url)
-    yield engine
-    await engine.dispose()
-    if cluster is not None:
-        await cluster.drop_database(name)
+    return None
 
 
 async def raw(engine: AsyncEngine, sql: str) -> list[tuple[Any, ...]]:
