@@ -57,19 +57,39 @@ _finished: list[str] = []
 async def pg_template(
     cluster: PostgresCluster, seed_time: datetime | None, known: dict[datetime | None, str]
 ) -> str:
-    """The template database for ``seed_time``: migrated and seeded on first use."""
+    """The template database for ``seed_time``, made on first use: the migrated one (None)
+    by migrating, a seeded one as a copy of that, seeded; the migrations (seconds) run
+    once per session and back end, whatever the number of seed times."""
     name = known.get(seed_time)
     if name is None:
+        base = None if seed_time is None else await pg_template(cluster, None, known)
         name = f"template_{len(known) + 1}"
-        url = await cluster.create_database(name)
-        await migrate_and_seed(url, seed_time)
+        url = await cluster.create_database(name, template=base)
+        await migrate_or_seed(url, seed_time)
         known[seed_time] = name
     return name
 
 
-async def migrate_and_seed(url: str, seed_time: datetime | None) -> None:
-    upgrade_to_head(url)
+async def sqlite_template(
+    seed_time: datetime | None,
+    known: dict[datetime | None, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """:func:`pg_template`'s twin: a template file, a seeded one a copy of the migrated."""
+    path = known.get(seed_time)
+    if path is None:
+        path = tmp_path_factory.mktemp("hub-template") / "hub.db"
+        if seed_time is not None:
+            copy_sqlite_file(await sqlite_template(None, known, tmp_path_factory), path)
+        await migrate_or_seed(f"sqlite+aiosqlite:///{path}", seed_time)
+        known[seed_time] = path
+    return path
+
+
+async def migrate_or_seed(url: str, seed_time: datetime | None) -> None:
+    """Migrate an empty database (``seed_time`` None), or seed a migrated one."""
     if seed_time is None:
+        upgrade_to_head(url)
         return
     seeding = create_engine(url)
     async with seeding.begin() as conn:
@@ -96,11 +116,7 @@ async def database_url(
         _finished[:] = [name]
         yield url
         return
-    template_file = seeded_templates.get(seed_time)
-    if template_file is None:
-        template_file = tmp_path_factory.mktemp("hub-template") / "hub.db"
-        await migrate_and_seed(f"sqlite+aiosqlite:///{template_file}", seed_time)
-        seeded_templates[seed_time] = template_file
+    template_file = await sqlite_template(seed_time, seeded_templates, tmp_path_factory)
     copy = tmp_path / "db" / "hub.db"
     copy_sqlite_file(template_file, copy)
     yield f"sqlite+aiosqlite:///{copy}"
