@@ -1,8 +1,9 @@
 """Shared hub fixtures: a real, migrated database with the demo community in it.
 
 Migrating takes about a second and a half (more on a busy machine) and seeding a fifth of
-that, for every one of hundreds of tests; so the database is migrated and seeded once per
-session, back end and seed time, and each test works on its own copy of that template: a
+that, for every one of hundreds of tests; so the database is migrated once per session and
+back end, seeded once per seed time (on a copy of the migrated one), and each test works
+on its own copy of that template: a
 copy of the SQLite file, or on PostgreSQL a database made with ``CREATE DATABASE …
 TEMPLATE`` (a file-level copy inside the server, tens of milliseconds) and dropped after.
 Which back end a test gets is ``db_backend`` (tests/conftest.py): every test here that
