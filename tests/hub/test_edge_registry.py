@@ -305,11 +305,14 @@ async def test_a_broker_not_started_yet_is_a_clear_instruction_not_a_reload_fail
     assert reloader.calls == 1
 
 
-def test_broker_files_writes_both_files_before_the_broker_exists(tmp_path: Path) -> None:
-    """``python -m hub broker-files``: the files exist before Mosquitto first starts."""
+def test_broker_files_writes_both_files_before_the_broker_exists(
+    tmp_path: Path, unmigrated_database_url: str
+) -> None:
+    """``python -m hub broker-files``: the files exist before Mosquitto first starts (on a
+    fresh install: the command migrates the empty database itself)."""
     config = tmp_path / "hub.yaml"
     config.write_text(
-        f"database_url: sqlite+aiosqlite:///{tmp_path / 'hub.db'}\n"
+        f"database_url: '{unmigrated_database_url}'\n"
         "broker: {username: hub}\n"
         "broker_auth:\n"
         f"  password_file: {tmp_path / 'm' / 'passwd'}\n"
