@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -52,27 +53,37 @@ def wait_until_sync(
 
 
 # -- database back ends -------------------------------------------------------------------
-# The hub's storage, case, escalation, ingest and API tests run on SQLite and on PostgreSQL:
-# a module (or test) marked ``@pytest.mark.postgres`` that uses a fixture depending on
-# ``db_backend`` (tests/hub/conftest.py's ``engine``) is run once per back end, with ids
-# ending in ``[sqlite]`` / ``[postgres]``. HUB_TEST_BACKENDS widens or narrows that:
-# ``both`` runs every such test on both, ``postgres`` every one on PostgreSQL only,
-# ``sqlite`` none on PostgreSQL (for a machine without it).
+# The hub's database tests run on SQLite and on PostgreSQL: every test in tests/hub that
+# uses a fixture depending on ``db_backend`` (tests/hub/conftest.py's ``database_url`` and
+# ``engine``) is run once per back end, with ids ending in ``[sqlite]`` / ``[postgres]``;
+# there a back end costs a copy of a template database. Elsewhere (the process tiers,
+# where it costs a hub process) only a module or test marked ``@pytest.mark.postgres``
+# is. HUB_TEST_BACKENDS widens or narrows that: ``both`` runs every such test on both,
+# ``postgres`` every one on PostgreSQL only, ``sqlite`` none on PostgreSQL (for a machine
+# without it). Each test run on both is given the ``postgres`` mark (``-m postgres``).
 BACKENDS_ENV = "HUB_TEST_BACKENDS"
+#: Where every database test runs on both back ends without being marked.
+BOTH_BY_DEFAULT = (Path(__file__).parent / "hub",)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db_backend" not in metafunc.fixturenames:
         return
     choice = os.environ.get(BACKENDS_ENV, "")
-    marked = metafunc.definition.get_closest_marker("postgres") is not None
+    marked = metafunc.definition.get_closest_marker("postgres") is not None or any(
+        metafunc.definition.path.is_relative_to(folder) for folder in BOTH_BY_DEFAULT
+    )
     if choice == "postgres":
         backends = ["postgres"]
     elif choice == "both" or (marked and choice != "sqlite"):
         backends = ["sqlite", "postgres"]
     else:
         return  # the ``db_backend`` fixture's default: SQLite
-    metafunc.parametrize("db_backend", backends, indirect=True)
+    metafunc.parametrize(
+        "db_backend",
+        [pytest.param(b, marks=pytest.mark.postgres) for b in backends],
+        indirect=True,
+    )
 
 
 @pytest.fixture

@@ -1,11 +1,14 @@
 """Shared hub fixtures: a real, migrated database with the demo community in it.
 
 Migrating takes about a second and a half (more on a busy machine) and seeding a fifth of
-that, for every one of hundreds of tests; so the database is migrated and seeded once per
-session, back end and seed time, and each test works on its own copy of that template: a
+that, for every one of hundreds of tests; so the database is migrated once per session and
+back end, seeded once per seed time (on a copy of the migrated one), and each test works
+on its own copy of that template: a
 copy of the SQLite file, or on PostgreSQL a database made with ``CREATE DATABASE …
 TEMPLATE`` (a file-level copy inside the server, tens of milliseconds) and dropped after.
-Which back end a test gets is ``db_backend`` (tests/conftest.py).
+Which back end a test gets is ``db_backend`` (tests/conftest.py): every test here that
+takes ``database_url`` or ``engine`` runs on both, SQLite and PostgreSQL. A module that
+wants an empty (migrated, not seeded) database overrides ``seed_time`` to return None.
 """
 
 from __future__ import annotations
@@ -28,19 +31,20 @@ SEEDED_AT = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # a Monday, 09:00 in Shangha
 
 
 @pytest.fixture
-def seed_time() -> datetime:
-    """When the demo community is seeded; a test module may override it."""
+def seed_time() -> datetime | None:
+    """When the demo community is seeded; a test module may override it (None: not at all,
+    a migrated, empty database as a new street office starts with)."""
     return SEEDED_AT
 
 
 @pytest.fixture(scope="session")
-def seeded_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[datetime, Path]:
+def seeded_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[datetime | None, Path]:
     """Seed time → a migrated, seeded template database (filled in on first use)."""
     return {}
 
 
 @pytest.fixture(scope="session")
-def pg_templates() -> dict[datetime, str]:
+def pg_templates() -> dict[datetime | None, str]:
     """Seed time → the name of a migrated, seeded PostgreSQL template database."""
     return {}
 
@@ -52,20 +56,46 @@ _finished: list[str] = []
 
 
 async def pg_template(
-    cluster: PostgresCluster, seed_time: datetime, known: dict[datetime, str]
+    cluster: PostgresCluster, seed_time: datetime | None, known: dict[datetime | None, str]
 ) -> str:
-    """The template database for ``seed_time``: migrated and seeded on first use."""
+    """The template database for ``seed_time``, made on first use: the migrated one (None)
+    by migrating, a seeded one as a copy of that, seeded; the migrations (seconds) run
+    once per session and back end, whatever the number of seed times."""
     name = known.get(seed_time)
     if name is None:
+        base = None if seed_time is None else await pg_template(cluster, None, known)
         name = f"template_{len(known) + 1}"
-        url = await cluster.create_database(name)
-        upgrade_to_head(url)
-        seeding = create_engine(url)
-        async with seeding.begin() as conn:
-            await seed_demo_community(conn, seed_time)
-        await seeding.dispose()  # no session may stay on a template that is copied
+        url = await cluster.create_database(name, template=base)
+        await migrate_or_seed(url, seed_time)
         known[seed_time] = name
     return name
+
+
+async def sqlite_template(
+    seed_time: datetime | None,
+    known: dict[datetime | None, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """:func:`pg_template`'s twin: a template file, a seeded one a copy of the migrated."""
+    path = known.get(seed_time)
+    if path is None:
+        path = tmp_path_factory.mktemp("hub-template") / "hub.db"
+        if seed_time is not None:
+            copy_sqlite_file(await sqlite_template(None, known, tmp_path_factory), path)
+        await migrate_or_seed(f"sqlite+aiosqlite:///{path}", seed_time)
+        known[seed_time] = path
+    return path
+
+
+async def migrate_or_seed(url: str, seed_time: datetime | None) -> None:
+    """Migrate an empty database (``seed_time`` None), or seed a migrated one."""
+    if seed_time is None:
+        upgrade_to_head(url)
+        return
+    seeding = create_engine(url)
+    async with seeding.begin() as conn:
+        await seed_demo_community(conn, seed_time)
+    await seeding.dispose()  # no session may stay on a template that is copied
 
 
 @pytest.fixture
@@ -73,9 +103,9 @@ async def database_url(
     request: pytest.FixtureRequest,
     db_backend: str,
     tmp_path: Path,
-    seed_time: datetime,
-    seeded_templates: dict[datetime, Path],
-    pg_templates: dict[datetime, str],
+    seed_time: datetime | None,
+    seeded_templates: dict[datetime | None, Path],
+    pg_templates: dict[datetime | None, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[str]:
     """The URL of this test's own migrated, seeded database, on the test's back end."""
@@ -87,19 +117,26 @@ async def database_url(
         _finished[:] = [name]
         yield url
         return
-    template_file = seeded_templates.get(seed_time)
-    if template_file is None:
-        template_file = tmp_path_factory.mktemp("hub-template") / "hub.db"
-        url = f"sqlite+aiosqlite:///{template_file}"
-        upgrade_to_head(url)
-        seeding = create_engine(url)
-        async with seeding.begin() as conn:
-            await seed_demo_community(conn, seed_time)
-        await seeding.dispose()
-        seeded_templates[seed_time] = template_file
+    template_file = await sqlite_template(seed_time, seeded_templates, tmp_path_factory)
     copy = tmp_path / "db" / "hub.db"
     copy_sqlite_file(template_file, copy)
     yield f"sqlite+aiosqlite:///{copy}"
+
+
+@pytest.fixture
+async def unmigrated_database_url(
+    request: pytest.FixtureRequest, db_backend: str, tmp_path: Path
+) -> AsyncIterator[str]:
+    """The URL of a database with nothing in it, not even the schema: for migration tests."""
+    if db_backend == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+        name = f"test_{next(_database_numbers)}"
+        url = await cluster.create_database(name, dropping=_finished)
+        _finished[:] = [name]
+        yield url
+        return
+    (tmp_path / "db").mkdir()
+    yield f"sqlite+aiosqlite:///{tmp_path / 'db' / 'hub.db'}"
 
 
 def copy_sqlite_file(source: Path, target: Path) -> None:

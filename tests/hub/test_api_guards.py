@@ -221,7 +221,7 @@ def test_both_import_routes_declare_the_larger_class_and_it_holds_their_files() 
     assert BodyLimits().import_bytes >= BODY_LIMIT
 
 
-@pytest.mark.postgres  # asyncpg refuses such an int itself; SQLite's driver overflows
+# On both back ends: asyncpg refuses such an int itself; SQLite's driver overflows.
 async def test_an_id_past_64_bits_is_a_422_with_the_write_gate_installed(
     database_url: str,
 ) -> None:

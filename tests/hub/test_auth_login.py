@@ -21,8 +21,6 @@ from hub.db import schema
 from hub.domain.access import Role
 from tests.hub.test_auth import PASSWORD, T0, make_account
 
-pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
-
 WINDOW = timedelta(minutes=15)
 
 

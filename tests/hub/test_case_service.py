@@ -27,8 +27,6 @@ from hub.services.org import (
     seed_demo_community,
 )
 
-pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
-
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
 EDGE = "edge-demo"
 BUTTON = "cb100-77626"  # 张桂英, 幸福里小区3号楼2单元301室, 第一网格, lives alone

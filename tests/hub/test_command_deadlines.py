@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,8 +15,6 @@ from hub.domain.effects import Effects
 from hub.effects import EffectDispatcher
 from simulators.stack import REPO_ROOT
 from tests.hub.test_device_commands import NoNotifier, RecordingBroker
-
-pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
 
 T0 = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
 

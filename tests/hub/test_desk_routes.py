@@ -32,8 +32,6 @@ from hub.services.cases import CaseService
 from simulators.stack import REPO_ROOT
 from tests.hub.test_route_roles import app_endpoints, declared_roles
 
-pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
-
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
 PRINCIPALS = {
     "admin": Principal(kind="token", name="api", role=Role.ADMIN),

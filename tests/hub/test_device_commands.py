@@ -33,8 +33,6 @@ from hub.services.errors import InvalidInput
 from profiles.loader import load_profile
 from simulators.stack import REPO_ROOT
 
-pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
-
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 PRINCIPALS = {
     "admin": Principal(kind="token", name="api", role=Role.ADMIN),

@@ -31,8 +31,6 @@ from hub.handlers.device_state import DeviceStateHandler
 from hub.handlers.router import DeviceEventRouter
 from simulators.stack import REPO_ROOT
 
-pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
-
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 M1, M2 = "meter-000000000001", "meter-000000000002"
 PRINCIPALS = {

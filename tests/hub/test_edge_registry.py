@@ -1,5 +1,6 @@
-"""Edge provisioning service on a real SQLite file: shown once, stored hashed, audited,
-broker files rewritten in the same transaction; a fake reloader stands in for SIGHUP."""
+"""Edge provisioning service on a real database (SQLite and PostgreSQL): shown once, stored
+hashed, audited, broker files rewritten in the same transaction; a fake reloader stands in
+for SIGHUP."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,8 +16,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config import BrokerAuthSettings, BrokerReloadSettings, EdgeBrokerAddress, HubConfig
-from hub.db.engine import create_engine
-from hub.db.migrate import upgrade_to_head
 from hub.db.schema import audit_log, edges
 from hub.domain.access import Principal, Role
 from hub.provisioning import (
@@ -57,14 +55,9 @@ class Clock:
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db' / 'hub.db'}"
-    upgrade_to_head(url)
-    engine = create_engine(url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
+def seed_time() -> None:
+    """An empty, migrated database: the only edges are the ones a test registers."""
+    return None
 
 
 def settings(tmp_path: Path) -> BrokerAuthSettings:
@@ -312,11 +305,14 @@ async def test_a_broker_not_started_yet_is_a_clear_instruction_not_a_reload_fail
     assert reloader.calls == 1
 
 
-def test_broker_files_writes_both_files_before_the_broker_exists(tmp_path: Path) -> None:
-    """``python -m hub broker-files``: the files exist before Mosquitto first starts."""
+def test_broker_files_writes_both_files_before_the_broker_exists(
+    tmp_path: Path, unmigrated_database_url: str
+) -> None:
+    """``python -m hub broker-files``: the files exist before Mosquitto first starts (on a
+    fresh install: the command migrates the empty database itself)."""
     config = tmp_path / "hub.yaml"
     config.write_text(
-        f"database_url: sqlite+aiosqlite:///{tmp_path / 'hub.db'}\n"
+        f"database_url: '{unmigrated_database_url}'\n"
         "broker: {username: hub}\n"
         "broker_auth:\n"
         f"  password_file: {tmp_path / 'm' / 'passwd'}\n"

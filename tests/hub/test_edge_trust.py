@@ -31,8 +31,6 @@ from hub.services.device_history import EventFilter, list_events, list_readings
 from hub.services.org import list_tasks
 from hub.services.quarantine import QuarantineLimits, Refusal, add_refusals, list_dropped
 
-pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
-
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
 EDGE = "edge-demo"  # the seeded buttons are registered behind it
 FORGER = "edge-b"

@@ -1,4 +1,4 @@
-"""Facility handlers on a real, migrated SQLite file with the demo community.
+"""Facility handlers on a real, migrated database with the demo community (both back ends).
 
 Events go through the real :class:`DeviceEventRouter` (which loads the device rows) inside
 a real transaction, and ``on_tick`` is called with chosen times (48 h later, 05:01 local),
@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,8 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contract import Event, Lane
 from hub.db import schema
-from hub.db.engine import create_engine
-from hub.db.migrate import upgrade_to_head
 from hub.domain.effects import Effects
 from hub.domain.facility_rules import FacilitySettings, ParcelWebhookSettings
 from hub.handlers.facilities import facility_handlers
@@ -35,8 +31,6 @@ from hub.handlers.facilities.parcels import ParcelHandler, list_parcels
 from hub.handlers.facilities.water import WaterHandler
 from hub.handlers.router import DeviceEventHandler, DeviceEventRouter
 from hub.services.alerts import notify_grid_worker
-from hub.services.org import seed_demo_community
-from tests.hub.conftest import SEEDED_AT
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
@@ -45,39 +39,6 @@ GRID1_WORKER, GRID2_WORKER, BACKUP = 1, 2, 3
 
 def local(y: int, mo: int, d: int, h: int, mi: int = 0) -> datetime:
     return datetime(y, mo, d, h, mi, tzinfo=SHANGHAI).astimezone(UTC)
-
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One migrated, seeded database per module; each test works on a copy (migrating
-    and seeding with synchronous=FULL takes seconds on a busy machine)."""
-    path = tmp_path_factory.mktemp("template") / "hub.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    upgrade_to_head(url)
-
-    async def seed() -> None:
-        engine = create_engine(url)
-        async with engine.begin() as conn:
-            await seed_demo_community(conn, SEEDED_AT)
-        await engine.dispose()
-
-    asyncio.run(seed())
-    return path
-
-
-@pytest.fixture
-async def engine(template_db: Path, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    """The conftest's ``engine`` (migrated, demo community), from the module's template."""
-    copy = tmp_path / "hub.db"
-    shutil.copyfile(template_db, copy)
-    wal = template_db.with_name(template_db.name + "-wal")
-    if wal.exists():  # normally checkpointed away when the seeding engine closed
-        shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
-    engine = create_engine(f"sqlite+aiosqlite:///{copy}")
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

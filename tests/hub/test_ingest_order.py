@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,8 +17,6 @@ from hub.domain.effects import Effects
 from hub.domain.escalation import EscalationPolicy
 from hub.ingest import Ingest
 from hub.services.cases import CaseService
-
-pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 EDGE = "edge-demo"

@@ -25,8 +25,6 @@ from hub.domain.access import Principal
 from simulators.stack import REPO_ROOT
 from tests.hub.test_registry_routes import PRINCIPALS, T0
 
-pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
-
 Clients = dict[str, httpx.AsyncClient]
 
 

@@ -21,8 +21,6 @@ from hub.services.cases import CaseService
 from hub.services.live_feed import events_after, grids_of_worker
 from tests.conftest import wait_until
 
-pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
-
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 NOTE = Notification(
     case_id=None,

@@ -1,11 +1,10 @@
-"""Hub metrics on a real SQLite file: per-app registries, and edge statuses that lie."""
+"""Hub metrics on a real database (SQLite and PostgreSQL): per-app registries, and edge
+statuses that lie."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +12,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.db.engine import create_engine
-from hub.db.schema import case_audit, cases, edge_status, metadata
+from hub.db.schema import edge_status
 from hub.metrics import HubMetrics
 
 NOW = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
@@ -49,15 +47,9 @@ class FakeConnection:
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}")
-    async with engine.begin() as conn:
-        # Only the tables the metrics read (SQLite creates them without their targets).
-        await conn.run_sync(
-            lambda c: metadata.create_all(c, tables=[cases, case_audit, edge_status])
-        )
-    yield engine
-    await engine.dispose()
+def seed_time() -> None:
+    """An empty, migrated database: the cases and edge statuses are the test's own."""
+    return None
 
 
 def parse(text: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -29,8 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contract.config_file import ConfigError, load_config
 from hub.config import HubConfig
-from hub.db.engine import create_engine
-from hub.db.schema import metadata, notification_deliveries
+from hub.db.schema import notification_deliveries
 from hub.domain.escalation import Tier
 from hub.domain.notification import Notification, compose
 from hub.notify.channels import http_channels
@@ -452,12 +451,9 @@ def test_sms_template_with_an_unknown_placeholder_is_refused(tmp_path: Path) -> 
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}")
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda c: metadata.create_all(c, tables=[notification_deliveries]))
-    yield engine
-    await engine.dispose()
+def seed_time() -> None:
+    """An empty, migrated database for the delivery log (tests/hub/conftest.py's ``engine``)."""
+    return None
 
 
 async def test_failed_deliveries_are_recorded_and_listed(

@@ -16,8 +16,6 @@ from hub.db.engine import describe_url
 from hub.services.records import contains
 from tests.hub.test_ingest_order import BUTTON, EDGE, T0, FakeBroker, make_ingest
 
-pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
-
 
 @pytest.mark.parametrize(
     ("value", "text", "found"),

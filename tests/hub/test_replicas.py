@@ -10,15 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contract.mqtt import Message
 from hub.config import ClusterSettings
 from hub.domain.ownership import owner_of
 from hub.replicas import ReplicaSet, replica_of_status, status_name
-
-pytestmark = pytest.mark.postgres
 
 EDGES = [f"edge-{i}" for i in range(600)]
 

@@ -21,8 +21,6 @@ from hub.domain.effects import Effects
 from hub.handlers.router import DeviceEventRouter
 from hub.handlers.supervision import SupervisionHandler, SupervisionSettings, building_of
 
-pytestmark = pytest.mark.postgres  # on SQLite and on PostgreSQL
-
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
 SETTINGS = SupervisionSettings(outage_min_devices=5, outage_window_s=120)
 BUILDING = "幸福里小区3号楼"
