@@ -21,9 +21,15 @@ from contract import Event
 from hub.db.schema import tasks
 from hub.domain.effects import Effects
 from hub.domain.facility_rules import BinVerdict, FacilitySettings, judge_bin, number
-from hub.handlers.facilities.common import DEFAULT_TZ, InputProblems, grid_of, where, where_en
+from hub.handlers.facilities.common import (
+    DEFAULT_TZ,
+    InputProblems,
+    grid_of,
+    tell_grid_worker,
+    where,
+    where_en,
+)
 from hub.handlers.router import DeviceRow
-from hub.services.alerts import notify_grid_worker
 from hub.services.tasks import file_device_task
 
 BIN_KINDS = frozenset({"bin_reading"})
@@ -116,20 +122,18 @@ class BinHandler:
         if told is None:
             return Effects()
         task_id, (zh, en) = told
-        notifications = await notify_grid_worker(
+        return await tell_grid_worker(
             conn,
-            grid_id=grid_id,
+            device,
             kind="bin_alert",
-            message_zh=zh,
-            message_en=en,
             task_id=task_id,
-            household_id=device.household_id,
-            device_id=device.id,
+            grid_id=grid_id,
+            zh=zh,
+            en=en,
             now=now,
             tz=self.tz,
             ack_base_url=self.ack_base_url,
         )
-        return Effects(notifications=notifications)
 
     async def _file_alert(
         self,

@@ -1,6 +1,7 @@
-"""What every facility handler needs: the grid a device is in, and payload values it can
+"""What every facility handler needs: the grid a device is in, payload values it can
 trust, with what it could not trust counted (and logged at most once a minute) instead of
-crashing ingest. The events themselves are already stored whole in ``events``."""
+crashing ingest, and the one way a device's task is opened and its grid worker told. The
+events themselves are already stored whole in ``events``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,8 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db.schema import households
+from hub.domain.effects import Effects
 from hub.domain.facility_rules import number
 from hub.handlers.router import DeviceRow
+from hub.services.alerts import notify_grid_worker
+from hub.services.tasks import file_device_task
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,87 @@ def where(device: DeviceRow) -> str:
 
 def where_en(device: DeviceRow) -> str:
     return f"{device.place} ({device.id})" if device.place else device.id
+
+
+async def tell_grid_worker(
+    conn: AsyncConnection,
+    device: DeviceRow,
+    *,
+    kind: str,
+    task_id: int,
+    grid_id: int | None,
+    zh: str,
+    en: str,
+    now: datetime,
+    tz: tzinfo,
+    ack_base_url: str,
+) -> Effects:
+    """Tell whoever is on duty in ``grid_id`` about ``device``'s task ``task_id``.
+
+    Why one function: every facility alert (door, compartment, leak, bin) reaches the
+    worker the same way, with the device's household and id so the message can name the
+    place, and the acknowledge link pointing at the task; written once, a handler cannot
+    forget one of them. ``kind`` is the notification kind shown to the worker.
+    """
+    notifications = await notify_grid_worker(
+        conn,
+        grid_id=grid_id,
+        kind=kind,
+        message_zh=zh,
+        message_en=en,
+        task_id=task_id,
+        household_id=device.household_id,
+        device_id=device.id,
+        now=now,
+        tz=tz,
+        ack_base_url=ack_base_url,
+    )
+    return Effects(notifications=notifications)
+
+
+async def open_device_task(
+    conn: AsyncConnection,
+    device: DeviceRow,
+    *,
+    kind: str,
+    zh: str,
+    en: str,
+    now: datetime,
+    tz: tzinfo,
+    ack_base_url: str,
+) -> tuple[int | None, Effects]:
+    """File a ``kind`` task about ``device`` in its grid and tell the grid's worker.
+
+    Returns the new task's id and the notifications; (None, no effects) when the device
+    already has an open task of that kind. Why the worker is told only then: a door that
+    repeats "forced" or a meter that leaks night after night is one task and one call, not
+    one per event. The task's detail is ``"zh / en"``, as every worker-facing text.
+    """
+    grid_id = await grid_of(conn, device)
+    task_id = await file_device_task(
+        conn,
+        kind=kind,
+        device_id=device.id,
+        household_id=device.household_id,
+        grid_id=grid_id,
+        detail=f"{zh} / {en}",
+        now=now,
+    )
+    if task_id is None:
+        return None, Effects()
+    effects = await tell_grid_worker(
+        conn,
+        device,
+        kind=kind,
+        task_id=task_id,
+        grid_id=grid_id,
+        zh=zh,
+        en=en,
+        now=now,
+        tz=tz,
+        ack_base_url=ack_base_url,
+    )
+    return task_id, effects
 
 
 class InputProblems:

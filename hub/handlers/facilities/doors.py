@@ -26,15 +26,13 @@ from hub.domain.facility_rules import number
 from hub.handlers.facilities.common import (
     DEFAULT_TZ,
     InputProblems,
-    grid_of,
     int_value,
+    open_device_task,
     text_value,
     where,
     where_en,
 )
 from hub.handlers.router import DeviceRow
-from hub.services.alerts import notify_grid_worker
-from hub.services.tasks import file_device_task
 
 PASS_KINDS = frozenset({"face_pass", "face_unknown", "card_pass"})
 ALERT_KINDS = frozenset({"door_forced", "door_held_open"})
@@ -107,33 +105,19 @@ class DoorHandler:
     async def _alert(
         self, conn: AsyncConnection, device: DeviceRow, event: Event, now: datetime
     ) -> Effects:
-        grid_id = await grid_of(conn, device)
         zh, en = alert_text(device, event)
-        task_id = await file_device_task(
+        # nothing to tell when the door already has an open alert: one task, one call
+        _, effects = await open_device_task(
             conn,
+            device,
             kind="door_alert",
-            device_id=device.id,
-            household_id=device.household_id,
-            grid_id=grid_id,
-            detail=f"{zh} / {en}",
-            now=now,
-        )
-        if task_id is None:
-            return Effects()  # the door already has an open alert: one task, one call
-        notifications = await notify_grid_worker(
-            conn,
-            grid_id=grid_id,
-            kind="door_alert",
-            message_zh=zh,
-            message_en=en,
-            task_id=task_id,
-            household_id=device.household_id,
-            device_id=device.id,
+            zh=zh,
+            en=en,
             now=now,
             tz=self.tz,
             ack_base_url=self.ack_base_url,
         )
-        return Effects(notifications=notifications)
+        return effects
 
 
 async def list_access_log(

@@ -43,8 +43,8 @@ from hub.domain.notification import Notification
 from hub.handlers.facilities.common import (
     DEFAULT_TZ,
     InputProblems,
-    grid_of,
     int_value,
+    open_device_task,
     text_value,
     where,
     where_en,
@@ -247,33 +247,17 @@ class ParcelHandler:
         which_en = f"compartment {compartment}" if compartment is not None else "a compartment"
         zh = f"快递柜{which}门未关：{where(device)}"
         en = f"locker {which_en} left open: {where_en(device)}"
-        grid_id = await grid_of(conn, device)
-        task_id = await file_device_task(
+        _, effects = await open_device_task(
             conn,
+            device,
             kind="door_alert",
-            device_id=device.id,
-            household_id=device.household_id,
-            grid_id=grid_id,
-            detail=f"{zh} / {en}",
+            zh=zh,
+            en=en,
             now=now,
+            tz=self.tz,
+            ack_base_url=self.ack_base_url,
         )
-        if task_id is None:
-            return Effects()
-        return Effects(
-            notifications=await notify_grid_worker(
-                conn,
-                grid_id=grid_id,
-                kind="door_alert",
-                message_zh=zh,
-                message_en=en,
-                task_id=task_id,
-                household_id=device.household_id,
-                device_id=device.id,
-                now=now,
-                tz=self.tz,
-                ack_base_url=self.ack_base_url,
-            )
-        )
+        return effects
 
     # -- time ------------------------------------------------------------------------------
 

@@ -34,10 +34,14 @@ from hub.domain.facility_rules import (
     night_of,
     number,
 )
-from hub.handlers.facilities.common import DEFAULT_TZ, InputProblems, grid_of, where, where_en
+from hub.handlers.facilities.common import (
+    DEFAULT_TZ,
+    InputProblems,
+    open_device_task,
+    where,
+    where_en,
+)
 from hub.handlers.router import DeviceRow
-from hub.services.alerts import notify_grid_worker
-from hub.services.tasks import file_device_task
 
 WATER_KINDS = frozenset({"water_reading"})
 
@@ -212,32 +216,18 @@ class WaterHandler:
             f"{row['night']:%m-%d} {window} ({row['readings']} readings, lowest "
             f"{low:.3f} m³/h); please check"
         )
-        grid_id = await grid_of(conn, device)
-        task_id = await file_device_task(
+        # task None: the meter's leak check from an earlier night is still open
+        task_id, effects = await open_device_task(
             conn,
+            device,
             kind="leak_check",
-            device_id=device.id,
-            household_id=device.household_id,
-            grid_id=grid_id,
-            detail=f"{zh} / {en}",
-            now=now,
-        )
-        if task_id is None:
-            return Effects(), None  # the meter's leak check from an earlier night is open
-        notifications = await notify_grid_worker(
-            conn,
-            grid_id=grid_id,
-            kind="leak_check",
-            message_zh=zh,
-            message_en=en,
-            task_id=task_id,
-            household_id=device.household_id,
-            device_id=device.id,
+            zh=zh,
+            en=en,
             now=now,
             tz=self.tz,
             ack_base_url=self.ack_base_url,
         )
-        return Effects(notifications=notifications), task_id
+        return effects, task_id
 
 
 async def _device(conn: AsyncConnection, device_id: str) -> DeviceRow | None:
