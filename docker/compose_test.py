@@ -229,7 +229,8 @@ class Play:
 
     def broker_takeovers(self) -> int:
         """Connections the broker threw out for a newer one with the same client id: hub
-        replicas sharing a client id (``use_username_as_clientid``) do that in a loop."""
+        replicas sharing one account (``use_username_as_clientid``) did that in a loop
+        before each had its own (``docs/scaling.md``, "Broker accounts")."""
         done = subprocess.run(
             [self.stack.docker, "logs", self.stack.container("mosquitto")],
             capture_output=True,
