@@ -193,7 +193,7 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         # Two links (issue #13): the alarm lane on a connection of its own, see
         # hub.broker_links; both feed on_message (news, replicas' wills, then ingest).
         broker = HubBrokerLinks(
-            config.broker,
+            config.process_broker(),  # a replica logs in with its own account (issue #14)
             bulk_client_id=config.mqtt_client_id("ingest"),
             alarm_client_id=config.mqtt_client_id("alarm"),
             on_message=on_message,
@@ -276,10 +276,11 @@ def create_app(config: HubConfig, *, seed_demo: bool = False) -> FastAPI:
         if replicas is not None:
             tasks.append(asyncio.create_task(replicas.run(), name="replica-heartbeat"))
         log.info(
-            "hub started: database %s, broker %s:%s",
+            "hub started: database %s, broker %s:%s as %s",
             describe_url(config.database_url),
             config.broker.host,
             config.broker.port,
+            config.process_broker().username or "anonymous",
         )
         try:
             yield

@@ -4,7 +4,8 @@ With ``broker_auth`` configured the hub owns the broker's ``password_file`` and
 ``acl_file``. Mosquitto refuses to start while they are missing, and the hub rewrites
 them at every start, so on a fresh install run this once first; the order is then:
 ``python -m hub broker-files`` → start Mosquitto → start the hub (docs/operations.md).
-Needs ``HUB__BROKER__PASSWORD`` (the hub's own broker account goes into the files),
+Needs ``HUB__BROKER__PASSWORD`` (the hub's own broker account goes into the files: one
+per replica, ``<broker.username>.<replica_id>``, for every replica in ``cluster.replicas``),
 reads the edges from the database (migrated first) and writes both files with mode 0600.
 """
 
@@ -60,8 +61,10 @@ def main(argv: list[str]) -> int:
     except BrokerFilesUnwritable as err:
         _say(f"hub: {err}")
         return 1
+    accounts = ", ".join(config.broker_accounts())
     _say(
-        f"wrote {auth.password_file} and {auth.acl_file} (mode 0600); start Mosquitto as "
+        f"wrote {auth.password_file} and {auth.acl_file} (mode 0600; the hub's accounts: "
+        f"{accounts}, each with its .alarm twin); start Mosquitto as "
         f"their owner, then the hub / 已写入密码和访问控制文件，请以文件所有者身份启动 Mosquitto，"
         f"再启动中心平台"
     )

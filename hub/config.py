@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, field_validator, model_validator
 
@@ -205,7 +205,8 @@ class EdgeBrokerAddress(BaseModel):
 class BrokerAuthSettings(BaseModel):
     """Edge provisioning: the hub writes Mosquitto's password and ACL files (see
     ``hub.provisioning``). The hub's own account in them is ``broker.username`` with the
-    password from ``HUB__BROKER__PASSWORD``."""
+    password from ``HUB__BROKER__PASSWORD``; for replicas, one account per replica in
+    ``cluster.replicas`` (:meth:`HubConfig.broker_accounts`), each with that password."""
 
     model_config = {"extra": "forbid"}
 
@@ -215,29 +216,66 @@ class BrokerAuthSettings(BaseModel):
     edge_broker: EdgeBrokerAddress | None = None  # default: the hub's own broker address
 
 
+_REPLICA_ID = r"^[A-Za-z0-9_.-]{1,40}$"
+
+
+def replica_account(hub_username: str, replica_id: str) -> str:
+    """The broker account of one hub replica: the hub's username and the replica id."""
+    return f"{hub_username}.{replica_id}"
+
+
 class ClusterSettings(BaseModel):
     """One of several hub processes on one database and one broker (issue #14,
     ``docs/scaling.md`` "Hub replicas").
 
-    ``replica_id`` names this process (its MQTT client id and its row in ``hub_replicas``);
-    it must be unique among the processes of one hub. ``role``: ``ingest`` takes MQTT
-    ingest, escalation deadlines and command resends; ``api`` serves the API and the live
-    streams and takes no edge traffic; ``all`` does both (a replica). A replica counts as
-    dead when its heartbeat has not moved for ``dead_after_s``, or at once when the broker
-    publishes its last will.
+    ``replica_id`` names this process (its MQTT client id, its broker account and its row in
+    ``hub_replicas``); it must be unique among the processes of one hub. ``role``:
+    ``ingest`` takes MQTT ingest, escalation deadlines and command resends; ``api`` serves
+    the API and the live streams and takes no edge traffic; ``all`` does both (a replica).
+    A replica counts as dead when its heartbeat has not moved for ``dead_after_s``, or at
+    once when the broker publishes its last will.
+
+    Each replica logs in to the broker with an account of its own,
+    ``<broker.username>.<replica_id>`` (:func:`replica_account`), with the hub's one
+    password: a broker that runs ``use_username_as_clientid`` (ours) names a connection by
+    its username, and two replicas on one account would throw each other out in a loop.
+    ``replicas`` lists every replica of the hub (every role): with ``broker_auth`` whichever
+    replica writes the broker's password and ACL files must write the accounts of all of
+    them, or its rewrite would lock the others out at the broker's next reload. Keep the
+    list the same in every replica's configuration (one shared file, the replica id from
+    ``HUB__CLUSTER__REPLICA_ID``).
     """
 
     model_config = {"extra": "forbid"}
 
-    replica_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    replica_id: str = Field(pattern=_REPLICA_ID)
     role: Literal["all", "ingest", "api"] = "all"
     heartbeat_s: float = Field(default=0.5, gt=0, le=30)
     dead_after_s: float = Field(default=2.0, gt=0, le=300)
+    replicas: list[Annotated[str, Field(pattern=_REPLICA_ID)]] = Field(
+        default_factory=list, max_length=64
+    )
 
     @model_validator(mode="after")
     def _dead_after_beats(self) -> ClusterSettings:
         if self.dead_after_s < 2 * self.heartbeat_s:
             raise ValueError("dead_after_s must be at least two heartbeats (heartbeat_s)")
+        return self
+
+    @model_validator(mode="after")
+    def _replicas_listed(self) -> ClusterSettings:
+        for name in (self.replica_id, *self.replicas):
+            if name == "alarm" or name.endswith(".alarm"):
+                raise ValueError(
+                    f"replica id {name!r}: 'alarm' and names ending in '.alarm' are kept for "
+                    "alarm links' broker accounts"
+                )
+        if len(set(self.replicas)) != len(self.replicas):
+            raise ValueError("cluster.replicas names a replica twice")
+        if self.replicas and self.replica_id not in self.replicas:
+            raise ValueError(
+                f"cluster.replica_id {self.replica_id!r} is not in cluster.replicas {self.replicas}"
+            )
         return self
 
     @property
@@ -286,7 +324,38 @@ class HubConfig(BaseModel):
             self.broker.username or ""
         ):
             raise ValueError("broker.username: 1-64 letters, digits, '.', '_' or '-'")
+        if self.broker_auth is not None and self.cluster is not None and not self.cluster.replicas:
+            raise ValueError(
+                "broker_auth with cluster: list every replica of the hub in cluster.replicas "
+                "(each has a broker account of its own, and every replica writes them all)"
+            )
+        for account in self.broker_accounts():
+            if not _BROKER_ACCOUNT.fullmatch(account):
+                raise ValueError(
+                    f"broker account {account!r} (broker.username '.' replica id): at most 64 "
+                    "letters, digits, '.', '_' or '-'"
+                )
         return self
+
+    def broker_accounts(self) -> list[str]:
+        """Every broker account the processes of this hub log in with (each also with its
+        alarm link's, ``<name>.alarm``): ``broker.username`` for a single hub, one per
+        replica (:func:`replica_account`) for replicas. Empty without a username."""
+        username = self.broker.username
+        if username is None:
+            return []
+        if self.cluster is None:
+            return [username]
+        replicas = self.cluster.replicas or [self.cluster.replica_id]
+        return [replica_account(username, replica) for replica in replicas]
+
+    def process_broker(self) -> BrokerSettings:
+        """``broker`` as this process logs in: a replica with its own account."""
+        username = self.broker.username
+        if username is None or self.cluster is None:
+            return self.broker
+        account = replica_account(username, self.cluster.replica_id)
+        return self.broker.model_copy(update={"username": account})
 
     @property
     def ingests(self) -> bool:
@@ -295,7 +364,9 @@ class HubConfig(BaseModel):
 
     def mqtt_client_id(self, purpose: str) -> str:
         """The broker client id of this process's connection for ``purpose``; replicas of
-        one hub must never share one (the broker would throw the older one out)."""
+        one hub must never share one (the broker would throw the older one out). A broker
+        with ``use_username_as_clientid`` replaces it with the username, which is why each
+        replica has an account of its own (:meth:`process_broker`)."""
         if self.cluster is None:
             return f"{self.hub_id}-{purpose}"
         return f"{self.hub_id}-{self.cluster.replica_id}-{purpose}"

@@ -68,6 +68,7 @@ from hub.handlers.help_calls import HelpCallHandler
 from hub.handlers.router import DeviceEventRouter
 from hub.placement import place
 from hub.services.cases import CaseService
+from hub.services.errors import Conflict
 from hub.services.quarantine import QuarantineLimits, Refusal, add_refusals
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,7 @@ class Ingest:
             "gaps": 0,
             "clamped": 0,
             "handed_over": 0,
+            "conflicts": 0,  # retried: a case changed meanwhile (another replica's timer)
         }
         #: (edge, incarnation, lane) → a seq known to be stored (the last one committed
         #: here), so the order check of a batch that follows it needs no query.
@@ -264,8 +266,14 @@ class Ingest:
         first when the edge resends it, breaking per-device order; the usual cause is
         transient (the database locked beyond its busy timeout), so the message is retried
         with backoff for up to ``RETRY_FOR_S``. Only then is it left, un-PUBACKed, to the
-        broker's redelivery and the edge's resend, so one poisonous message cannot stop
-        ingest for good. Contract errors never get here: they are quarantined.
+        broker's and the edge's resend, so one poisonous message cannot stop ingest for
+        good. Contract errors never get here: they are quarantined.
+
+        A :class:`~hub.services.errors.Conflict` (a case changed between our read and our
+        write) is not a fault: with replicas, a repeat press ingested here meets the
+        escalation that another replica's timer committed on the same case. Its transaction
+        rolled back whole, and the retry reads the new version; so it is one line in the
+        log and ``stats["conflicts"]``, without a traceback, and not an error.
         """
         started = time.monotonic()
         delay = RETRY_FIRST_S
@@ -273,6 +281,23 @@ class Ingest:
             try:
                 await self.handle(message)
                 break
+            except Conflict as err:
+                self.stats["conflicts"] += 1
+                if time.monotonic() - started > RETRY_FOR_S:
+                    log.error(
+                        "ingest of a message on %s met changed records for %.0f s (%s); "
+                        "left to the edge's resend",
+                        message.topic,
+                        RETRY_FOR_S,
+                        err,
+                    )
+                    return
+                log.info(
+                    "ingest of a message on %s met a concurrent change (%s); retrying in %.2f s",
+                    message.topic,
+                    err,
+                    delay,
+                )
             except Exception:
                 self.stats["errors"] += 1
                 if time.monotonic() - started > RETRY_FOR_S:
@@ -288,10 +313,10 @@ class Ingest:
                     delay,
                     exc_info=delay == RETRY_FIRST_S,  # the traceback once, not every retry
                 )
-                # Meanwhile the alarm worker goes on: a help call never waits behind a
-                # telemetry batch that keeps failing.
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+            # Meanwhile the alarm worker goes on: a help call never waits behind a
+            # telemetry batch that keeps failing.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
         if alarm:
             self.alarm_timings.append((started - message.received, time.monotonic() - started))
 

@@ -89,7 +89,10 @@ class MosquittoProcess:
         pid_file: Path | None = None,
         tls: TlsListener | None = None,
         username_as_client_id: bool = False,
+        log_connections: bool = False,
     ) -> None:
+        """``log_connections``: Mosquitto's notices in the log too (each connect and
+        disconnect, and "already connected, closing old connection" on a takeover)."""
         self.workdir = workdir
         self.port = port or free_port()
         self.password_file = password_file
@@ -98,6 +101,7 @@ class MosquittoProcess:
         self.tls = tls
         self.tls_port = (tls.port or free_port()) if tls is not None else None
         self.username_as_client_id = username_as_client_id
+        self.log_connections = log_connections
         self.process: subprocess.Popen[bytes] | None = None
         self.config_path = workdir / "mosquitto.conf"
         self.log_path = workdir / "mosquitto.log"
@@ -111,6 +115,7 @@ class MosquittoProcess:
                 auth_lines=self._auth_lines(),
             )
             + self._tls_lines()
+            + ("log_type notice\nconnection_messages true\n" if self.log_connections else "")
         )
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -145,6 +150,15 @@ class MosquittoProcess:
             f"certfile {self.tls.certfile}\n"
             f"keyfile {self.tls.keyfile}\n"
         )
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def takeovers(self) -> int:
+        """Connections thrown out for a newer one with the same client id (needs
+        ``log_connections``): two clients on one account under ``use_username_as_clientid``
+        do that to each other in a loop."""
+        return self.log_text().count("already connected, closing old connection")
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

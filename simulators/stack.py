@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,8 @@ class Stack:
     # Hub replicas on one database and broker (issue #14), by replica id, and their ports.
     replicas: dict[str, ManagedProcess] = field(default_factory=dict)
     replica_ports: dict[str, int] = field(default_factory=dict)
+    # Configuration every replica gets on top of its own (set by start_broker_for_replicas).
+    replica_overrides: dict[str, Any] = field(default_factory=dict)
 
     def start_broker(self) -> MosquittoProcess:
         self.broker = MosquittoProcess(self.workdir / "broker").start()
@@ -189,6 +192,56 @@ class Stack:
         self.broker.start()
         self.wait_for_hub(60, path="/readyz")  # connected to the broker with its account
 
+    def start_broker_for_replicas(
+        self, replica_ids: Sequence[str], *, database_url: str | None = None
+    ) -> MosquittoProcess:
+        """The production broker for hub replicas (issue #14): no anonymous client,
+        ``use_username_as_clientid``, and the password and ACL files written first by
+        ``python -m hub broker-files`` (as the compose stack's hub-init does), with an
+        account for each of ``replica_ids`` (``hub.<replica id>``) and the hub's ACL.
+
+        Replicas started after this log in with their own accounts, rewrite the files at
+        their start and for every edge provisioned, and reload the broker (SIGHUP through
+        its pid file); edges then need credentials from ``POST /api/v1/edges``. The broker
+        logs connections, so :meth:`MosquittoProcess.takeovers` can count session
+        takeovers. A broker already started (the ``stack`` fixture's) is stopped.
+        """
+        if self.broker is not None:
+            self.broker.stop()
+        files = self.workdir / "mosquitto"
+        broker_dir = self.workdir / "broker-auth"
+        self.broker = MosquittoProcess(
+            broker_dir,
+            password_file=files / "passwd",
+            acl_file=files / "acl",
+            pid_file=broker_dir / "mosquitto.pid",
+            username_as_client_id=True,
+            log_connections=True,
+        )
+        self.hub_broker_password = secrets.token_urlsafe(24)
+        self.replica_overrides = {
+            "broker": {"username": "hub", "reconnect_max_s": 1},
+            "broker_auth": {
+                "password_file": str(files / "passwd"),
+                "acl_file": str(files / "acl"),
+                "reload": {"pid_file": str(self.broker.pid_file)},
+                "edge_broker": {"host": "127.0.0.1", "port": self.broker.port, "tls": False},
+            },
+            "cluster": {"replicas": list(replica_ids)},
+        }
+        path = self._write_replica_config(replica_ids[0], "all", database_url, {})
+        done = subprocess.run(
+            [sys.executable, "-m", "hub", "broker-files", "--config", str(path)],
+            env=_child_env(self._replica_env(None)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"python -m hub broker-files failed:\n{done.stderr[-3000:]}")
+        return self.broker.start()
+
     def start_hub_replica(
         self,
         replica_id: str,
@@ -203,8 +256,32 @@ class Stack:
         ``docs/scaling.md``, "Hub replicas"), with its own API port, config and log.
 
         Start the first one alone with ``seed_demo`` (it migrates and seeds), the others
-        after it is up. ``database_url`` defaults to the stack's SQLite file.
+        after it is up. ``database_url`` defaults to the stack's SQLite file. After
+        :meth:`start_broker_for_replicas` each logs in with its own broker account.
         """
+        path = self._write_replica_config(replica_id, role, database_url, overrides)
+        argv = [sys.executable, "-m", "hub", "--config", str(path)]
+        if seed_demo:
+            argv.append("--seed-demo")
+        replica = ManagedProcess(
+            f"hub-{replica_id}",
+            argv,
+            _child_env(self._replica_env(extra_env)),
+            self.workdir / f"hub-{replica_id}.log",
+        ).start()
+        self.replicas[replica_id] = replica
+        self.wait_for_replica(replica_id, 90)
+        return replica
+
+    def _replica_env(self, extra_env: dict[str, str] | None) -> dict[str, str]:
+        env = {"HUB__API__TOKEN": self.api_token}
+        if "broker_auth" in self.replica_overrides:
+            env["HUB__BROKER__PASSWORD"] = self.hub_broker_password
+        return {**env, **(extra_env or {})}
+
+    def _write_replica_config(
+        self, replica_id: str, role: str, database_url: str | None, overrides: dict[str, Any]
+    ) -> Path:
         port = self.replica_ports.get(replica_id) or free_port()
         self.replica_ports[replica_id] = port
         config: dict[str, Any] = {
@@ -218,22 +295,11 @@ class Stack:
             },
             "cluster": {"replica_id": replica_id, "role": role},
         }
-        config = _deep_merge(config, overrides)
+        config = _deep_merge(_deep_merge(config, self.replica_overrides), overrides)
         path = self.workdir / f"hub-{replica_id}.yaml"
         (self.workdir / "hub").mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(config, allow_unicode=True))
-        argv = [sys.executable, "-m", "hub", "--config", str(path)]
-        if seed_demo:
-            argv.append("--seed-demo")
-        replica = ManagedProcess(
-            f"hub-{replica_id}",
-            argv,
-            _child_env({"HUB__API__TOKEN": self.api_token, **(extra_env or {})}),
-            self.workdir / f"hub-{replica_id}.log",
-        ).start()
-        self.replicas[replica_id] = replica
-        self.wait_for_replica(replica_id, 90)
-        return replica
+        return path
 
     def replica_url(self, replica_id: str) -> str:
         return f"http://127.0.0.1:{self.replica_ports[replica_id]}"

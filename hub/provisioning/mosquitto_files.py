@@ -22,7 +22,10 @@ account may publish only the edge's alarm events and command results and read on
 alarm acks, its commands and the hub's status. The hub's alarm link, ``<hub>.alarm``, may
 read only every edge's alarm events and write alarm acks, commands and the hub's status.
 The hub's bulk account may read every edge's other uplink topics and write every edge's
-acks, commands and configuration and its own status. Mosquitto checks read rights when
+acks, commands and configuration and its own status. Hub replicas (issue #14) have one
+account each, ``<hub>.<replica_id>`` (and its ``.alarm`` twin), all with these rules and
+the hub's one password: for the same reason as the alarm links, one connection per
+account. Mosquitto checks read rights when
 it delivers, so an edge that subscribes to another edge's topics gets a granted SUBACK
 and never a message; publishing where it may not gets PUBACK 0x87 (MQTT 5).
 
@@ -34,7 +37,7 @@ broker must run as the user that owns them (the hub's user), see ``docs/configur
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from contract import Lane, topics
 
@@ -146,19 +149,27 @@ def hub_rules() -> list[tuple[str, str]]:
     ]
 
 
-def render_acl(hub_username: str, edge_ids: Iterable[str]) -> str:
-    """ACL-file text: the hub's two blocks, then two per edge (sorted by edge id): each
-    account and the account of its alarm link."""
-    check_account_name(hub_username)
-    if is_alarm_account(hub_username):
-        raise ValueError(f"{hub_username!r}: a name ending in '.alarm' is kept for alarm links")
-    blocks = [
-        _block(hub_username, hub_rules()),
-        _block(topics.alarm_account(hub_username), hub_alarm_rules()),
-    ]
+def render_acl(hub_usernames: str | Sequence[str], edge_ids: Iterable[str]) -> str:
+    """ACL-file text: two blocks per hub account (its bulk and its alarm link; one account
+    per hub replica, issue #14), then two per edge (sorted by edge id): each account and
+    the account of its alarm link."""
+    hubs = [hub_usernames] if isinstance(hub_usernames, str) else list(hub_usernames)
+    if not hubs:
+        raise ValueError("the hub needs at least one broker account")
+    if len(set(hubs)) != len(hubs):
+        raise ValueError(f"hub accounts {hubs} name one account twice")
+    blocks = []
+    for hub_username in hubs:
+        check_account_name(hub_username)
+        if is_alarm_account(hub_username):
+            raise ValueError(f"{hub_username!r}: a name ending in '.alarm' is kept for alarm links")
+        blocks += [
+            _block(hub_username, hub_rules()),
+            _block(topics.alarm_account(hub_username), hub_alarm_rules()),
+        ]
     for edge_id in sorted(set(edge_ids)):
-        if edge_id == hub_username:
-            raise ValueError(f"edge id {edge_id!r} is the hub's broker username")
+        if edge_id in hubs:
+            raise ValueError(f"edge id {edge_id!r} is a hub's broker username")
         if is_alarm_account(edge_id):
             raise ValueError(f"edge id {edge_id!r}: names ending in '.alarm' are kept")
         blocks.append(_block(edge_id, edge_rules(edge_id)))

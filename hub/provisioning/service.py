@@ -16,7 +16,12 @@ so files are never written from a stale view.
 
 At start the hub rewrites both files from the table (:meth:`EdgeRegistry.sync`), which
 also puts its own account in: ``broker.username`` with a fresh hash of
-``HUB__BROKER__PASSWORD``, never stored anywhere else.
+``HUB__BROKER__PASSWORD``, never stored anywhere else. Hub replicas have an account each
+(``<broker.username>.<replica_id>``, :meth:`hub.config.HubConfig.broker_accounts`), all
+with that password, and every replica writes the accounts of all of them: the files are
+the same whichever replica wrote them last. Edge ids ``<broker.username>`` and
+``<broker.username>.<anything>`` are kept for the hub, so a replica added later never
+meets an edge of its name.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -33,7 +38,6 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contract.topics import alarm_account
 from hub.config import BrokerAuthSettings, EdgeBrokerAddress, HubConfig
 from hub.db.schema import edges
 from hub.domain.access import Principal
@@ -103,11 +107,15 @@ class EdgeRegistry:
         hub_password: str,
         edge_broker: EdgeBrokerAddress,
         reloader: Reloader | None = None,
+        hub_accounts: Sequence[str] = (),
     ) -> None:
+        """``hub_accounts``: the accounts the hub's processes log in with, one per replica
+        (default: ``hub_username`` alone, a single hub), all with ``hub_password``."""
         self._settings = settings
         self._engine = engine
         self._clock = clock
         self._hub_username = check_account_name(hub_username)
+        self._hub_accounts = [check_account_name(a) for a in hub_accounts or [hub_username]]
         self._hub_hash = hash_password(hub_password)
         self.edge_broker = edge_broker
         self._reloader: Reloader = reloader or BrokerReloader(settings.reload)
@@ -240,15 +248,22 @@ class EdgeRegistry:
             check_account_name(edge_id)
         except ValueError as err:
             raise InvalidEdgeId(str(err)) from None
-        if edge_id == self._hub_username:
-            raise InvalidEdgeId(
-                f"{edge_id!r} is the hub's own broker username / 该名称是中心平台自身的代理账号"
-            )
-        if is_alarm_account(edge_id) or edge_id == alarm_account(self._hub_username):
+        if is_alarm_account(edge_id):
             raise InvalidEdgeId(
                 f"{edge_id!r}: names ending in '.alarm' are kept for the alarm links' "
                 "accounts / 以 .alarm 结尾的名称保留给报警链路账号"
             )
+        if self._is_hubs(edge_id):
+            raise InvalidEdgeId(
+                f"{edge_id!r} is the hub's own broker username, or kept for its replicas' "
+                f"accounts ('{self._hub_username}.<replica>') / 该名称是中心平台自身的代理账号"
+                "或保留给其副本"
+            )
+
+    def _is_hubs(self, name: str) -> bool:
+        """Whether ``name`` is, or may one day be, an account of the hub's processes."""
+        base = self._hub_username
+        return name == base or name.startswith(f"{base}.") or name in self._hub_accounts
 
     async def _write_files(self, conn: AsyncConnection) -> None:
         result = await conn.execute(
@@ -257,20 +272,20 @@ class EdgeRegistry:
             .order_by(edges.c.edge_id)
         )
         active = [(r.edge_id, r.password_hash) for r in result]
-        # An edge row named like the hub (possible only by editing the table) must not
-        # shadow the hub's account: it is left out, loudly.
-        clashing = [edge_id for edge_id, _ in active if edge_id == self._hub_username]
+        # An edge row named like one of the hub's accounts (possible only by editing the
+        # table, or registered before replicas had accounts) must not shadow it: it is
+        # left out, loudly.
+        clashing = [edge_id for edge_id, _ in active if edge_id in self._hub_accounts]
         if clashing:
-            log.error("edge row %r clashes with the hub's broker username; left out", clashing[0])
-        active = [(e, h) for e, h in active if e != self._hub_username]
+            log.error("edge row %r clashes with a hub broker account; left out", clashing[0])
+        active = [(e, h) for e, h in active if e not in self._hub_accounts]
         reserved = [e for e, _ in active if is_alarm_account(e)]
         if reserved:  # possible only by editing the table: it would shadow an alarm link
             log.error("edge row %r has a name kept for alarm links; left out", reserved[0])
         active = [(e, h) for e, h in active if not is_alarm_account(e)]
-        passwords = render_password_file(
-            alarm_accounts([(self._hub_username, self._hub_hash), *active])
-        )
-        acl = render_acl(self._hub_username, [edge_id for edge_id, _ in active])
+        hubs = [(account, self._hub_hash) for account in self._hub_accounts]
+        passwords = render_password_file(alarm_accounts([*hubs, *active]))
+        acl = render_acl(self._hub_accounts, [edge_id for edge_id, _ in active])
         try:
             await asyncio.to_thread(write_private_file, self._settings.password_file, passwords)
             await asyncio.to_thread(write_private_file, self._settings.acl_file, acl)
@@ -317,6 +332,7 @@ def edge_registry_for(
         hub_username=broker.username,
         hub_password=broker.password.get_secret_value(),
         edge_broker=edge_broker,
+        hub_accounts=config.broker_accounts(),
     )
 
 

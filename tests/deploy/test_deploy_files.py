@@ -38,9 +38,9 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
-def mosquitto_options() -> dict[str, str]:
+def mosquitto_options(path: Path = DOCKER / "compose" / "mosquitto.conf") -> dict[str, str]:
     options: dict[str, str] = {}
-    for line in (DOCKER / "compose" / "mosquitto.conf").read_text().splitlines():
+    for line in path.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             key, _, value = line.partition(" ")
             options.setdefault(key, value.strip())
@@ -83,8 +83,16 @@ def test_the_broker_is_persistent_authenticated_and_has_an_acl() -> None:
     assert options["persistence"] == "true"
     assert options["password_file"] == "/srv/broker/auth/passwd"
     assert options["acl_file"] == "/srv/broker/auth/acl"
-    # Off while the replicas share one broker account (the comment in the file says why).
-    assert options["use_username_as_clientid"] == "false"
+    # As in production: a session is named by its account, and each hub replica has one.
+    assert options["use_username_as_clientid"] == "true"
+    assert options == {**options, **_production_broker_options()}
+
+
+def _production_broker_options() -> dict[str, str]:
+    """The options of docker/mosquitto.conf that the compose broker must share with it."""
+    keys = ("allow_anonymous", "use_username_as_clientid", "persistence", "max_packet_size")
+    production = mosquitto_options(DOCKER / "mosquitto.conf")
+    return {key: production[key] for key in keys}
 
 
 def test_hub_and_edge_configurations_validate_and_agree_on_the_ports() -> None:
@@ -102,6 +110,10 @@ def test_hub_and_edge_configurations_validate_and_agree_on_the_ports() -> None:
             environ={k: str(v) for k, v in env.items()},
         )
         assert config.cluster is not None and config.cluster.replica_id == name
+        # Each replica has a broker account of its own, and all of them are in the files
+        # that hub-init (with hub.yaml as it stands) and each replica write.
+        assert config.process_broker().username == f"hub.{name}"
+        assert set(config.cluster.replicas) == {"hub-a", "hub-b"}
         assert config.hub_id == "hub"  # replicas of one hub
         assert config.broker.port == mqtt_port
         assert config.broker_auth is not None and config.broker_auth.edge_broker is not None

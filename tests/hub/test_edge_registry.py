@@ -339,3 +339,111 @@ def test_broker_files_writes_both_files_before_the_broker_exists(
         HUB_PASSWORD, dict(line.split(":", 1) for line in passwd.read_text().splitlines())["hub"]
     )
     assert "start Mosquitto" in done.stderr and HUB_PASSWORD not in done.stderr
+
+
+def replicas_config(tmp_path: Path, replica_id: str = "hub-a") -> dict[str, object]:
+    return {
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'db' / 'hub.db'}",
+        "broker": {"username": "hub", "password": HUB_PASSWORD},
+        "broker_auth": settings(tmp_path).model_dump(mode="json"),
+        "api": {"token": "t" * 24},
+        "cluster": {"replica_id": replica_id, "replicas": ["hub-a", "hub-b"]},
+    }
+
+
+async def test_every_replica_writes_the_accounts_of_all_replicas(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Issue #14: each replica logs in as ``hub.<replica>``; whichever replica rewrites the
+    files (at its start, or for an edge) writes the same accounts, so no rewrite locks
+    another replica out at the broker's reload."""
+    written = []
+    for replica_id in ("hub-a", "hub-b"):
+        config = HubConfig.model_validate(replicas_config(tmp_path, replica_id))
+        assert config.process_broker().username == f"hub.{replica_id}"
+        registry = edge_registry_for(config, engine, Clock())
+        assert registry is not None
+        await registry.write_files()
+        lines = password_lines(tmp_path)
+        assert set(lines) == {"hub.hub-a", "hub.hub-b"}  # and their .alarm twins, checked
+        assert all(verify_password(HUB_PASSWORD, h) for h in lines.values())
+        assert acl_users(tmp_path) == ["hub.hub-a", "hub.hub-b"]
+        written.append((tmp_path / "mosquitto" / "acl").read_text())
+    assert written[0] == written[1]
+
+
+async def test_names_of_the_hub_and_its_future_replicas_are_not_edge_ids(
+    engine: AsyncEngine, tmp_path: Path, reloader: FakeReloader
+) -> None:
+    config = HubConfig.model_validate(replicas_config(tmp_path))
+    registry = edge_registry_for(config, engine, Clock())
+    assert registry is not None
+    for name in ("hub", "hub.hub-a", "hub.hub-c"):  # hub-c: a replica added later
+        with pytest.raises(InvalidEdgeId, match="hub's own broker username"):
+            await registry.register(OPERATOR, name)
+    for name in ("hub.hub-a.alarm", "hub.alarm"):
+        with pytest.raises(InvalidEdgeId, match="kept for the alarm links"):
+            await registry.register(OPERATOR, name)
+    assert await _list(engine, include_retired=True) == []
+
+
+def test_replicas_with_broker_auth_must_all_be_listed(tmp_path: Path) -> None:
+    """A replica that wrote only its own account would lock the others out."""
+    config = replicas_config(tmp_path)
+    unlisted = {**config, "cluster": {"replica_id": "hub-a"}}
+    with pytest.raises(ValueError, match=r"cluster\.replicas"):
+        HubConfig.model_validate(unlisted)
+    stranger = {**config, "cluster": {"replica_id": "hub-c", "replicas": ["hub-a", "hub-b"]}}
+    with pytest.raises(ValueError, match=r"not in cluster\.replicas"):
+        HubConfig.model_validate(stranger)
+    alarm = {**config, "cluster": {"replica_id": "alarm", "replicas": ["alarm"]}}
+    with pytest.raises(ValueError, match="kept for alarm links"):
+        HubConfig.model_validate(alarm)
+    too_long = {**config, "cluster": {"replica_id": "r" * 40, "replicas": ["r" * 40]}}
+    too_long["broker"] = {"username": "h" * 30, "password": HUB_PASSWORD}
+    with pytest.raises(ValueError, match="at most 64"):
+        HubConfig.model_validate(too_long)
+    # Without broker_auth (a broker whose files are kept by hand) the list may be left out:
+    # the replica still logs in with its own account, which those files must then hold.
+    by_hand = {k: v for k, v in unlisted.items() if k != "broker_auth"}
+    assert HubConfig.model_validate(by_hand).process_broker().username == "hub.hub-a"
+    # A single hub is as before: the broker username as it is.
+    single = {k: v for k, v in config.items() if k != "cluster"}
+    assert HubConfig.model_validate(single).process_broker().username == "hub"
+
+
+def test_broker_files_writes_every_replicas_account(tmp_path: Path) -> None:
+    """``python -m hub broker-files`` (the compose stack's hub-init) with a cluster."""
+    config = tmp_path / "hub.yaml"
+    config.write_text(
+        f"database_url: sqlite+aiosqlite:///{tmp_path / 'hub.db'}\n"
+        "broker: {username: hub}\n"
+        "cluster: {replica_id: hub-a, replicas: [hub-a, hub-b]}\n"
+        "broker_auth:\n"
+        f"  password_file: {tmp_path / 'm' / 'passwd'}\n"
+        f"  acl_file: {tmp_path / 'm' / 'acl'}\n"
+        f"  reload: {{pid_file: {tmp_path / 'm' / 'mosquitto.pid'}}}\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("HUB__")},
+        "HUB__API__TOKEN": "t" * 24,
+        "HUB__BROKER__PASSWORD": HUB_PASSWORD,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "hub", "broker-files", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    passwd = dict(
+        line.split(":", 1) for line in (tmp_path / "m" / "passwd").read_text().splitlines()
+    )
+    assert sorted(passwd) == ["hub.hub-a", "hub.hub-a.alarm", "hub.hub-b", "hub.hub-b.alarm"]
+    assert all(verify_password(HUB_PASSWORD, h) for h in passwd.values())
+    acl = (tmp_path / "m" / "acl").read_text()
+    assert "user hub.hub-a\n" in acl and "user hub.hub-b.alarm\n" in acl
+    assert "user hub\n" not in acl
+    assert "hub.hub-a, hub.hub-b" in done.stderr and HUB_PASSWORD not in done.stderr

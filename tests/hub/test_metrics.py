@@ -20,7 +20,9 @@ NOW = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 
 @dataclass
 class FakeIngest:
-    stats: dict[str, int] = field(default_factory=lambda: {"batches": 4, "errors": 1})
+    stats: dict[str, int] = field(
+        default_factory=lambda: {"batches": 4, "errors": 1, "conflicts": 2}
+    )
     events_by_lane: dict[str, int] = field(default_factory=lambda: {"alarm": 2, "normal": 9})
 
     def backlog(self) -> int:
@@ -119,6 +121,7 @@ async def test_counters_and_edge_outboxes_including_nonsense_from_an_edge(
     assert v("hub_ingest_events_total", lane="alarm") == 2.0
     assert v("hub_ingest_events_total", lane="telemetry") == 0.0
     assert v("hub_ingest_errors_total") == 1.0
+    assert v("hub_ingest_conflicts_total") == 2.0
     assert v("hub_ingest_backlog_messages") == 3.0
     assert v("hub_notifications_sent_total", channel="webhook") == 3.0
     assert v("hub_notifications_failed_total", channel="webhook") == 2.0

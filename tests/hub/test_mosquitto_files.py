@@ -232,3 +232,49 @@ def test_reload_settings_need_exactly_one_way() -> None:
         BrokerReloadSettings()
     with pytest.raises(ValueError, match="exactly one"):
         BrokerReloadSettings(pid_file=Path("/run/m.pid"), command=["true"])
+
+
+def test_acl_gives_every_hub_replica_the_hubs_rules_on_an_account_of_its_own() -> None:
+    """Issue #14: under ``use_username_as_clientid`` an account is one connection, so each
+    replica logs in as ``<hub>.<replica>`` and its alarm link as ``<hub>.<replica>.alarm``;
+    every one of them gets the hub's two blocks, and the bare hub name none."""
+    blocks = _blocks(render_acl(["hub.hub-a", "hub.hub-b"], ["edge-a"]))
+    assert list(blocks) == [
+        "hub.hub-a",
+        "hub.hub-a.alarm",
+        "hub.hub-b",
+        "hub.hub-b.alarm",
+        "edge-a",
+        "edge-a.alarm",
+    ]
+    for replica in ("hub.hub-a", "hub.hub-b"):
+        assert blocks[replica] == hub_rules()
+        assert blocks[f"{replica}.alarm"] == hub_alarm_rules()
+    assert blocks["edge-a"] == edge_rules("edge-a")
+    hashed = hash_password("the hub's one password")
+    text = render_password_file(
+        alarm_accounts(
+            [("hub.hub-a", hashed), ("hub.hub-b", hashed), ("edge-a", hash_password("e"))]
+        )
+    )
+    names = [line.split(":", 1)[0] for line in text.splitlines()]
+    assert names == [
+        "edge-a",
+        "edge-a.alarm",
+        "hub.hub-a",
+        "hub.hub-a.alarm",
+        "hub.hub-b",
+        "hub.hub-b.alarm",
+    ]
+    assert "hub:" not in text
+
+
+def test_acl_refuses_hub_accounts_twice_none_or_an_edge_named_like_a_replica() -> None:
+    with pytest.raises(ValueError, match="twice"):
+        render_acl(["hub.a", "hub.a"], [])
+    with pytest.raises(ValueError, match="at least one"):
+        render_acl([], ["edge-a"])
+    with pytest.raises(ValueError, match="hub's broker username"):
+        render_acl(["hub.a", "hub.b"], ["hub.b"])
+    with pytest.raises(ValueError, match="kept for alarm links"):
+        render_acl(["hub.a.alarm"], [])

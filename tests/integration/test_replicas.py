@@ -6,11 +6,17 @@ Two arrangements, each with real Mosquitto, hub and edge processes and a real pt
 ``api``/``ingest``, the stream on the API process of a hub whose ingest runs in a process
 of its own. The replicas on a private PostgreSQL cluster, the split hub on one SQLite file
 (both work on either back end; these are the arrangements each is for).
+
+And the broker as production runs it (``docker/mosquitto.conf``): no anonymous client,
+the hub's password and ACL files, ``use_username_as_clientid``. Each replica logs in with
+an account of its own; two edges provisioned through the API, one owned by each replica,
+each get a help call through, and the broker never throws a connection out for another.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -138,3 +144,92 @@ async def _stream_sees_the_others_case(
     # The listener never took the edge's messages: the ingester committed the case.
     listener_log = stack.replicas[listener].log_text()
     assert "Traceback" not in listener_log, listener_log[-3000:]
+
+
+async def test_replicas_on_accounts_of_their_own_both_ingest_under_username_as_client_id(
+    request: pytest.FixtureRequest, stack: Stack, tmp_path: Path
+) -> None:
+    """Issue #14: with one shared account the broker named both replicas' connections
+    "hub" and threw each out for the other in a loop (the compose stack measured 49
+    takeovers in 90 s). Each replica now has ``hub.<replica>``, written by
+    ``python -m hub broker-files`` and by every replica for all of them."""
+    urls = database_url(request, tmp_path, "postgres")
+    try:
+        await _both_ingest_on_their_own_accounts(stack, tmp_path, next(urls))
+    finally:
+        urls.close()
+
+
+SECOND_BUTTON = 77628  # another household's button, moved to the second edge
+
+
+async def _both_ingest_on_their_own_accounts(
+    stack: Stack, tmp_path: Path, database_url: str
+) -> None:
+    broker = stack.start_broker_for_replicas(["a", "b"], database_url=database_url)
+    passwd = (tmp_path / "mosquitto" / "passwd").read_text()
+    assert sorted(line.split(":")[0] for line in passwd.splitlines()) == [
+        "hub.a",
+        "hub.a.alarm",
+        "hub.b",
+        "hub.b.alarm",
+    ]
+    stack.start_hub_replica("a", seed_demo=True, database_url=database_url)
+    stack.start_hub_replica("b", database_url=database_url)
+    for replica in ("a", "b"):
+        stack.wait_for_replica(replica, 30, path="/readyz")  # connected with its account
+    # The second edge's name is chosen so that the other replica owns it.
+    first_owner = owner_of(EDGE, {"a", "b"})
+    second_edge = next(
+        name
+        for name in (f"edge-north-{n}" for n in itertools.count(1))
+        if owner_of(name, {"a", "b"}) != first_owner
+    )
+    owners = {EDGE: first_owner, second_edge: owner_of(second_edge, {"a", "b"})}
+    assert set(owners.values()) == {"a", "b"}
+    buses = {EDGE: (BUTTON, tmp_path / "bus0"), second_edge: (SECOND_BUTTON, tmp_path / "bus1")}
+    async with api_of(stack, "a") as client:
+        moved = await client.patch(
+            f"/api/v1/devices/cb100-{SECOND_BUTTON}", json={"edge_id": second_edge}
+        )
+        assert moved.status_code == 200, moved.text
+        passwords = {}
+        for edge_id in buses:  # each rewrites the files on replica a and reloads the broker
+            issued = await client.post("/api/v1/edges", json={"edge_id": edge_id})
+            assert issued.status_code == 201, issued.text
+            assert issued.json()["broker_reloaded"] is True
+            passwords[edge_id] = issued.json()["password"]
+    async with contextlib.AsyncExitStack() as opened:
+        bus = {
+            edge_id: await opened.enter_async_context(
+                SimulatedButtonBus([serial], link_path=link, retransmit_s=1.0)
+            )
+            for edge_id, (serial, link) in buses.items()
+        }
+        for edge_id, (_serial, link) in buses.items():
+            stack.start_edge(
+                edge_id,
+                [str(link)],
+                broker={"host": "127.0.0.1", "port": broker.port, "username": edge_id},
+                extra_env={"EDGE__BROKER__PASSWORD": passwords[edge_id]},
+            )
+        for edge_id, (serial, _link) in buses.items():
+            button = bus[edge_id].button(serial)
+            button.press_sos()
+            await wait_until(
+                lambda b=button: LedState.RECEIVED in b.led_history,
+                30,
+                message=f"0x81 received by button {serial} behind {edge_id}",
+            )
+    # Each replica took its own edge's batches, and the help call of that edge.
+    for edge_id, owner in owners.items():
+        async with api_of(stack, owner) as client:
+            assert await batches_ingested(client) > 0, f"{owner} ingested nothing of {edge_id}"
+            assert (await client.get("/readyz")).status_code == 200
+    # Both replicas' links under their own names, and never one thrown out for another.
+    log = broker.log_text()
+    for account in ("hub.a", "hub.a.alarm", "hub.b", "hub.b.alarm", EDGE, second_edge):
+        assert f" as {account} " in log, f"{account} never connected:\n{log[-3000:]}"
+    assert broker.takeovers() == 0, log[-3000:]
+    for name, process in [*stack.replicas.items(), *stack.edges.items()]:
+        assert "Traceback" not in process.log_text(), f"{name}: {process.log_text()[-3000:]}"
