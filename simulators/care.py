@@ -272,6 +272,7 @@ ANSWER_MODELS = {
     "low": AnswerModel(0.85, 0.6, 0.35, 0.4, 0.5),
     "default": AnswerModel(),
     "high": AnswerModel(0.97, 0.9, 0.7, 0.8, 0.85),
+    "button-only": AnswerModel(mobile_share=0.0),  # the hub as built: no automated call yet
 }
 
 
@@ -332,6 +333,7 @@ def welfare_alerts(
             baseline = _baseline_for(baselines, history, s, t)
             fault = next((f0 for f0, f1 in res.meter_faults if f0 <= t < f1), t)
             meters_ok[0] = MeterHealth(Source.WATER, "wm", fault)
+            asking = None if prompts is None else _baseline_for(prompts, history, s, t, True)
             j = judge(
                 t,
                 last,
@@ -341,9 +343,7 @@ def welfare_alerts(
                 watch_started_at=watch_started_at,
                 away=res.marked_away,
                 meters=meters_ok,
-                prompt_baseline=(
-                    None if prompts is None else _baseline_for(prompts, history, s, t, True)
-                ),
+                prompt_baseline=asking,
                 prompted_at=prompted_at,
                 prompt_out=res.has_mobile,
             )
@@ -360,10 +360,16 @@ def welfare_alerts(
                     answered_at = reply
                     break
             t += check
+            slot_end = _grid(j.now + timedelta(microseconds=1), timedelta(minutes=SLOT_MIN))
             if j.verdict is Verdict.OK:  # no change before the silence reaches a threshold
-                slot_end = _grid(j.now + timedelta(microseconds=1), timedelta(minutes=SLOT_MIN))
                 reach = j.now + timedelta(hours=j.next_h - j.silence_h)
                 t = max(t, _grid(min(reach, slot_end), check))
+            elif j.verdict is Verdict.PROMPTED and asking is not None and prompted_at is not None:
+                # no change before the wait is over and the silence is past the hold
+                hold = timedelta(hours=asking.unanswered_h(j.now, TZ) - j.silence_h)
+                due = max(prompted_at + wait, j.now + hold)
+                reach = j.now + timedelta(hours=j.threshold_h - j.silence_h)
+                t = max(t, _grid(min(due, reach, slot_end), check))
         if answered_at is not None:  # the silence ends here; the rest of the gap goes on
             last[Source.ANSWER] = answered_at
             gap_start = answered_at
@@ -521,7 +527,9 @@ def _table(
         lines += [
             f"prompt: risk {s.prompt_daily_risk:g} a day, floor {s.prompt_floor_h} h, usual "
             f"longest × {1 + s.prompt_stretch:g} + {s.prompt_slack_h} h, out {s.prompt_out_h} h "
-            f"(mobile only), wait {s.prompt_wait_min:g} min, not in the learnt sleep window",
+            f"(mobile only), wait {s.prompt_wait_min:g} min"
+            f"{' and past the unseen outings' if s.prompt_hold_for_outings else ''}, "
+            "not in the learnt sleep window",
             f"answers within the wait: awake at home {answers.awake:g}, napping "
             f"{answers.napping:g}, in bed late {answers.asleep:g}, out by mobile "
             f"{answers.mobile_heard:g} ({100 * answers.mobile_share:.0f} % have one on file), "
@@ -577,6 +585,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-out-h", type=float, default=d.prompt_out_h)
     parser.add_argument("--prompt-wait-min", type=float, default=d.prompt_wait_min)
     parser.add_argument(
+        "--prompt-at-once",
+        action="store_true",
+        help="an unanswered prompt is a welfare check after the wait, even where the "
+        "resident's outings are often not seen leaving",
+    )
+    parser.add_argument(
         "--prompt-only",
         action="store_true",
         help="only the rule with prompts (not the rules without, e.g. for the sensitivity)",
@@ -598,6 +612,7 @@ def main(args: argparse.Namespace) -> int:
             prompt_slack_h=args.prompt_slack_h,
             prompt_out_h=args.prompt_out_h,
             prompt_wait_min=args.prompt_wait_min,
+            prompt_hold_for_outings=not args.prompt_at_once,
         )
     except ValueError as exc:
         print(f"设置无效 / invalid settings: {exc}")

@@ -142,7 +142,8 @@ class WatchSettings:
     prompt_stretch: float = 0.1  # the usual longest at this time of day × (1 + this) …
     prompt_slack_h: float = 0.5  # … plus this
     prompt_out_h: float = 8.0  # a silence that began with a door pass: ask by phone after this
-    prompt_wait_min: float = 30.0  # unanswered this long: the welfare check
+    prompt_wait_min: float = 30.0  # unanswered this long: the welfare check …
+    prompt_hold_for_outings: bool = True  # … once past the outings no door saw leave, too
 
     def __post_init__(self) -> None:
         if not 0 < self.floor_h <= self.ceiling_h:
@@ -200,12 +201,22 @@ class QuietHistory:
     tz: tzinfo
     home: dict[date, list[float]] = field(default_factory=dict)
     days: set[date] = field(default_factory=set)
+    #: The silences that ended with a door pass (the resident came back in: an outing whose
+    #: exit no door saw); the same values as ``home`` there, :data:`UNKNOWN` elsewhere.
+    unseen_out: dict[date, list[float]] = field(default_factory=dict)
 
     def day(self, day: date) -> list[float]:
         row = self.home.get(day)
         if row is None:
             row = self.home[day] = [UNKNOWN] * SLOTS
+            self.unseen_out[day] = [UNKNOWN] * SLOTS
         return row
+
+    def indoor(self, day: date) -> list[float]:
+        """``home`` without the outings whose exit was not seen: the quiet spells that ended
+        inside the home (a nap, a read, a late morning) and the night."""
+        out = self.unseen_out[day]
+        return [OUT if out[k] >= 0 else v for k, v in enumerate(self.home[day])]
 
 
 def _mode_of(source: Source) -> Mode:
@@ -244,6 +255,8 @@ def quiet_history(
             value = (t - last.at) / timedelta(hours=1)
         slot = _slot_of(local)
         if value >= 0:  # twice on the night the clocks go back: the longer counts
+            if value >= row[slot] and _came_back_in(events, i):
+                history.unseen_out[local.date()][slot] = value
             row[slot] = max(row[slot], value)
         elif row[slot] < 0:
             row[slot] = value
@@ -257,6 +270,14 @@ def quiet_history(
     return history
 
 
+def _came_back_in(events: Sequence[Activity], i: int) -> bool:
+    """Was ``events[i]`` the resident coming back in? A door pass with no direction: one
+    followed by another door pass before anything moves at home was a way out (seen)."""
+    if i >= len(events) or events[i].source is not Source.DOOR:
+        return False
+    return i + 1 >= len(events) or events[i + 1].source is not Source.DOOR
+
+
 @dataclass(frozen=True, slots=True)
 class Baseline:
     """Thresholds (hours) by (day type, local quarter hour, mode), learnt from a history.
@@ -268,6 +289,12 @@ class Baseline:
     home: tuple[tuple[float, ...], tuple[float, ...]]  # [weekday|weekend][slot]
     out: tuple[tuple[float, ...], tuple[float, ...]]
     days: int
+    #: The prompt's only: how long a silence at home may run, unanswered, before it is a
+    #: welfare check, [weekday|weekend] (0: at once; see :func:`learn_prompt_baseline`).
+    unanswered: tuple[float, float] = (0.0, 0.0)
+
+    def unanswered_h(self, at: datetime, tz: tzinfo) -> float:
+        return self.unanswered[_day_type(at.astimezone(tz).date())]
 
     def threshold_h(self, at: datetime, tz: tzinfo, mode: Mode, s: WatchSettings) -> float:
         if not self.trained:
@@ -310,6 +337,11 @@ def learn_prompt_baseline(
     """The thresholds of the "are you OK?" prompt: :func:`learn_baseline` with the prompt's
     knobs (:meth:`WatchSettings.prompt_rules`), and never in the resident's own sleep window.
 
+    The prompt learns from the quiet spells that ended inside the home (naps, reads, late
+    mornings, the night), not from the outings whose exit no door saw (the silence ended with
+    the resident walking back in): those are the ones a button at home cannot answer, and
+    ``unanswered`` holds them instead (an unanswered prompt waits for that long).
+
     The sleep window is learnt, not assumed: a quarter hour where the resident is *not*
     usually up (most days nothing within the hour before), or within ``prompt_wait_min``
     before one, gets the ceiling, so :func:`judge` does not prompt there (no button beeping
@@ -324,13 +356,33 @@ def learn_prompt_baseline(
     back = p.late_min // SLOT_MIN
     wait = math.ceil(s.prompt_wait_min / SLOT_MIN)
     home: list[tuple[float, ...]] = []
+    hold: list[float] = []
     for day_type in (0, 1):
-        rows = [
-            history.home[d] for d in days if d in history.home and (day_type or _day_type(d) == 0)
-        ]
-        home.append(_thresholds(rows, back, p, awake_wait=wait))
+        kept = [d for d in days if d in history.home and (day_type or _day_type(d) == 0)]
+        indoor = [history.indoor(d) for d in kept]
+        home.append(_thresholds(indoor, back, p, awake_wait=wait))
+        hold.append(_unseen_outings_h([history.unseen_out[d] for d in kept], s))
     out = (min(p.ceiling_h, p.out_h),) * SLOTS
-    return Baseline(trained=trained, home=(home[0], home[1]), out=(out, out), days=len(days))
+    return Baseline(
+        trained=trained,
+        home=(home[0], home[1]),
+        out=(out, out),
+        days=len(days),
+        unanswered=(hold[0], hold[1]),
+    )
+
+
+def _unseen_outings_h(rows: list[list[float]], s: WatchSettings) -> float:
+    """How long an outing whose exit no door saw may run (at the welfare rule's risk): an
+    unanswered prompt is no news before then, for the resident may simply be out.
+
+    Learnt from the silences that ended with the resident walking back in through the face
+    door; 0 for a resident with none in the history (every exit seen: an unanswered prompt
+    is news at once)."""
+    if len(rows) < 2 or not any(v >= 0 for row in rows for v in row):
+        return 0.0
+    up = [True] * SLOTS  # outings happen while up; each row holds only outing spells
+    return min(s.ceiling_h, _while_up_threshold(rows, up, s))
 
 
 def _kth(values: list[float], s: WatchSettings) -> float | None:
@@ -463,7 +515,9 @@ def judge(
     With a trained ``prompt_baseline`` the first step is softer: past the prompt threshold
     (lower than the welfare one) the verdict is :attr:`Verdict.PROMPT` (ask the resident);
     with ``prompted_at`` in this silence, :attr:`Verdict.PROMPTED` while the answer may still
-    come, and :attr:`Verdict.ALERT` once ``prompt_wait_min`` has passed unanswered. Any
+    come, and :attr:`Verdict.ALERT` once ``prompt_wait_min`` has passed unanswered and the
+    silence is longer than the resident's outings whose exit no door saw may run
+    (:attr:`Baseline.unanswered`: a button at home cannot reach someone out). Any
     activity, an answer included, ends the silence and so the prompt. The welfare threshold
     stays the backstop. ``prompt_home``: the household can be asked at home (a CB-100 button
     or a phone on file); ``prompt_out``: a silence that began with a door pass can be asked
@@ -499,7 +553,10 @@ def judge(
     if silence_h <= threshold:
         if asked is not None:
             waited = now - asked >= timedelta(minutes=s.prompt_wait_min)
-            verdict = Verdict.ALERT if waited else Verdict.PROMPTED
+            hold_h = 0.0
+            if mode is Mode.HOME and prompt_baseline is not None and s.prompt_hold_for_outings:
+                hold_h = prompt_baseline.unanswered_h(now, tz)  # maybe out: no news before
+            verdict = Verdict.ALERT if waited and silence_h > hold_h else Verdict.PROMPTED
         elif silence_h > prompt_h:
             verdict = Verdict.PROMPT
         else:

@@ -46,6 +46,9 @@ class WellbeingSettings(BaseModel):
     prompt_slack_h: float = Field(default=0.5, ge=0, le=24)
     prompt_out_h: float = Field(default=8.0, gt=0, le=96)
     prompt_wait_min: float = Field(default=30.0, gt=0, le=240)
+    #: An unanswered prompt waits, too, until the silence is longer than the resident's
+    #: outings whose exit no door saw (learnt); false: the welfare check after the wait.
+    prompt_hold_for_outings: bool = True
     # reading activity from device events
     #: Average electricity draw above this (W) between two readings is activity.
     standby_w: float = Field(default=150.0, ge=0, le=100_000)
@@ -91,4 +94,5 @@ class WellbeingSettings(BaseModel):
             prompt_slack_h=self.prompt_slack_h,
             prompt_out_h=self.prompt_out_h,
             prompt_wait_min=self.prompt_wait_min,
+            prompt_hold_for_outings=self.prompt_hold_for_outings,
         )

@@ -178,3 +178,44 @@ def test_settings_refuse_a_prompt_above_the_welfare_floor_or_rarer_than_it() -> 
         WatchSettings(daily_risk=0.01, prompt_daily_risk=0.001)
     with pytest.raises(ValueError, match="prompt_wait_min"):
         WatchSettings(prompt_wait_min=0)
+
+
+def test_an_unanswered_prompt_waits_out_the_outings_no_door_saw_leave() -> None:
+    """A resident whose exits no door sees: the silence of an outing ends with her walking
+    back in through the face door. The button at home cannot reach her out there, so an
+    unanswered prompt is news only past the outings she usually has."""
+    history: list[Activity] = []
+    for d in range(28):
+        day = FIRST + timedelta(days=d)
+        out = [a for a in routine(day, 1) if not 14 <= (a.at - local(day, 0)).seconds / 3600 < 17]
+        history += [*out, Activity(local(day, 16.9), Source.DOOR)]  # back in before 17:00
+    history.sort(key=lambda a: a.at)
+    welfare, prompt = learnt(history)
+    assert prompt.unanswered_h(local(TODAY, 15), SH) >= 3.0  # her three-hour outings
+    assert BASELINE.unanswered_h(local(TODAY, 15), SH) == 0.0  # stored baselines: at once
+    assert PROMPT.unanswered_h(local(TODAY, 15), SH) == 0.0  # nobody out unseen: at once
+    # the prompt itself is learnt from the spells that ended at home: as quick as before
+    rules = S.prompt_rules()
+    assert prompt.threshold_h(local(TODAY, 12), SH, Mode.HOME, rules) == prompt_h(12)
+    fell = [a for a in [*history, *routine(TODAY, 1)] if a.at <= local(TODAY, 10)]
+    asked = local(TODAY, 10 + prompt_h(11.5) + 0.1)
+    last = {Source.WATER: local(TODAY, 9.5), Source.ELECTRICITY: local(TODAY, 10)}
+    assert fell[-1].at == local(TODAY, 10)
+
+    def at(now: datetime) -> Verdict:
+        return judge(
+            now,
+            last,
+            welfare,
+            SH,
+            S,
+            watch_started_at=local(FIRST, 0),
+            prompt_baseline=prompt,
+            prompted_at=asked,
+        ).verdict
+
+    assert at(asked + WAIT) is Verdict.PROMPTED  # unanswered, but she may be out
+    assert at(local(TODAY, 12.9)) is Verdict.PROMPTED  # up to the welfare threshold (3 h)
+    # past them (or the welfare threshold, whichever first): the welfare check
+    hold = prompt.unanswered_h(asked, SH)
+    assert at(local(TODAY, 10 + hold + 0.05)) is Verdict.ALERT

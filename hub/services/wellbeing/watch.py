@@ -86,6 +86,8 @@ BUTTON_PROFILES = frozenset({"cb-100"})
 def baseline_to_json(b: Baseline, prompt: Baseline | None = None) -> dict[str, Any]:
     """The day's baseline as stored; with the prompt's thresholds under ``prompt``."""
     raw: dict[str, Any] = {"trained": b.trained, "home": b.home, "out": b.out, "days": b.days}
+    if b.unanswered != (0.0, 0.0):
+        raw["unanswered"] = b.unanswered
     if prompt is not None:
         raw["prompt"] = baseline_to_json(prompt)
     return raw
@@ -101,7 +103,14 @@ def baseline_from_json(raw: dict[str, Any]) -> Baseline:
     def table(rows: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
         return (tuple(float(v) for v in rows[0]), tuple(float(v) for v in rows[1]))
 
-    return Baseline(bool(raw["trained"]), table(raw["home"]), table(raw["out"]), int(raw["days"]))
+    hold = raw.get("unanswered") or (0.0, 0.0)
+    return Baseline(
+        bool(raw["trained"]),
+        table(raw["home"]),
+        table(raw["out"]),
+        int(raw["days"]),
+        (float(hold[0]), float(hold[1])),
+    )
 
 
 class WellbeingWatch:
