@@ -581,6 +581,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prompt-daily-risk", type=float, default=d.prompt_daily_risk)
     parser.add_argument("--prompt-floor-h", type=float, default=d.prompt_floor_h)
+    parser.add_argument("--prompt-stretch", type=float, default=d.prompt_stretch)
     parser.add_argument("--prompt-slack-h", type=float, default=d.prompt_slack_h)
     parser.add_argument("--prompt-out-h", type=float, default=d.prompt_out_h)
     parser.add_argument("--prompt-wait-min", type=float, default=d.prompt_wait_min)
@@ -609,6 +610,7 @@ def main(args: argparse.Namespace) -> int:
             daily_risk=args.daily_risk,
             prompt_daily_risk=args.prompt_daily_risk,
             prompt_floor_h=args.prompt_floor_h,
+            prompt_stretch=args.prompt_stretch,
             prompt_slack_h=args.prompt_slack_h,
             prompt_out_h=args.prompt_out_h,
             prompt_wait_min=args.prompt_wait_min,
