@@ -39,7 +39,9 @@ class WellbeingSettings(BaseModel):
     # the "are you OK?" prompt (关爱询问) before a welfare check: a lower threshold, learnt
     # the same way; the resident answers on the CB-100's green key (or by any activity);
     # unanswered after prompt_wait_min, the welfare check. Never in the learnt sleep window.
-    prompt_enabled: bool = True
+    #: Off by default: on the simulated month it shortens the delay a little but raises
+    #: more false welfare checks (docs/care.md); a pilot's answer rates should decide.
+    prompt_enabled: bool = False
     prompt_daily_risk: float = Field(default=0.02, gt=0, lt=1)
     prompt_floor_h: float = Field(default=1.5, gt=0, le=48)
     prompt_stretch: float = Field(default=0.1, ge=0, le=10)

@@ -222,6 +222,7 @@ def test_settings_refuse_retention_shorter_than_the_history() -> None:
 # -- the "are you OK?" prompt (关爱询问) before the welfare check ---------------------------
 
 BUTTON = "cb100-77626"  # the demo's button by 张桂英's bed, behind edge-demo
+PROMPTING = SETTINGS.model_copy(update={"prompt_enabled": True})  # off by default
 
 
 async def learnt_rhythm(w: Watch, welfare_h: float = 6.0, prompt_h: float = 2.0) -> None:
@@ -255,7 +256,7 @@ async def quiet_until(w: Watch, at: datetime) -> Effects:
 
 
 async def test_an_unanswered_prompt_becomes_the_welfare_check(home: AsyncEngine) -> None:
-    w = Watch(home)
+    w = Watch(home, PROMPTING)
     await w.consent()
     await learnt_rhythm(w)
     await w.events(T0, ("wm-7", "water_reading", {"flow_m3h": 0.4}))
@@ -298,7 +299,7 @@ async def test_an_unanswered_prompt_becomes_the_welfare_check(home: AsyncEngine)
 async def test_an_answered_prompt_ends_the_silence(
     home: AsyncEngine, device: str, kind: str, data: dict[str, Any], answer: str
 ) -> None:
-    w = Watch(home)
+    w = Watch(home, PROMPTING)
     await w.consent()
     await learnt_rhythm(w)
     await w.events(T0, ("wm-7", "water_reading", {"flow_m3h": 0.4}))
@@ -328,7 +329,7 @@ async def test_no_button_no_prompt_the_welfare_threshold_is_the_backstop(
             .where(schema.devices.c.household_id == HOUSEHOLD, schema.devices.c.profile == "cb-100")
             .values(retired_at=T0)
         )
-    w = Watch(home)
+    w = Watch(home, PROMPTING)
     await w.consent()
     await learnt_rhythm(w)
     await w.events(T0, ("wm-7", "water_reading", {"flow_m3h": 0.4}))

@@ -282,7 +282,7 @@ async def test_the_button_asks_are_you_ok_before_a_welfare_check(
     from there like a baseline it learnt itself that day."""
     stack.start_hub(
         device_tick_s=0.2,
-        wellbeing={"check_every_s": 0.5, "prompt_wait_min": 0.1},  # 6 s to answer
+        wellbeing={"check_every_s": 0.5, "prompt_enabled": True, "prompt_wait_min": 0.1},
     )
     [(household,)] = query(stack, "SELECT household_id FROM devices WHERE id = ?", BUTTON_ID)
     async with api(stack) as admin:
