@@ -31,6 +31,7 @@ class LedState(StrEnum):
     RECEIVED = "received"  # 0x81: received by the centre
     HELP_COMING = "help_coming"  # 0x82
     CLOSED = "closed"  # 0x83
+    ARE_YOU_OK = "are_you_ok"  # 0x84: the wellbeing watch asks; a check-in press answers
 
 
 #: What the resident sees, in Chinese and English.
@@ -41,11 +42,13 @@ LED_TEXT: dict[LedState, tuple[str, str]] = {
     LedState.RECEIVED: ("求助已被中心收到", "received by the centre"),
     LedState.HELP_COMING: ("救助人员正在赶来", "help is coming"),
     LedState.CLOSED: ("工单已关闭", "case closed"),
+    LedState.ARE_YOU_OK: ("您还好吗？请按绿键", "are you OK? press the green key"),
 }
 _FEEDBACK = {
     FrameType.RECEIVED: LedState.RECEIVED,
     FrameType.HELP_COMING: LedState.HELP_COMING,
     FrameType.CASE_CLOSED: LedState.CLOSED,
+    FrameType.ARE_YOU_OK: LedState.ARE_YOU_OK,
 }
 _CALLS = {FrameType.SOS, FrameType.SERVICE_REQUEST, FrameType.CANCEL, FrameType.FALL}
 
@@ -58,6 +61,8 @@ class SimulatedButton:
         self.battery = 100
         self.state = LedState.IDLE
         self.led_history: list[LedState] = []  # every change, in order
+        self.prompts = 0  # "are you OK?" prompts (0x84) received
+        self.answers_prompts = False  # press the green key (0x08) when asked
         self.sent: list[Frame] = []  # every transmission, retransmissions included
         self.received: list[Frame] = []  # every frame from the edge addressed to us
         self.retransmissions = 0
@@ -81,8 +86,11 @@ class SimulatedButton:
         return self._send(FrameType.PRESENCE)
 
     def check_in(self) -> Frame:
-        """The daily "I'm OK" (报平安, frame type 0x08)."""
-        return self._send(FrameType.CHECK_IN)
+        """The daily "I'm OK" (报平安, frame type 0x08); also the answer to a prompt."""
+        frame = self._send(FrameType.CHECK_IN)
+        if self.state is LedState.ARE_YOU_OK:
+            self._set_state(LedState.IDLE)
+        return frame
 
     def heartbeat(self, battery: int | None = None) -> Frame:
         self.battery = self.battery if battery is None else battery
@@ -135,6 +143,11 @@ class SimulatedButton:
                 task.cancel()
             if frame.seq == self._current_call and self.state is LedState.CALLING:
                 self._set_state(LedState.SENT)
+        elif frame.type == FrameType.ARE_YOU_OK:  # asked, not answering any call of ours
+            self.prompts += 1
+            self._set_state(LedState.ARE_YOU_OK)
+            if self.answers_prompts:
+                self.check_in()
         elif frame.type in _FEEDBACK and frame.seq in self._calls:
             self._set_state(_FEEDBACK[FrameType(frame.type)])
 

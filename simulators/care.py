@@ -33,7 +33,6 @@ import platform
 import random
 import statistics
 import time as walltime
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -50,6 +49,7 @@ from hub.domain.wellbeing import (
     WatchSettings,
     judge,
     learn_baseline,
+    learn_prompt_baseline,
     quiet_history,
 )
 
@@ -59,12 +59,32 @@ DETECT_WITHIN = timedelta(hours=48)
 ELECTRICITY_READ = timedelta(minutes=15)  # the poll the watch needs (docs/care.md)
 
 
+Span = tuple[datetime, datetime]
+
+
 @dataclass(slots=True)
 class Resident:
     activities: list[Activity] = field(default_factory=list)
     marked_away: list[AwayPeriod] = field(default_factory=list)
-    meter_faults: list[tuple[datetime, datetime]] = field(default_factory=list)
+    meter_faults: list[Span] = field(default_factory=list)
     incident_at: datetime | None = None
+    # what the resident is doing, for the answer to a prompt only (the rules never see it)
+    awake: list[Span] = field(default_factory=list)  # up, from waking to going to bed
+    naps: list[Span] = field(default_factory=list)
+    outside: list[Span] = field(default_factory=list)  # outings and trips
+    has_mobile: bool = False  # a mobile phone on file: the automated call reaches them out
+
+    def doing(self, at: datetime) -> str:
+        """fallen | out | asleep | napping | awake (at home and up)."""
+        if self.incident_at is not None and at >= self.incident_at:
+            return "fallen"
+        if any(t0 <= at < t1 for t0, t1 in self.outside):
+            return "out"
+        if not any(t0 <= at < t1 for t0, t1 in self.awake):
+            return "asleep"
+        if any(t0 <= at < t1 for t0, t1 in self.naps):
+            return "napping"
+        return "awake"
 
 
 def _hours(rng: random.Random, mean: float, sd: float, low: float, high: float) -> float:
@@ -136,10 +156,13 @@ def simulate_resident(
         if rng.random() < 0.5:
             nap = rng.uniform(12.5, 14.5)
             quiet.append((nap, nap + rng.uniform(0.5, 2.0)))
+            res.naps.append((_at(day_start, quiet[-1][0]), _at(day_start, quiet[-1][1])))
         if rng.random() < 0.3:
             read = rng.uniform(up + 1, down - 2)
             quiet.append((read, read + rng.uniform(0.5, 2.0)))
         busy = sorted(quiet + outs)
+        res.awake.append((_at(day_start, up), _at(day_start, down)))
+        res.outside.extend((_at(day_start, b0), _at(day_start, b1)) for b0, b1 in outs)
 
         def free(h: float, busy: list[tuple[float, float]] = busy) -> bool:
             return not any(b0 <= h < b1 for b0, b1 in busy)
@@ -172,6 +195,7 @@ def simulate_resident(
     events = [
         e for e in events if e.source is Source.DOOR or not any(t0 <= e.at < t1 for t0, t1 in trips)
     ]
+    res.outside.extend(trips)
     res.activities = _observed(sorted(events, key=lambda a: a.at), res.meter_faults)
     return res
 
@@ -220,16 +244,56 @@ def inject_incident(rng: random.Random, res: Resident, first: datetime, last: da
     res.activities = kept
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerModel:
+    """Who answers an "are you OK?" prompt within ``prompt_wait_min`` (assumed, not
+    measured; ``docs/care.md``). At home the CB-100 beeps and blinks: pressing the green key
+    answers. Out, only a mobile phone on file can ask (the automated call), if heard. A
+    fallen resident never answers (conservative: some could reach the key or the phone)."""
+
+    awake: float = 0.93  # at home and up (a quiet read included)
+    napping: float = 0.75  # the beep may not wake them, or they are slow to get up
+    asleep: float = 0.5  # still in bed past their usual hour (prompts avoid the usual night)
+    mobile_share: float = 0.6  # residents with a mobile on file
+    mobile_heard: float = 0.7  # out (or away, unmarked), the call is heard and answered
+
+    def answers(self, res: Resident, at: datetime, rng: random.Random) -> bool:
+        doing = res.doing(at)
+        if doing == "fallen":
+            return False
+        if doing == "out":
+            return res.has_mobile and rng.random() < self.mobile_heard
+        return rng.random() < {"asleep": self.asleep, "napping": self.napping}.get(
+            doing, self.awake
+        )
+
+
+ANSWER_MODELS = {
+    "low": AnswerModel(0.85, 0.6, 0.35, 0.4, 0.5),
+    "default": AnswerModel(),
+    "high": AnswerModel(0.97, 0.9, 0.7, 0.8, 0.85),
+    "button-only": AnswerModel(mobile_share=0.0),  # the hub as built: no automated call yet
+}
+
+
 @dataclass(slots=True)
 class Outcome:
     delays_h: list[float] = field(default_factory=list)
     missed: int = 0
     false_checks: int = 0
+    prompts: int = 0  # prompts to residents who had not fallen (the burden on them)
+    answered: int = 0
 
 
 def _grid(at: datetime, step: timedelta) -> datetime:
     epoch = datetime(2000, 1, 1, tzinfo=UTC)
     return epoch + math.ceil((at - epoch) / step) * step
+
+
+@dataclass(slots=True)
+class Watched:
+    alerts: list[datetime] = field(default_factory=list)
+    prompts: list[tuple[datetime, bool]] = field(default_factory=list)  # (when, answered)
 
 
 def welfare_alerts(
@@ -241,23 +305,35 @@ def welfare_alerts(
     end: datetime,
     check: timedelta,
     watch_started_at: datetime,
-) -> Iterator[datetime]:
-    """When the hub's periodic check would raise a welfare check (one per silence)."""
+    *,
+    prompts: dict[date, Baseline] | None = None,
+    answers: AnswerModel | None = None,
+    rng: random.Random | None = None,
+) -> Watched:
+    """When the hub's periodic check would raise a welfare check (one per silence) and,
+    with ``prompts`` (the prompt baselines by day, learnt as the days come), when it would
+    ask the resident first; an answer (``answers``) is an activity that ends the silence."""
     events = [a for a in res.activities if a.at < end]
     last: dict[Source, datetime] = {}
+    out = Watched()
     lowest = s.floor_h if isinstance(baselines, dict) else s.fallback_h
-    for i, a in enumerate([*events, Activity(end, Source.BUTTON)]):
-        gap_start = events[i - 1].at if i else first
+    if prompts is not None:
+        lowest = min(lowest, s.prompt_floor_h)
+    wait = timedelta(minutes=s.prompt_wait_min)
+    stream = [*events, Activity(end, Source.BUTTON)]
+    gap_start = first
+    meters_ok = [MeterHealth(Source.WATER, "wm", None)]
+    idx = 0
+    while idx < len(stream):
+        a = stream[idx]
         t = _grid(max(first, gap_start + timedelta(hours=lowest)), check)
+        prompted_at: datetime | None = None
+        answered_at: datetime | None = None
         while t < a.at:
             baseline = _baseline_for(baselines, history, s, t)
-            meters = [
-                MeterHealth(
-                    Source.WATER,
-                    "wm",
-                    next((f0 for f0, f1 in res.meter_faults if f0 <= t < f1), t),
-                )
-            ]
+            fault = next((f0 for f0, f1 in res.meter_faults if f0 <= t < f1), t)
+            meters_ok[0] = MeterHealth(Source.WATER, "wm", fault)
+            asking = None if prompts is None else _baseline_for(prompts, history, s, t, True)
             j = judge(
                 t,
                 last,
@@ -266,18 +342,43 @@ def welfare_alerts(
                 s,
                 watch_started_at=watch_started_at,
                 away=res.marked_away,
-                meters=meters,
+                meters=meters_ok,
+                prompt_baseline=asking,
+                prompted_at=prompted_at,
+                prompt_out=res.has_mobile,
             )
             if j.verdict is Verdict.ALERT:
-                yield t
+                out.alerts.append(t)
                 break
+            if j.verdict is Verdict.PROMPT:
+                assert answers is not None and rng is not None
+                prompted_at = t
+                said = answers.answers(res, t, rng)
+                out.prompts.append((t, said))
+                reply = t + rng.uniform(0.05, 0.95) * wait
+                if said and reply < a.at:
+                    answered_at = reply
+                    break
             t += check
-            if j.verdict is Verdict.OK:  # no alert before the silence reaches the threshold
-                slot_end = _grid(j.now + timedelta(microseconds=1), timedelta(minutes=SLOT_MIN))
-                reach = j.now + timedelta(hours=j.threshold_h - j.silence_h)
+            slot_end = _grid(j.now + timedelta(microseconds=1), timedelta(minutes=SLOT_MIN))
+            if j.verdict is Verdict.OK:  # no change before the silence reaches a threshold
+                reach = j.now + timedelta(hours=j.next_h - j.silence_h)
                 t = max(t, _grid(min(reach, slot_end), check))
+            elif j.verdict is Verdict.PROMPTED and asking is not None and prompted_at is not None:
+                # no change before the wait is over and the silence is past the hold
+                hold = timedelta(hours=asking.unanswered_h(j.now, TZ) - j.silence_h)
+                due = max(prompted_at + wait, j.now + hold)
+                reach = j.now + timedelta(hours=j.threshold_h - j.silence_h)
+                t = max(t, _grid(min(due, reach, slot_end), check))
+        if answered_at is not None:  # the silence ends here; the rest of the gap goes on
+            last[Source.ANSWER] = answered_at
+            gap_start = answered_at
+            continue
         if a.at < end:
             last[a.source] = a.at
+        gap_start = a.at
+        idx += 1
+    return out
 
 
 def _baseline_for(
@@ -285,6 +386,7 @@ def _baseline_for(
     history: QuietHistory | None,
     s: WatchSettings,
     t: datetime,
+    prompt: bool = False,
 ) -> Baseline:
     if isinstance(baselines, Baseline):
         return baselines
@@ -292,7 +394,8 @@ def _baseline_for(
     found = baselines.get(day)
     if found is None:
         assert history is not None
-        found = baselines[day] = learn_baseline(history, s, until=day)
+        learn = learn_prompt_baseline if prompt else learn_baseline
+        found = baselines[day] = learn(history, s, until=day)
     return found
 
 
@@ -304,14 +407,23 @@ def run(
     s: WatchSettings,
     *,
     door_sees_exits: bool = False,
+    answers: AnswerModel | None = None,
+    without: bool = True,
 ) -> str:
+    """The month for every resident under the learnt rule with prompts (when ``answers``),
+    and, with ``without``, the learnt rule without prompts and the fixed 12 h rule."""
     check = timedelta(minutes=check_min)
     sim_start = datetime(2026, 3, 2, tzinfo=TZ)  # a Monday
     first = sim_start + timedelta(days=WARMUP_DAYS)
     end = first + timedelta(days=days)
     incident_last = end - DETECT_WITHIN
     fixed = Baseline(False, ((0.0,) * 24,) * 2, ((0.0,) * 24,) * 2, 0)
-    learnt_out, fixed_out = Outcome(), Outcome()
+    rules: dict[str, Outcome] = {}
+    if answers is not None:
+        rules["learnt rhythm + prompt"] = Outcome()
+    if without:
+        rules["learnt rhythm"] = Outcome()
+        rules["fixed 12 h"] = Outcome()
     incidents = 0
     began = walltime.monotonic()
     for n in range(households):
@@ -320,29 +432,46 @@ def run(
         if rng.random() < 0.25:  # a quarter of residents fall once in the month
             inject_incident(rng, res, first, incident_last)
             incidents += res.incident_at is not None
+        # the answers draw from generators of their own: the month lived stays the same
+        answer_rng = random.Random(seed * 1_000_003 + n + 500_000_000)
+        if answers is not None:
+            res.has_mobile = answer_rng.random() < answers.mobile_share
         history = quiet_history(res.activities, sim_start, end, TZ, res.marked_away)
-        for outcome, baselines in ((learnt_out, {}), (fixed_out, fixed)):
-            alerts = welfare_alerts(
-                res, baselines, history, s, first, end, check, watch_started_at=sim_start
+        learnt: dict[date, Baseline] = {}
+        for name, outcome in rules.items():
+            watched = welfare_alerts(
+                res,
+                fixed if name.startswith("fixed") else learnt,
+                history,
+                s,
+                first,
+                end,
+                check,
+                watch_started_at=sim_start,
+                prompts={} if name.endswith("prompt") else None,
+                answers=answers,
+                rng=answer_rng,
             )
-            _score(outcome, res, list(alerts))
+            _score(outcome, res, watched)
     weeks = households * days / 7
     elapsed = walltime.monotonic() - began
-    table = _table(
-        households, days, seed, check_min, incidents, weeks, learnt_out, fixed_out, elapsed, s
-    )
+    table = _table(households, days, seed, check_min, incidents, weeks, rules, elapsed, s, answers)
     return f"what if: the door sees every exit\n{table}" if door_sees_exits else table
 
 
-def _score(outcome: Outcome, res: Resident, alerts: list[datetime]) -> None:
+def _score(outcome: Outcome, res: Resident, watched: Watched) -> None:
     incident = res.incident_at
     detected = False
-    for at in alerts:
+    for at in watched.alerts:
         if incident is not None and incident <= at <= incident + DETECT_WITHIN and not detected:
             outcome.delays_h.append((at - incident).total_seconds() / 3600)
             detected = True
         elif incident is None or at < incident:
             outcome.false_checks += 1
+    for at, said in watched.prompts:
+        if incident is None or at < incident:
+            outcome.prompts += 1
+            outcome.answered += said
     if incident is not None and not detected:
         outcome.missed += 1
 
@@ -361,19 +490,24 @@ def _table(
     check_min: float,
     incidents: int,
     weeks: float,
-    learnt: Outcome,
-    fixed: Outcome,
+    rules: dict[str, Outcome],
     elapsed: float,
     s: WatchSettings,
+    answers: AnswerModel | None,
 ) -> str:
     def row(name: str, o: Outcome) -> str:
         found = len(o.delays_h)
         share = 100 * found / incidents if incidents else float("nan")
         median = statistics.median(o.delays_h) if o.delays_h else float("nan")
+        asked = (
+            f"{100 * o.prompts / weeks:.1f} ({100 * o.answered / o.prompts:.0f} %)"
+            if o.prompts
+            else ("0" if name.endswith("prompt") else "-")
+        )
         return (
             f"| {name} | {found}/{incidents} ({share:.1f} %) | {o.missed} | {median:.1f} | "
             f"{_pct(o.delays_h, 0.9):.1f} | {max(o.delays_h, default=float('nan')):.1f} | "
-            f"{100 * o.false_checks / weeks:.2f} |"
+            f"{100 * o.false_checks / weeks:.2f} | {asked} |"
         )
 
     cpu = _cpu_model()
@@ -388,12 +522,25 @@ def _table(
         f"{s.daily_risk:g} a day, tail from {s.tail_from_h} h",
         f"doors: {100 * TWO_WAY_SHARE:.0f} % of residents have a face reader on the way out "
         "too (it sees 80-95 % of their exits), the rest an anonymous exit button",
+    ]
+    if answers is not None:
+        lines += [
+            f"prompt: risk {s.prompt_daily_risk:g} a day, floor {s.prompt_floor_h} h, usual "
+            f"longest × {1 + s.prompt_stretch:g} + {s.prompt_slack_h} h, out {s.prompt_out_h} h "
+            f"(mobile only), wait {s.prompt_wait_min:g} min"
+            f"{' and past the unseen outings' if s.prompt_hold_for_outings else ''}, "
+            "not in the learnt sleep window",
+            f"answers within the wait: awake at home {answers.awake:g}, napping "
+            f"{answers.napping:g}, in bed late {answers.asleep:g}, out by mobile "
+            f"{answers.mobile_heard:g} ({100 * answers.mobile_share:.0f} % have one on file), "
+            "fallen never",
+        ]
+    lines += [
         "",
         "| rule | incidents detected (≤ 48 h) | missed | median delay h | p90 h | max h "
-        "| false checks / 100 residents / week |",
-        "|---|---|---|---|---|---|---|",
-        row("learnt rhythm", learnt),
-        row("fixed 12 h", fixed),
+        "| false checks / 100 residents / week | prompts / 100 / week (answered) |",
+        "|---|---|---|---|---|---|---|---|",
+        *(row(name, o) for name, o in rules.items()),
     ]
     return "\n".join(lines)
 
@@ -425,6 +572,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="what if: every outing passes a door that recognises faces both ways",
     )
+    d = WatchSettings()
+    parser.add_argument(
+        "--answers",
+        choices=[*ANSWER_MODELS, "none"],
+        default="default",
+        help="how readily residents answer the prompt (none: no prompt step)",
+    )
+    parser.add_argument("--prompt-daily-risk", type=float, default=d.prompt_daily_risk)
+    parser.add_argument("--prompt-floor-h", type=float, default=d.prompt_floor_h)
+    parser.add_argument("--prompt-stretch", type=float, default=d.prompt_stretch)
+    parser.add_argument("--prompt-slack-h", type=float, default=d.prompt_slack_h)
+    parser.add_argument("--prompt-out-h", type=float, default=d.prompt_out_h)
+    parser.add_argument("--prompt-wait-min", type=float, default=d.prompt_wait_min)
+    parser.add_argument(
+        "--prompt-at-once",
+        action="store_true",
+        help="an unanswered prompt is a welfare check after the wait, even where the "
+        "resident's outings are often not seen leaving",
+    )
+    parser.add_argument(
+        "--prompt-only",
+        action="store_true",
+        help="only the rule with prompts (not the rules without, e.g. for the sensitivity)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -434,13 +605,29 @@ def main(args: argparse.Namespace) -> int:
             "住户数至少 1，天数至少 3，每日风险在 0 与 1 之间"
         )
         return 2
+    try:
+        s = WatchSettings(
+            daily_risk=args.daily_risk,
+            prompt_daily_risk=args.prompt_daily_risk,
+            prompt_floor_h=args.prompt_floor_h,
+            prompt_stretch=args.prompt_stretch,
+            prompt_slack_h=args.prompt_slack_h,
+            prompt_out_h=args.prompt_out_h,
+            prompt_wait_min=args.prompt_wait_min,
+            prompt_hold_for_outings=not args.prompt_at_once,
+        )
+    except ValueError as exc:
+        print(f"设置无效 / invalid settings: {exc}")
+        return 2
     table = run(
         args.households,
         args.days,
         args.seed,
         args.check_min,
-        WatchSettings(daily_risk=args.daily_risk),
+        s,
         door_sees_exits=args.door_sees_exits,
+        answers=None if args.answers == "none" else ANSWER_MODELS[args.answers],
+        without=not args.prompt_only or args.answers == "none",
     )
     print(table)
     return 0

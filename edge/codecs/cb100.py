@@ -54,6 +54,7 @@ class FrameType(IntEnum):
     RECEIVED = 0x81
     HELP_COMING = 0x82
     CASE_CLOSED = 0x83
+    ARE_YOU_OK = 0x84  # "are you OK? press the green key" (关爱询问, issue #15)
 
 
 def is_downlink_type(frame_type: int) -> bool:

@@ -16,7 +16,7 @@ Map of the tables:
   quarantine (what could not be accepted), commands (durable outbox of hub → edge commands)
 * help calls: cases, case_audit, case_notifications; tasks (service requests, maintenance)
 * wellbeing watch (issue #15): wellbeing_watch (consent), wellbeing_away, wellbeing_activity
-  (raw, kept for a limited time), wellbeing_sources, welfare_checks
+  (raw, kept for a limited time), wellbeing_sources, welfare_checks, wellbeing_prompts
 """
 
 from __future__ import annotations
@@ -724,7 +724,8 @@ wellbeing_activity = Table(
     metadata,
     _id(),
     Column("household_id", Integer, nullable=False),
-    Column("source", String(16), nullable=False),  # water | electricity | door | button | check_in
+    # water | electricity | door | button | check_in | answer (to a prompt)
+    Column("source", String(16), nullable=False),
     Column("device_id", String(64), nullable=False),
     _when("at", nullable=False),
     Index(None, "household_id", "at"),
@@ -744,6 +745,25 @@ wellbeing_sources = Table(
     _when("last_kwh_at"),
 )
 
+# "Are you OK?" prompts (关爱询问, migration 0025): the soft first step before a welfare
+# check. One row per prompt: the silence it asked about, the button it went to, whether and
+# how it was answered (the source of the activity that ended the silence), or the welfare
+# check it became when unanswered after ``wellbeing.prompt_wait_min``.
+wellbeing_prompts = Table(
+    "wellbeing_prompts",
+    metadata,
+    _id(),
+    _fk("household_id", "households.id"),
+    _when("silence_since", nullable=False),
+    _when("asked_at", nullable=False),
+    Column("device_id", String(64), nullable=True),  # the CB-100 asked (none: no button)
+    Column("command_id", String(64), nullable=True),  # its button_feedback command
+    _when("answered_at"),
+    Column("answer", String(16), nullable=True),  # the activity source that answered it
+    Column("welfare_task_id", Integer, nullable=True),  # unanswered: the welfare check
+    Index(None, "household_id", "asked_at"),
+)
+
 welfare_checks = Table(
     "welfare_checks",
     metadata,
@@ -751,7 +771,7 @@ welfare_checks = Table(
     Column("task_id", Integer, ForeignKey("tasks.id"), nullable=False, unique=True),
     _fk("household_id", "households.id"),
     Column("grid_id", Integer, nullable=True),
-    Column("reason", String(16), nullable=False),  # silence | check_in
+    Column("reason", String(16), nullable=False),  # silence | no_answer (to a prompt) | check_in
     _text("evidence"),
     _when("opened_at", nullable=False),
     Column("tier", Integer, nullable=False, server_default=text("0")),  # 0 grid … 2 station

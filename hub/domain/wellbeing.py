@@ -42,7 +42,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 
@@ -53,12 +53,19 @@ class Source(StrEnum):
     DOOR = "door"
     BUTTON = "button"
     CHECK_IN = "check_in"
+    #: An answer to an "are you OK?" prompt (关爱询问): the green key pressed while a prompt
+    #: waits, or an answered automated call. It ends the silence like any activity, but the
+    #: baseline never learns from it (:func:`quiet_history` skips it): a spell cut short by a
+    #: prompt would otherwise teach shorter spells, lower thresholds and ever more prompts.
+    ANSWER = "answer"
 
 
 #: Sources that are read on a schedule: when one stops reporting, silence is a device fault.
 METERED = frozenset({Source.WATER, Source.ELECTRICITY})
 #: Sources whose activity shows the resident *inside* the home.
-AT_HOME = frozenset({Source.WATER, Source.ELECTRICITY, Source.BUTTON, Source.CHECK_IN})
+AT_HOME = frozenset(
+    {Source.WATER, Source.ELECTRICITY, Source.BUTTON, Source.CHECK_IN, Source.ANSWER}
+)
 
 SOURCE_NAMES: dict[Source, tuple[str, str]] = {
     Source.WATER: ("用水", "water"),
@@ -66,6 +73,7 @@ SOURCE_NAMES: dict[Source, tuple[str, str]] = {
     Source.DOOR: ("门禁通行", "door pass"),
     Source.BUTTON: ("按键", "button press"),
     Source.CHECK_IN: ("报平安", "check-in"),
+    Source.ANSWER: ("关爱询问应答", "answer to a prompt"),
 }
 
 
@@ -75,6 +83,8 @@ class Verdict(StrEnum):
     AWAY = "away"  # marked away (hospital, travel, family visit)
     DEVICE_FAULT = "device_fault"  # a meter stopped reporting: not evidence of silence
     NO_DATA = "no_data"  # nothing heard yet since the watch started
+    PROMPT = "prompt"  # past the prompt threshold: ask the resident "are you OK?" now
+    PROMPTED = "prompted"  # asked, waiting up to prompt_wait_min for an answer
 
 
 class Mode(StrEnum):
@@ -126,12 +136,37 @@ class WatchSettings:
     tail_from_h: float = 1.0  # quiet spells while up longer than this make the tail …
     tail_prior_h: float = 1.0  # … whose mean excess starts from this prior
     meter_silent_after_h: float = 2.0  # a meter not heard for this long is a device fault
+    # the "are you OK?" prompt (关爱询问): a lower threshold learnt the same way
+    prompt_daily_risk: float = 0.02  # accepted chance a day of a prompt on an ordinary spell
+    prompt_floor_h: float = 1.5  # never prompt on a silence shorter than this
+    prompt_stretch: float = 0.1  # the usual longest at this time of day × (1 + this) …
+    prompt_slack_h: float = 0.5  # … plus this
+    prompt_out_h: float = 8.0  # a silence that began with a door pass: ask by phone after this
+    prompt_wait_min: float = 30.0  # unanswered this long: the welfare check …
+    prompt_hold_for_outings: bool = True  # … once past the outings no door saw leave, too
 
     def __post_init__(self) -> None:
         if not 0 < self.floor_h <= self.ceiling_h:
             raise ValueError("floor_h must be > 0 and <= ceiling_h")
         if self.min_history_days > self.history_days:
             raise ValueError("min_history_days must be <= history_days")
+        if not 0 < self.prompt_floor_h <= self.floor_h:
+            raise ValueError("prompt_floor_h must be > 0 and <= floor_h")
+        if not self.daily_risk <= self.prompt_daily_risk < 1:
+            raise ValueError("prompt_daily_risk must be >= daily_risk and < 1")
+        if not 0 < self.prompt_wait_min <= 240:
+            raise ValueError("prompt_wait_min must be > 0 and <= 240")
+
+    def prompt_rules(self) -> WatchSettings:
+        """The same rules with the prompt's knobs: what :func:`learn_prompt_baseline` uses."""
+        return replace(
+            self,
+            daily_risk=self.prompt_daily_risk,
+            floor_h=self.prompt_floor_h,
+            stretch=self.prompt_stretch,
+            slack_h=self.prompt_slack_h,
+            out_h=min(self.prompt_out_h, self.ceiling_h),
+        )
 
 
 #: The baseline's resolution: quarter hours of the local day (DL/T 645 meters read every 15 min).
@@ -166,12 +201,22 @@ class QuietHistory:
     tz: tzinfo
     home: dict[date, list[float]] = field(default_factory=dict)
     days: set[date] = field(default_factory=set)
+    #: The silences that ended with a door pass (the resident came back in: an outing whose
+    #: exit no door saw); the same values as ``home`` there, :data:`UNKNOWN` elsewhere.
+    unseen_out: dict[date, list[float]] = field(default_factory=dict)
 
     def day(self, day: date) -> list[float]:
         row = self.home.get(day)
         if row is None:
             row = self.home[day] = [UNKNOWN] * SLOTS
+            self.unseen_out[day] = [UNKNOWN] * SLOTS
         return row
+
+    def indoor(self, day: date) -> list[float]:
+        """``home`` without the outings whose exit was not seen: the quiet spells that ended
+        inside the home (a nap, a read, a late morning) and the night."""
+        out = self.unseen_out[day]
+        return [OUT if out[k] >= 0 else v for k, v in enumerate(self.home[day])]
 
 
 def _mode_of(source: Source) -> Mode:
@@ -188,7 +233,7 @@ def quiet_history(
     """The silences of ``[start, end)`` sampled every quarter hour of real (UTC) time and
     filed under the local wall-clock slot; ``activities`` sorted by time."""
     history = QuietHistory(tz)
-    events = [a for a in activities if start <= a.at < end]
+    events = [a for a in activities if start <= a.at < end and a.source is not Source.ANSWER]
     if not events:
         return history
     step = timedelta(minutes=SLOT_MIN)
@@ -210,6 +255,8 @@ def quiet_history(
             value = (t - last.at) / timedelta(hours=1)
         slot = _slot_of(local)
         if value >= 0:  # twice on the night the clocks go back: the longer counts
+            if value >= row[slot] and _came_back_in(events, i):
+                history.unseen_out[local.date()][slot] = value
             row[slot] = max(row[slot], value)
         elif row[slot] < 0:
             row[slot] = value
@@ -223,6 +270,14 @@ def quiet_history(
     return history
 
 
+def _came_back_in(events: Sequence[Activity], i: int) -> bool:
+    """Was ``events[i]`` the resident coming back in? A door pass with no direction: one
+    followed by another door pass before anything moves at home was a way out (seen)."""
+    if i >= len(events) or events[i].source is not Source.DOOR:
+        return False
+    return i + 1 >= len(events) or events[i + 1].source is not Source.DOOR
+
+
 @dataclass(frozen=True, slots=True)
 class Baseline:
     """Thresholds (hours) by (day type, local quarter hour, mode), learnt from a history.
@@ -234,6 +289,12 @@ class Baseline:
     home: tuple[tuple[float, ...], tuple[float, ...]]  # [weekday|weekend][slot]
     out: tuple[tuple[float, ...], tuple[float, ...]]
     days: int
+    #: The prompt's only: how long a silence at home may run, unanswered, before it is a
+    #: welfare check, [weekday|weekend] (0: at once; see :func:`learn_prompt_baseline`).
+    unanswered: tuple[float, float] = (0.0, 0.0)
+
+    def unanswered_h(self, at: datetime, tz: tzinfo) -> float:
+        return self.unanswered[_day_type(at.astimezone(tz).date())]
 
     def threshold_h(self, at: datetime, tz: tzinfo, mode: Mode, s: WatchSettings) -> float:
         if not self.trained:
@@ -268,6 +329,60 @@ def learn_baseline(history: QuietHistory, s: WatchSettings, until: date | None =
         home.append(_thresholds(rows, back, s))
     out = (min(s.ceiling_h, s.out_h),) * SLOTS
     return Baseline(trained=trained, home=(home[0], home[1]), out=(out, out), days=len(days))
+
+
+def learn_prompt_baseline(
+    history: QuietHistory, s: WatchSettings, until: date | None = None
+) -> Baseline:
+    """The thresholds of the "are you OK?" prompt: :func:`learn_baseline` with the prompt's
+    knobs (:meth:`WatchSettings.prompt_rules`), and never in the resident's own sleep window.
+
+    The prompt learns from the quiet spells that ended inside the home (naps, reads, late
+    mornings, the night), not from the outings whose exit no door saw (the silence ended with
+    the resident walking back in): those are the ones a button at home cannot answer, and
+    ``unanswered`` holds them instead (an unanswered prompt waits for that long).
+
+    The sleep window is learnt, not assumed: a quarter hour where the resident is *not*
+    usually up (most days nothing within the hour before), or within ``prompt_wait_min``
+    before one, gets the ceiling, so :func:`judge` does not prompt there (no button beeping
+    and no phone ringing at night; an unanswered prompt must not turn an early night into a
+    welfare check). At night the welfare threshold alone applies, as without prompts."""
+    p = s.prompt_rules()
+    days = sorted(history.days)
+    if until is not None:
+        first = until - timedelta(days=p.history_days)
+        days = [d for d in days if first <= d < until]
+    trained = len(days) >= p.min_history_days
+    back = p.late_min // SLOT_MIN
+    wait = math.ceil(s.prompt_wait_min / SLOT_MIN)
+    home: list[tuple[float, ...]] = []
+    hold: list[float] = []
+    for day_type in (0, 1):
+        kept = [d for d in days if d in history.home and (day_type or _day_type(d) == 0)]
+        indoor = [history.indoor(d) for d in kept]
+        home.append(_thresholds(indoor, back, p, awake_wait=wait))
+        hold.append(_unseen_outings_h([history.unseen_out[d] for d in kept], s))
+    out = (min(p.ceiling_h, p.out_h),) * SLOTS
+    return Baseline(
+        trained=trained,
+        home=(home[0], home[1]),
+        out=(out, out),
+        days=len(days),
+        unanswered=(hold[0], hold[1]),
+    )
+
+
+def _unseen_outings_h(rows: list[list[float]], s: WatchSettings) -> float:
+    """How long an outing whose exit no door saw may run (at the welfare rule's risk): an
+    unanswered prompt is no news before then, for the resident may simply be out.
+
+    Learnt from the silences that ended with the resident walking back in through the face
+    door; 0 for a resident with none in the history (every exit seen: an unanswered prompt
+    is news at once)."""
+    if len(rows) < 2 or not any(v >= 0 for row in rows for v in row):
+        return 0.0
+    up = [True] * SLOTS  # outings happen while up; each row holds only outing spells
+    return min(s.ceiling_h, _while_up_threshold(rows, up, s))
 
 
 def _kth(values: list[float], s: WatchSettings) -> float | None:
@@ -322,18 +437,28 @@ def _look_back(row: list[float], back: int) -> list[float]:
     return [max(wide[k : k + back + 1]) for k in range(SLOTS)]
 
 
-def _thresholds(rows: list[list[float]], back: int, s: WatchSettings) -> tuple[float, ...]:
+def _thresholds(
+    rows: list[list[float]], back: int, s: WatchSettings, awake_wait: int | None = None
+) -> tuple[float, ...]:
+    """Per slot: the larger of the time-of-day and the while-up thresholds, clamped; with
+    ``awake_wait`` (slots), the ceiling wherever the resident is not usually up now and
+    ``awake_wait`` slots later (the prompt's sleep window)."""
     if len(rows) < 2:
         return (s.ceiling_h,) * SLOTS
     known = [[v for row in rows if (v := row[k]) >= 0] for k in range(SLOTS)]
     # usually up: most days, something happened within the last hour at this time of day
     up = [len(v) >= 2 and sorted(v)[len(v) // 2] < 1.0 for v in known]
+    asleep = (
+        [not (up[k] and up[(k + awake_wait) % SLOTS]) for k in range(SLOTS)]
+        if awake_wait is not None
+        else [False] * SLOTS
+    )
     day_h = _while_up_threshold(rows, up, s)
     looking_back = [_look_back(row, back) for row in rows]
     out: list[float] = []
     for k in range(SLOTS):
         usual = _kth([v for row in looking_back if (v := row[k]) >= 0], s)
-        if usual is None:
+        if usual is None or asleep[k]:
             out.append(s.ceiling_h)
             continue
         usual_h = max(usual * (1 + s.stretch) + s.slack_h, day_h)
@@ -352,6 +477,15 @@ class Judgement:
     last_by_source: dict[Source, datetime] = field(default_factory=dict)
     faulty_meters: tuple[str, ...] = ()
     away: AwayPeriod | None = None
+    #: The prompt's threshold here (inf: no prompt here, e.g. asleep or no way to ask).
+    prompt_threshold_h: float = math.inf
+    #: The prompt of this silence, if one was sent (an answer would have ended the silence).
+    prompted_at: datetime | None = None
+
+    @property
+    def next_h(self) -> float:
+        """The silence (h) at which the verdict may next change from OK at this slot."""
+        return min(self.threshold_h, self.prompt_threshold_h)
 
     @property
     def usual_by(self) -> datetime | None:
@@ -371,8 +505,23 @@ def judge(
     watch_started_at: datetime,
     away: Iterable[AwayPeriod] = (),
     meters: Iterable[MeterHealth] = (),
+    prompt_baseline: Baseline | None = None,
+    prompted_at: datetime | None = None,
+    prompt_home: bool = True,
+    prompt_out: bool = False,
 ) -> Judgement:
-    """Is the silence at ``now`` news? ``last_by_source``: each source's latest activity."""
+    """Is the silence at ``now`` news? ``last_by_source``: each source's latest activity.
+
+    With a trained ``prompt_baseline`` the first step is softer: past the prompt threshold
+    (lower than the welfare one) the verdict is :attr:`Verdict.PROMPT` (ask the resident);
+    with ``prompted_at`` in this silence, :attr:`Verdict.PROMPTED` while the answer may still
+    come, and :attr:`Verdict.ALERT` once ``prompt_wait_min`` has passed unanswered and the
+    silence is longer than the resident's outings whose exit no door saw may run
+    (:attr:`Baseline.unanswered`: a button at home cannot reach someone out). Any
+    activity, an answer included, ends the silence and so the prompt. The welfare threshold
+    stays the backstop. ``prompt_home``: the household can be asked at home (a CB-100 button
+    or a phone on file); ``prompt_out``: a silence that began with a door pass can be asked
+    about too (a mobile phone on file: a button beeping in an empty flat answers nothing)."""
     periods = list(away)
     current = next((p for p in periods if p.covers(now)), None)
     last = {src: min(at, now) for src, at in last_by_source.items()}  # fast clocks: "now"
@@ -387,9 +536,31 @@ def judge(
     mode = Mode.HOME if back_home or latest_source is None else _mode_of(latest_source)
     silence_h = (now - silent_since).total_seconds() / 3600
     threshold = baseline.threshold_h(now, tz, mode, s)
-    base = Judgement(Verdict.OK, now, silent_since, silence_h, threshold, mode, last)
+    prompt_h = math.inf
+    if (
+        prompt_baseline is not None
+        and prompt_baseline.trained
+        and (prompt_home if mode is Mode.HOME else prompt_out)
+    ):
+        prompt_h = prompt_baseline.threshold_h(now, tz, mode, s.prompt_rules())
+        if prompt_h >= threshold:
+            prompt_h = math.inf  # asleep, or the prompt would not come first
+    asked = prompted_at if prompted_at is not None and prompted_at >= silent_since else None
+    base = Judgement(
+        Verdict.OK, now, silent_since, silence_h, threshold, mode, last, (), None, prompt_h, asked
+    )
+    verdict = Verdict.ALERT
     if silence_h <= threshold:
-        return base
+        if asked is not None:
+            waited = now - asked >= timedelta(minutes=s.prompt_wait_min)
+            hold_h = 0.0
+            if mode is Mode.HOME and prompt_baseline is not None and s.prompt_hold_for_outings:
+                hold_h = prompt_baseline.unanswered_h(now, tz)  # maybe out: no news before
+            verdict = Verdict.ALERT if waited and silence_h > hold_h else Verdict.PROMPTED
+        elif silence_h > prompt_h:
+            verdict = Verdict.PROMPT
+        else:
+            return base
     blind_after = now - timedelta(hours=s.meter_silent_after_h)
     faulty = tuple(
         sorted(
@@ -402,21 +573,11 @@ def judge(
         return _replace(base, Verdict.DEVICE_FAULT, faulty)
     if not last and silent_since == watch_started_at:
         return _replace(base, Verdict.NO_DATA, ())
-    return _replace(base, Verdict.ALERT, ())
+    return _replace(base, verdict, ())
 
 
 def _replace(j: Judgement, verdict: Verdict, faulty: tuple[str, ...]) -> Judgement:
-    return Judgement(
-        verdict,
-        j.now,
-        j.silent_since,
-        j.silence_h,
-        j.threshold_h,
-        j.mode,
-        j.last_by_source,
-        faulty,
-        j.away,
-    )
+    return replace(j, verdict=verdict, faulty_meters=faulty)
 
 
 def _span(hours: float) -> tuple[str, str]:

@@ -36,6 +36,21 @@ class WellbeingSettings(BaseModel):
     tail_from_h: float = Field(default=1.0, gt=0, le=24)
     tail_prior_h: float = Field(default=1.0, gt=0, le=24)
     meter_silent_after_h: float = Field(default=2.0, gt=0, le=72)
+    # the "are you OK?" prompt (关爱询问) before a welfare check: a lower threshold, learnt
+    # the same way; the resident answers on the CB-100's green key (or by any activity);
+    # unanswered after prompt_wait_min, the welfare check. Never in the learnt sleep window.
+    #: Off by default: on the simulated month it shortens the delay a little but raises
+    #: more false welfare checks (docs/care.md); a pilot's answer rates should decide.
+    prompt_enabled: bool = False
+    prompt_daily_risk: float = Field(default=0.02, gt=0, lt=1)
+    prompt_floor_h: float = Field(default=1.5, gt=0, le=48)
+    prompt_stretch: float = Field(default=0.1, ge=0, le=10)
+    prompt_slack_h: float = Field(default=0.5, ge=0, le=24)
+    prompt_out_h: float = Field(default=8.0, gt=0, le=96)
+    prompt_wait_min: float = Field(default=30.0, gt=0, le=240)
+    #: An unanswered prompt waits, too, until the silence is longer than the resident's
+    #: outings whose exit no door saw (learnt); false: the welfare check after the wait.
+    prompt_hold_for_outings: bool = True
     # reading activity from device events
     #: Average electricity draw above this (W) between two readings is activity.
     standby_w: float = Field(default=150.0, ge=0, le=100_000)
@@ -53,7 +68,7 @@ class WellbeingSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        self.rules()  # floor ≤ ceiling, min_history ≤ history
+        self.rules()  # floor ≤ ceiling, min_history ≤ history, prompt floor ≤ floor …
         if self.activity_kept_days < self.history_days:
             raise ValueError(
                 "activity_kept_days must be >= history_days (the baseline reads that far back)"
@@ -75,4 +90,11 @@ class WellbeingSettings(BaseModel):
             tail_from_h=self.tail_from_h,
             tail_prior_h=self.tail_prior_h,
             meter_silent_after_h=self.meter_silent_after_h,
+            prompt_daily_risk=self.prompt_daily_risk,
+            prompt_floor_h=self.prompt_floor_h,
+            prompt_stretch=self.prompt_stretch,
+            prompt_slack_h=self.prompt_slack_h,
+            prompt_out_h=self.prompt_out_h,
+            prompt_wait_min=self.prompt_wait_min,
+            prompt_hold_for_outings=self.prompt_hold_for_outings,
         )

@@ -43,7 +43,12 @@ def test_cb100_profile_loads(cb100_profile: DeviceProfile) -> None:
     }
     feedback = p.command("button_feedback")
     assert feedback is not None
-    assert feedback.codes == {"received": 0x81, "help_coming": 0x82, "case_closed": 0x83}
+    assert feedback.codes == {
+        "received": 0x81,
+        "help_coming": 0x82,
+        "case_closed": 0x83,
+        "are_you_ok": 0x84,  # the wellbeing watch's prompt (issue #15)
+    }
 
 
 def test_load_profiles_keys_by_name() -> None:
@@ -197,7 +202,7 @@ def test_decode_field_scale() -> None:
 
 @pytest.mark.parametrize(
     ("code", "frame_type"),
-    [("received", 0x81), ("help_coming", 0x82), ("case_closed", 0x83)],
+    [("received", 0x81), ("help_coming", 0x82), ("case_closed", 0x83), ("are_you_ok", 0x84)],
 )
 def test_build_button_feedback(cb100_profile: DeviceProfile, code: str, frame_type: int) -> None:
     data = build_command_frame(

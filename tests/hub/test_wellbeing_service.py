@@ -217,3 +217,125 @@ def test_settings_refuse_retention_shorter_than_the_history() -> None:
         WellbeingSettings(activity_kept_days=10, history_days=28)
     with pytest.raises(ValueError, match="floor_h"):
         WellbeingSettings(floor_h=20, ceiling_h=12)
+
+
+# -- the "are you OK?" prompt (关爱询问) before the welfare check ---------------------------
+
+BUTTON = "cb100-77626"  # the demo's button by 张桂英's bed, behind edge-demo
+PROMPTING = SETTINGS.model_copy(update={"prompt_enabled": True})  # off by default
+
+
+async def learnt_rhythm(w: Watch, welfare_h: float = 6.0, prompt_h: float = 2.0) -> None:
+    """A trained baseline of the day, as the watch stores it: the hand-set thresholds stand
+    in for four weeks of history (the learning itself: tests/hub/test_wellbeing_prompt.py)."""
+    from zoneinfo import ZoneInfo
+
+    from hub.domain.wellbeing import SLOTS, Baseline
+    from hub.services.wellbeing.watch import baseline_to_json
+
+    def table(h: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return ((h,) * SLOTS, (h,) * SLOTS)
+
+    welfare = Baseline(True, table(welfare_h), table(12.0), 28)
+    prompt = Baseline(True, table(prompt_h), table(8.0), 28)
+    async with w.engine.begin() as conn:
+        await conn.execute(
+            sa.update(schema.wellbeing_watch)
+            .where(schema.wellbeing_watch.c.household_id == HOUSEHOLD)
+            .values(
+                baseline=baseline_to_json(welfare, prompt),
+                baseline_day=T0.astimezone(ZoneInfo("Asia/Shanghai")).date(),
+            )
+        )
+
+
+async def quiet_until(w: Watch, at: datetime) -> Effects:
+    """The meter still reports (no flow) and the watch judges at ``at``."""
+    await w.events(at, ("wm-7", "water_reading", {"flow_m3h": 0}))
+    return await w.tick(at)
+
+
+async def test_an_unanswered_prompt_becomes_the_welfare_check(home: AsyncEngine) -> None:
+    w = Watch(home, PROMPTING)
+    await w.consent()
+    await learnt_rhythm(w)
+    await w.events(T0, ("wm-7", "water_reading", {"flow_m3h": 0.4}))
+    assert (await quiet_until(w, T0 + timedelta(hours=1, minutes=55))).commands == []
+    asked = T0 + timedelta(hours=2, minutes=5)
+    effects = await quiet_until(w, asked)
+    assert effects.notifications == []  # nobody is called out yet
+    [command] = effects.commands
+    assert (command.device_id, command.name) == (BUTTON, "button_feedback")
+    assert command.args == {"code": "are_you_ok", "ref_seq": 0, "edge_id": "edge-demo"}
+    [stored] = [c for c in await w.rows(schema.commands) if c.device_id == BUTTON]
+    assert stored.args["code"] == "are_you_ok" and stored.state == "pending"
+    [prompt] = await w.rows(schema.wellbeing_prompts)
+    assert (prompt.asked_at, prompt.silence_since, prompt.device_id) == (asked, T0, BUTTON)
+    # waiting for the answer: neither a second prompt nor a welfare check
+    waiting = await quiet_until(w, asked + timedelta(minutes=20))
+    assert (waiting.commands, waiting.notifications) == ([], [])
+    effects = await quiet_until(w, asked + timedelta(minutes=31))
+    assert {(n.tier, n.kind) for n in effects.notifications} == {("grid_worker", "welfare_check")}
+    assert 'no answer to "are you OK?"' in effects.notifications[0].message_en
+    assert "无应答" in effects.notifications[0].message_zh
+    [check] = await w.rows(schema.welfare_checks)
+    [prompt] = await w.rows(schema.wellbeing_prompts)
+    assert check.reason == "no_answer" and prompt.welfare_task_id == check.task_id
+    assert prompt.answered_at is None
+    # the same silence: no further prompt, no second check (only the ladder climbs)
+    later = await quiet_until(w, asked + timedelta(hours=2))
+    assert later.commands == [] and {n.tier for n in later.notifications} == {"backup_worker"}
+    assert len([t for t in await w.rows(schema.tasks) if t.kind == "welfare_check"]) == 1
+    assert len(await w.rows(schema.wellbeing_prompts)) == 1
+
+
+@pytest.mark.parametrize(
+    ("device", "kind", "data", "answer"),
+    [
+        (BUTTON, "check_in", {}, "answer"),  # the green key, as asked
+        ("wm-7", "water_reading", {"flow_m3h": 0.3}, "water"),  # or simply up and about
+    ],
+)
+async def test_an_answered_prompt_ends_the_silence(
+    home: AsyncEngine, device: str, kind: str, data: dict[str, Any], answer: str
+) -> None:
+    w = Watch(home, PROMPTING)
+    await w.consent()
+    await learnt_rhythm(w)
+    await w.events(T0, ("wm-7", "water_reading", {"flow_m3h": 0.4}))
+    asked = T0 + timedelta(hours=2, minutes=5)
+    assert len((await quiet_until(w, asked)).commands) == 1
+    await w.events(asked + timedelta(minutes=4), (device, kind, data))
+    [prompt] = await w.rows(schema.wellbeing_prompts)
+    assert (prompt.answered_at, prompt.answer) == (asked + timedelta(minutes=4), answer)
+    effects = await quiet_until(w, asked + timedelta(minutes=40))
+    assert (effects.commands, effects.notifications) == ([], [])
+    assert [t for t in await w.rows(schema.tasks) if t.kind == "welfare_check"] == []
+    # an answer on the key is kept apart from the rhythm it must not teach
+    sources = {r.source for r in await w.rows(schema.wellbeing_activity)}
+    assert ("check_in" in sources) is False and answer in sources
+    # the desk and the grid worker see the prompt in the audited activity read
+    async with home.begin() as conn:
+        seen = await records.read_activity(conn, DESK, HOUSEHOLD, 24, asked + timedelta(hours=1))
+    assert [p["answer"] for p in seen["prompts"]] == [answer]
+
+
+async def test_no_button_no_prompt_the_welfare_threshold_is_the_backstop(
+    home: AsyncEngine,
+) -> None:
+    async with home.begin() as conn:
+        await conn.execute(
+            sa.update(schema.devices)
+            .where(schema.devices.c.household_id == HOUSEHOLD, schema.devices.c.profile == "cb-100")
+            .values(retired_at=T0)
+        )
+    w = Watch(home, PROMPTING)
+    await w.consent()
+    await learnt_rhythm(w)
+    await w.events(T0, ("wm-7", "water_reading", {"flow_m3h": 0.4}))
+    for minutes in (125, 160, 300):
+        effects = await quiet_until(w, T0 + timedelta(minutes=minutes))
+        assert (effects.commands, effects.notifications) == ([], [])
+    assert await w.rows(schema.wellbeing_prompts) == []
+    effects = await quiet_until(w, T0 + timedelta(hours=6, minutes=5))
+    assert {n.kind for n in effects.notifications} == {"welfare_check"}

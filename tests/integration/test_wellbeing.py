@@ -12,10 +12,12 @@ simulated button on a real pty, read by a real ``python -m edge``.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import paho.mqtt.client as paho
@@ -24,10 +26,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import Event, EventBatch, Lane, topics
 from edge.codecs.cb100 import FrameType
-from simulators.button import SimulatedButtonBus
+from hub.domain.wellbeing import SLOTS
+from simulators.button import LedState, SimulatedButtonBus
 from simulators.stack import Stack
 from tests.conftest import wait_until
-from tests.integration.conftest import api, query, worker_stream
+from tests.integration.conftest import api, hub_db, query, worker_stream
 
 pytestmark = pytest.mark.integration
 
@@ -253,3 +256,95 @@ async def test_a_daily_check_in_key_press_reaches_the_hub_as_activity(
 
         [row] = await wait_until(checked_in, 60, message="check-in stored as activity")
         assert row["device_id"] == BUTTON_ID
+
+
+def execute(stack: Stack, sql: str, *params: Any) -> None:
+    """Write to the hub's database, whichever it is (PostgreSQL commits on its own)."""
+    if stack.database_url is not None:
+        query(stack, sql, *params)
+        return
+    db = hub_db(stack)
+    try:
+        db.execute(sql, params)
+        db.commit()
+    finally:
+        db.close()
+
+
+async def test_the_button_asks_are_you_ok_before_a_welfare_check(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The prompt (关爱询问) as a CB-100 frame 0x84 on a real pty, through a real edge: the
+    resident's green key (0x08) answers it; unanswered, it becomes the welfare check.
+
+    The learnt rhythm needs two weeks of history, so the day's thresholds are written into
+    the watch's row as the hub stores them (seconds instead of hours); the hub reads them
+    from there like a baseline it learnt itself that day."""
+    stack.start_hub(
+        device_tick_s=0.2,
+        wellbeing={"check_every_s": 0.5, "prompt_enabled": True, "prompt_wait_min": 0.1},
+    )
+    [(household,)] = query(stack, "SELECT household_id FROM devices WHERE id = ?", BUTTON_ID)
+    async with api(stack) as admin:
+        account = {"username": "desk", "role": "hotline", "password": PASSWORD}
+        response = await admin.post("/api/v1/accounts", json=account)
+        assert response.status_code == 201, response.text
+    desk = as_user(stack, await token_of(stack, "desk"))
+    link = tmp_path / "bus0"
+    async with desk, SimulatedButtonBus([BUTTON], link_path=link, retransmit_s=1.0) as bus:
+        response = await desk.put(
+            f"/api/v1/wellbeing/households/{household}/consent", json={"consent": True}
+        )
+        assert response.status_code == 200, response.text
+        today = datetime.now(ZoneInfo("Asia/Shanghai")).date()  # the hub's timezone
+        slots = [0.003] * SLOTS, [0.003] * SLOTS  # prompt after about 11 s of silence
+        welfare = [1.0] * SLOTS, [1.0] * SLOTS  # the welfare threshold: an hour
+        stored = {"trained": True, "home": welfare, "out": welfare, "days": 28}
+        stored["prompt"] = {"trained": True, "home": slots, "out": slots, "days": 28}
+        await wait_until(
+            lambda: query(stack, "SELECT 1 FROM wellbeing_watch WHERE judged_at IS NOT NULL"),
+            30,
+            message="the watch judged the household once",
+        )
+        execute(
+            stack,
+            "UPDATE wellbeing_watch SET baseline = ?, baseline_day = ? WHERE household_id = ?",
+            json.dumps(stored),
+            today,
+            household,
+        )
+        stack.start_edge("edge-demo", [str(link)])  # the seeded buttons belong to it
+        button = bus.button(BUTTON)
+        button.answers_prompts = True  # she is up: the green key at once
+        sent = button.check_in()  # the edge now knows the button; the silence starts here
+        await wait_until(
+            lambda: (FrameType.LINK_ACK, sent.seq) in [(f.type, f.seq) for f in button.received],
+            30,
+            message="the edge's link ack of the check-in",
+        )
+
+        def prompts() -> list[tuple[Any, ...]]:
+            return query(
+                stack,
+                "SELECT answer, welfare_task_id FROM wellbeing_prompts ORDER BY id",
+            )
+
+        await wait_until(
+            lambda: [p for p in prompts() if p[0] == "answer"], 60, message="an answered prompt"
+        )
+        assert LedState.ARE_YOU_OK in button.led_history
+        assert FrameType.ARE_YOU_OK in [f.type for f in button.received]
+        assert query(stack, "SELECT 1 FROM welfare_checks") == []
+        # now she does not answer: the next prompt becomes the welfare check
+        button.answers_prompts = False
+        [(task_id, reason)] = await wait_until(
+            lambda: query(stack, "SELECT task_id, reason FROM welfare_checks"),
+            60,
+            message="the welfare check after an unanswered prompt",
+        )
+        assert reason == "no_answer"
+        assert (None, task_id) in prompts()
+        response = await desk.get(f"/api/v1/wellbeing/households/{household}/activity")
+        seen = response.json()
+        assert {p["answer"] for p in seen["prompts"]} >= {"answer", None}
+        assert "check_in" in {a["source"] for a in seen["activity"]}  # the first press

@@ -1,5 +1,5 @@
-"""The wellbeing watch's API (issue #15): consent, away periods, a household's activity
-(every read audited), welfare checks and their outcome.
+"""The wellbeing watch's API (issue #15): consent, away periods, a household's activity and
+"are you OK?" prompts (every read audited), welfare checks and their outcome.
 
 Only the resident's grid worker, the community station (operators) and the desk (hotline)
 may call these; an admin manages the system, not residents' daily lives, and gets 403.
@@ -103,7 +103,7 @@ async def end_away(away_id: int, principal: Carer, runtime: RuntimeDep) -> dict[
 
 @router.get(
     "/households/{household_id}/activity",
-    summary="The household's activity, sources and away periods (the read is audited)",
+    summary="The household's activity, sources, away periods and prompts (the read is audited)",
     responses=READ_ONE,
 )
 async def get_activity(

@@ -11,6 +11,11 @@ reads, and what tells a quiet flat from a dead meter):
 * ``face_pass`` at any door whose ``person_id`` is the resident's (recorded with consent);
 * button presses (``sos``, ``service_request``, ``cancel``) and daily check-ins.
 
+An "are you OK?" prompt (``wellbeing_prompts``) waiting for an answer is answered by the
+first activity after it; a check-in press while one waits is stored as source ``answer``
+(and still counts as the day's check-in), so the baseline never learns from spells that
+the prompt itself cut short.
+
 Households without consent are skipped before anything is stored. Rows are coalesced
 (one per source per ``coalesce_s``), so a running shower is one row, not sixty.
 """
@@ -27,7 +32,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import Event
 from hub.db.bulk import bulk_execute
-from hub.db.schema import households, tasks, wellbeing_activity, wellbeing_sources, wellbeing_watch
+from hub.db.schema import (
+    households,
+    tasks,
+    wellbeing_activity,
+    wellbeing_prompts,
+    wellbeing_sources,
+    wellbeing_watch,
+)
 from hub.domain.effects import Effects
 from hub.domain.facility_rules import number
 from hub.domain.wellbeing import Source, electricity_active
@@ -86,6 +98,11 @@ class WellbeingActivityHandler:
             if item is not None:
                 seen.append(item)
         if seen:
+            asked = await _waiting_prompts(conn, sorted({s.household_id for s in seen}))
+            for item in seen:
+                since = asked.get(item.household_id)
+                if item.source is Source.CHECK_IN and since is not None and item.at >= since:
+                    item.source = Source.ANSWER
             await self._store(conn, seen, now)
         return Effects()
 
@@ -169,6 +186,7 @@ class WellbeingActivityHandler:
                 }
             )
         await bulk_execute(conn, sa.insert(wellbeing_activity), activity)
+        await _answer_prompts(conn, activity)
         for key in sorted(changed):
             values = state[key]
             if key in new_keys:
@@ -188,7 +206,8 @@ class WellbeingActivityHandler:
                         last_kwh_at=values["last_kwh_at"],
                     )
                 )
-        await _close_check_in_calls(conn, [s for s in seen if s.source is Source.CHECK_IN], now)
+        check_ins = [s for s in seen if s.source in (Source.CHECK_IN, Source.ANSWER)]
+        await _close_check_in_calls(conn, check_ins, now)
 
     async def on_tick(self, conn: AsyncConnection, now: datetime) -> Effects:
         return Effects()  # the watch's judgement is WellbeingWatch's (hub.services.wellbeing)
@@ -202,6 +221,35 @@ async def _watched(conn: AsyncConnection) -> dict[int, str | None]:
         .where(wellbeing_watch.c.consent.is_(True), households.c.lives_alone.is_(True))
     )
     return {int(r.household_id): r.face_person_id for r in await conn.execute(query)}
+
+
+async def _waiting_prompts(conn: AsyncConnection, household_ids: list[int]) -> dict[int, datetime]:
+    """Households with a prompt waiting for an answer → when it was asked (the earliest)."""
+    rows = await conn.execute(
+        sa.select(wellbeing_prompts.c.household_id, sa.func.min(wellbeing_prompts.c.asked_at))
+        .where(
+            wellbeing_prompts.c.household_id.in_(household_ids),
+            wellbeing_prompts.c.answered_at.is_(None),
+            wellbeing_prompts.c.welfare_task_id.is_(None),
+        )
+        .group_by(wellbeing_prompts.c.household_id)
+    )
+    return {int(r[0]): r[1] for r in rows}
+
+
+async def _answer_prompts(conn: AsyncConnection, activity: list[dict[str, Any]]) -> None:
+    """The first activity at or after a waiting prompt answers it (in time order)."""
+    for row in sorted(activity, key=lambda r: r["at"]):
+        await conn.execute(
+            sa.update(wellbeing_prompts)
+            .where(
+                wellbeing_prompts.c.household_id == row["household_id"],
+                wellbeing_prompts.c.answered_at.is_(None),
+                wellbeing_prompts.c.welfare_task_id.is_(None),
+                wellbeing_prompts.c.asked_at <= row["at"],
+            )
+            .values(answered_at=row["at"], answer=row["source"])
+        )
 
 
 async def _close_check_in_calls(

@@ -20,6 +20,7 @@ from hub.db.schema import (
     welfare_checks,
     wellbeing_activity,
     wellbeing_away,
+    wellbeing_prompts,
     wellbeing_sources,
     wellbeing_watch,
 )
@@ -204,7 +205,8 @@ async def end_away(
 async def read_activity(
     conn: AsyncConnection, principal: Principal, household_id: int, hours: int, now: datetime
 ) -> dict[str, Any]:
-    """The household's watch, sources and activity of the last ``hours``; audited."""
+    """The household's watch, sources, activity and "are you OK?" prompts of the last
+    ``hours``; audited (a prompt says when the resident was quiet, as private as activity)."""
     await household_grid(conn, principal, household_id)
     watch = (
         (
@@ -253,13 +255,33 @@ async def read_activity(
             .order_by(wellbeing_away.c.starts_at)
         )
     ]
+    prompts = [
+        {
+            "id": r.id,
+            "silence_since": r.silence_since.isoformat(),
+            "asked_at": r.asked_at.isoformat(),
+            "device_id": r.device_id,
+            "answered_at": r.answered_at.isoformat() if r.answered_at else None,
+            "answer": r.answer,
+            "welfare_task_id": r.welfare_task_id,
+        }
+        for r in await conn.execute(
+            sa.select(wellbeing_prompts)
+            .where(
+                wellbeing_prompts.c.household_id == household_id,
+                wellbeing_prompts.c.asked_at >= since,
+            )
+            .order_by(wellbeing_prompts.c.asked_at.desc())
+            .limit(500)
+        )
+    ]
     await record_audit(
         conn,
         actor=principal,
         action="wellbeing_activity.read",
         target_type="household",
         target_id=household_id,
-        after={"hours": hours, "rows": len(activity)},
+        after={"hours": hours, "rows": len(activity), "prompts": len(prompts)},
         at=now,
     )
     return {
@@ -268,6 +290,7 @@ async def read_activity(
         "sources": sources,
         "away": away,
         "activity": activity,
+        "prompts": prompts,
     }
 
 

@@ -5,7 +5,12 @@ Runs as a device handler's ``on_tick`` (``hub.device_timer``) in its own transac
 
 * every ``check_every_s``, each consenting household of a resident living alone is judged
   by :func:`hub.domain.wellbeing.judge` against its baseline (relearnt once a local day
-  from the raw activity of the last ``history_days``); an alert opens one ``welfare_check``
+  from the raw activity of the last ``history_days``). Past the lower *prompt* threshold
+  (and outside the resident's learnt sleep window) the resident is asked first, "are you
+  OK?" (关爱询问): a ``button_feedback`` ``are_you_ok`` command to the household's CB-100,
+  recorded in ``wellbeing_prompts``; a press of the green key or any other activity answers
+  it (``.activity``); unanswered after ``prompt_wait_min``, or a household without a button
+  past the welfare threshold, it becomes a welfare check. An alert opens one ``welfare_check``
   task (the existing task list, so the worker page and desk board show it) with the
   evidence, and the grid's on-duty worker is told, with the resident's phone as a ``tel:``
   link to call first. One welfare check per silence: a worker who found all well is not
@@ -22,6 +27,7 @@ Runs as a device handler's ``on_tick`` (``hub.device_timer``) in its own transac
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
@@ -29,8 +35,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contract import Event
+from contract import Command, Event
 from hub.db.schema import (
+    commands,
+    devices,
     households,
     offline_devices,
     residents,
@@ -38,6 +46,7 @@ from hub.db.schema import (
     welfare_checks,
     wellbeing_activity,
     wellbeing_away,
+    wellbeing_prompts,
     wellbeing_sources,
     wellbeing_watch,
 )
@@ -55,6 +64,7 @@ from hub.domain.wellbeing import (
     evidence,
     judge,
     learn_baseline,
+    learn_prompt_baseline,
     missed_check_in,
     quiet_history,
 )
@@ -68,17 +78,39 @@ log = logging.getLogger(__name__)
 
 #: The welfare check's ladder after the grid worker (``welfare_checks.tier`` indexes it).
 LADDER = (Tier.GRID_WORKER, Tier.BACKUP_WORKER, Tier.COMMUNITY_STATION)
+#: The CB-100 ``button_feedback`` code that asks "are you OK?" (device_profiles/cb-100.yaml).
+PROMPT_CODE = "are_you_ok"
+BUTTON_PROFILES = frozenset({"cb-100"})
 
 
-def baseline_to_json(b: Baseline) -> dict[str, Any]:
-    return {"trained": b.trained, "home": b.home, "out": b.out, "days": b.days}
+def baseline_to_json(b: Baseline, prompt: Baseline | None = None) -> dict[str, Any]:
+    """The day's baseline as stored; with the prompt's thresholds under ``prompt``."""
+    raw: dict[str, Any] = {"trained": b.trained, "home": b.home, "out": b.out, "days": b.days}
+    if b.unanswered != (0.0, 0.0):
+        raw["unanswered"] = b.unanswered
+    if prompt is not None:
+        raw["prompt"] = baseline_to_json(prompt)
+    return raw
+
+
+def prompt_baseline_from_json(raw: dict[str, Any]) -> Baseline | None:
+    """The prompt's thresholds stored beside the baseline (none in rows stored before)."""
+    prompt = raw.get("prompt")
+    return baseline_from_json(prompt) if isinstance(prompt, dict) else None
 
 
 def baseline_from_json(raw: dict[str, Any]) -> Baseline:
     def table(rows: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
         return (tuple(float(v) for v in rows[0]), tuple(float(v) for v in rows[1]))
 
-    return Baseline(bool(raw["trained"]), table(raw["home"]), table(raw["out"]), int(raw["days"]))
+    hold = raw.get("unanswered") or (0.0, 0.0)
+    return Baseline(
+        bool(raw["trained"]),
+        table(raw["home"]),
+        table(raw["out"]),
+        int(raw["days"]),
+        (float(hold[0]), float(hold[1])),
+    )
 
 
 class WellbeingWatch:
@@ -94,6 +126,7 @@ class WellbeingWatch:
         self.ack_base_url = ack_base_url
         self._judged_at: datetime | None = None
         self.alerts = 0
+        self.prompts = 0
 
     async def on_events(
         self, conn: AsyncConnection, events: Sequence[tuple[DeviceRow, Event]], now: datetime
@@ -130,10 +163,14 @@ class WellbeingWatch:
 
     # -- the judgement ---------------------------------------------------------------
 
-    async def _baseline(self, conn: AsyncConnection, watch: Any, now: datetime) -> Baseline:
+    async def _baseline(
+        self, conn: AsyncConnection, watch: Any, now: datetime
+    ) -> tuple[Baseline, Baseline | None]:
+        """The day's welfare and prompt thresholds, learnt once a local day and stored."""
         today = now.astimezone(self.tz).date()
         if watch["baseline"] is not None and watch["baseline_day"] == today:
-            return baseline_from_json(watch["baseline"])
+            raw = watch["baseline"]
+            return baseline_from_json(raw), prompt_baseline_from_json(raw)
         start_day = today - timedelta(days=self.rules.history_days)
         start = _local_midnight(start_day, self.tz)
         end = _local_midnight(today, self.tz)
@@ -151,16 +188,17 @@ class WellbeingWatch:
         away = await _away(conn, household, start)
         history = quiet_history(activity, max(start, watch["started_at"]), end, self.tz, away)
         baseline = learn_baseline(history, self.rules, until=today)
+        prompt = learn_prompt_baseline(history, self.rules, until=today)
         await conn.execute(
             sa.update(wellbeing_watch)
             .where(wellbeing_watch.c.household_id == household)
-            .values(baseline=baseline_to_json(baseline), baseline_day=today)
+            .values(baseline=baseline_to_json(baseline, prompt), baseline_day=today)
         )
-        return baseline
+        return baseline, prompt
 
     async def _judge(self, conn: AsyncConnection, watch: Any, now: datetime) -> Effects:
         household = int(watch["household_id"])
-        baseline = await self._baseline(conn, watch, now)
+        baseline, prompt_baseline = await self._baseline(conn, watch, now)
         sources = list(
             await conn.execute(
                 sa.select(wellbeing_sources).where(wellbeing_sources.c.household_id == household)
@@ -185,6 +223,19 @@ class WellbeingWatch:
             for r in metered
         ]
         away = await _away(conn, household, now - timedelta(days=self.rules.history_days))
+        buttons = await _buttons(conn, household)
+        latest_prompt = (
+            (
+                await conn.execute(
+                    sa.select(wellbeing_prompts)
+                    .where(wellbeing_prompts.c.household_id == household)
+                    .order_by(wellbeing_prompts.c.asked_at.desc(), wellbeing_prompts.c.id.desc())
+                    .limit(1)
+                )
+            )
+            .mappings()
+            .first()
+        )
         j = judge(
             now,
             last,
@@ -194,12 +245,18 @@ class WellbeingWatch:
             watch_started_at=watch["started_at"],
             away=away,
             meters=meters,
+            prompt_baseline=prompt_baseline if self.settings.prompt_enabled else None,
+            prompted_at=None if latest_prompt is None else latest_prompt["asked_at"],
+            prompt_home=bool(buttons),
+            prompt_out=False,  # no automated-call channel yet: a button cannot ask an outing
         )
         await conn.execute(
             sa.update(wellbeing_watch)
             .where(wellbeing_watch.c.household_id == household)
             .values(judged_at=now)
         )
+        if j.verdict is Verdict.PROMPT:
+            return await self._prompt(conn, household, j.silent_since or now, buttons, now)
         if j.verdict is not Verdict.ALERT or j.silent_since == watch["alerted_silence_since"]:
             if j.verdict is Verdict.DEVICE_FAULT:
                 log.debug(  # every check while it lasts: supervision reports the device
@@ -212,13 +269,70 @@ class WellbeingWatch:
         if watch["face_person_id"]:
             present.add(Source.DOOR)
         zh, en = evidence(j, self.tz, present)
-        effects = await self.open_welfare_check(
-            conn, household, watch["grid_id"], "silence", zh, en, now
+        reason = "silence"
+        if j.prompted_at is not None:
+            asked = j.prompted_at.astimezone(self.tz)
+            zh += f"；{asked:%H:%M} 按键询问“您还好吗”无应答"
+            en += f'; no answer to "are you OK?" asked on the button at {asked:%H:%M}'
+            reason = "no_answer"
+        effects, task_id = await self._open_welfare_check(
+            conn, household, watch["grid_id"], reason, zh, en, now
         )
         await conn.execute(
             sa.update(wellbeing_watch)
             .where(wellbeing_watch.c.household_id == household)
             .values(alerted_silence_since=j.silent_since)
+        )
+        if j.prompted_at is not None and latest_prompt is not None and task_id is not None:
+            await conn.execute(
+                sa.update(wellbeing_prompts)
+                .where(wellbeing_prompts.c.id == latest_prompt["id"])
+                .values(welfare_task_id=task_id)
+            )
+        return effects
+
+    async def _prompt(
+        self,
+        conn: AsyncConnection,
+        household: int,
+        silent_since: datetime,
+        buttons: list[tuple[str, str]],
+        now: datetime,
+    ) -> Effects:
+        """Ask the resident "are you OK?" on the household's button(s): one prompt row, one
+        ``button_feedback`` command per button (the first one's id is kept on the row)."""
+        effects = Effects()
+        command_ids: list[str] = []
+        for device_id, edge_id in buttons:
+            command_id = str(uuid.uuid4())
+            args: dict[str, Any] = {"code": PROMPT_CODE, "ref_seq": 0}
+            await conn.execute(
+                sa.insert(commands).values(
+                    id=command_id,
+                    edge_id=edge_id,
+                    device_id=device_id,
+                    name="button_feedback",
+                    args=args,
+                    state="pending",
+                    created_at=now,
+                )
+            )
+            effects.commands.append(
+                Command(command_id, device_id, "button_feedback", {**args, "edge_id": edge_id})
+            )
+            command_ids.append(command_id)
+        await conn.execute(
+            sa.insert(wellbeing_prompts).values(
+                household_id=household,
+                silence_since=silent_since,
+                asked_at=now,
+                device_id=buttons[0][0] if buttons else None,
+                command_id=command_ids[0] if command_ids else None,
+            )
+        )
+        self.prompts += 1
+        log.info(
+            'wellbeing: household %d asked "are you OK?" (%d button(s))', household, len(buttons)
         )
         return effects
 
@@ -235,6 +349,22 @@ class WellbeingWatch:
         now: datetime,
     ) -> Effects:
         """One open welfare check per household: a task, its escalation row, the worker told."""
+        effects, _ = await self._open_welfare_check(
+            conn, household, grid_id, reason, evidence_zh, evidence_en, now
+        )
+        return effects
+
+    async def _open_welfare_check(
+        self,
+        conn: AsyncConnection,
+        household: int,
+        grid_id: int | None,
+        reason: str,
+        evidence_zh: str,
+        evidence_en: str,
+        now: datetime,
+    ) -> tuple[Effects, int | None]:
+        """:meth:`open_welfare_check`, and the task's id (none when one was open already)."""
         open_check = await conn.execute(
             sa.select(welfare_checks.c.id)
             .join_from(welfare_checks, tasks, welfare_checks.c.task_id == tasks.c.id)
@@ -245,7 +375,7 @@ class WellbeingWatch:
             )
         )
         if open_check.first() is not None:
-            return Effects()
+            return Effects(), None
         phone = await _phone(conn, household)
         call = f"tel:{phone}" if phone else ""
         zh = f"关爱探访：{evidence_zh}。请先电话联系{f'（{call}）' if call else ''}，再上门查看"
@@ -286,7 +416,7 @@ class WellbeingWatch:
             tz=self.tz,
             ack_base_url=self.ack_base_url,
         )
-        return Effects(notifications=notifications)
+        return Effects(notifications=notifications), task_id
 
     async def _escalate(self, conn: AsyncConnection, now: datetime) -> Effects:
         """Unacknowledged welfare checks climb the ladder, one rung per due time."""
@@ -385,7 +515,7 @@ class WellbeingWatch:
             await conn.execute(
                 sa.select(sa.func.max(wellbeing_sources.c.last_activity_at)).where(
                     wellbeing_sources.c.household_id == household,
-                    wellbeing_sources.c.source == Source.CHECK_IN.value,
+                    wellbeing_sources.c.source.in_([Source.CHECK_IN.value, Source.ANSWER.value]),
                 )
             )
         ).scalar()
@@ -424,6 +554,21 @@ async def _away(conn: AsyncConnection, household: int, since: datetime) -> list[
         )
     )
     return [AwayPeriod(r.starts_at, r.ends_at, r.reason) for r in rows]
+
+
+async def _buttons(conn: AsyncConnection, household: int) -> list[tuple[str, str]]:
+    """The household's CB-100 buttons behind an edge, as (device id, edge id)."""
+    rows = await conn.execute(
+        sa.select(devices.c.id, devices.c.edge_id)
+        .where(
+            devices.c.household_id == household,
+            devices.c.profile.in_(sorted(BUTTON_PROFILES)),
+            devices.c.edge_id.is_not(None),
+            devices.c.retired_at.is_(None),
+        )
+        .order_by(devices.c.id)
+    )
+    return [(str(r.id), str(r.edge_id)) for r in rows]
 
 
 async def _phone(conn: AsyncConnection, household: int) -> str | None:
