@@ -280,7 +280,9 @@ async def test_the_button_asks_are_you_ok_before_a_welfare_check(
     The learnt rhythm needs two weeks of history, so the day's thresholds are written into
     the watch's row as the hub stores them (seconds instead of hours); the hub reads them
     from there like a baseline it learnt itself that day."""
+    zone = zone_at_midday()  # the stored thresholds are the day's: the day must not end
     stack.start_hub(
+        timezone=zone,
         device_tick_s=0.2,
         wellbeing={"check_every_s": 0.5, "prompt_enabled": True, "prompt_wait_min": 0.1},
     )
@@ -296,7 +298,7 @@ async def test_the_button_asks_are_you_ok_before_a_welfare_check(
             f"/api/v1/wellbeing/households/{household}/consent", json={"consent": True}
         )
         assert response.status_code == 200, response.text
-        today = datetime.now(ZoneInfo("Asia/Shanghai")).date()  # the hub's timezone
+        today = datetime.now(ZoneInfo(zone)).date()  # the hub's day
         slots = [0.003] * SLOTS, [0.003] * SLOTS  # prompt after about 11 s of silence
         welfare = [1.0] * SLOTS, [1.0] * SLOTS  # the welfare threshold: an hour
         stored = {"trained": True, "home": welfare, "out": welfare, "days": 28}
@@ -348,3 +350,10 @@ async def test_the_button_asks_are_you_ok_before_a_welfare_check(
         seen = response.json()
         assert {p["answer"] for p in seen["prompts"]} >= {"answer", None}
         assert "check_in" in {a["source"] for a in seen["activity"]}  # the first press
+
+
+def zone_at_midday() -> str:
+    """A fixed-offset zone where it is about noon now, so a test that writes the hub's
+    thresholds for "today" cannot see that day end under it (Etc/GMT-N is UTC+N)."""
+    offset = 12 - datetime.now(UTC).hour
+    return "Etc/UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
