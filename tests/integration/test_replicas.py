@@ -52,6 +52,37 @@ async def batches_ingested(client: httpx.AsyncClient) -> float:
     return float(line.split()[1])
 
 
+async def sharing_the_edges(database_url: str, replicas: tuple[str, ...]) -> None:
+    """Wait until every replica has warmed up and each has heard the others say so.
+
+    A replica that is ready (``/readyz``) owns nothing until it has warmed up
+    (``hub.replicas``), and the others hand its edges over only at their next heartbeat
+    after that: an edge started sooner is ingested by the replica that came up first."""
+    db = HubDatabase(database_url)
+    try:
+
+        def beats() -> dict[str, tuple[int, bool]]:
+            rows = db.rows("SELECT replica_id, beat, ready FROM hub_replicas")
+            return {str(r): (int(beat), bool(ready)) for r, beat, ready in rows}
+
+        def all_warm() -> dict[str, tuple[int, bool]] | None:
+            seen = beats()
+            return seen if all(seen.get(r, (0, False))[1] for r in replicas) else None
+
+        warm = await wait_until(
+            all_warm,
+            60,
+            message=f"replicas {replicas} warmed up",
+        )
+        await wait_until(
+            lambda: all(beats()[r][0] > warm[r][0] for r in replicas),
+            30,
+            message="a heartbeat of every replica after all were warm",
+        )
+    finally:
+        db.close()
+
+
 def database_url(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> Iterator[str]:
     """The processes' one database: a SQLite file, or a fresh database on the session's
     private PostgreSQL cluster."""
@@ -178,6 +209,7 @@ async def _both_ingest_on_their_own_accounts(
     stack.start_hub_replica("b", database_url=database_url)
     for replica in ("a", "b"):
         stack.wait_for_replica(replica, 30, path="/readyz")  # connected with its account
+    await sharing_the_edges(database_url, ("a", "b"))
     # The second edge's name is chosen so that the other replica owns it.
     first_owner = owner_of(EDGE, {"a", "b"})
     second_edge = next(
