@@ -20,17 +20,25 @@ $(STAMP): pyproject.toml | system-deps
 demo: system-deps $(STAMP)
 	$(BIN)/python -m simulators demo
 
-# Tests in two runs: the unit tiers (in-process, no timing) on both cores with pytest-xdist,
-# then the tiers that start real brokers, hubs and edges and kill them, one at a time, as
-# their deadlines assume. Every test folder is in exactly one list (tests/test_tiers.py).
-UNIT_TIERS    := tests/hub tests/edge tests/contract tests/fuzz tests/architecture tests/bench \
-                 tests/deploy tests/simulators
-PROCESS_TIERS := tests/integration tests/faults tests/browser tests/api
+# Tests in three runs: the unit tiers (in-process, no timing) on both cores with
+# pytest-xdist; the tiers that start real brokers, hubs, edges and browsers, two files at a
+# time (each test has its own broker, hub and ports; they mostly wait on processes, so one
+# at a time leaves a core idle); then, one at a time, what asserts lateness or kills
+# processes on a schedule (TIMED_TESTS, the fault campaigns) and the API fuzz (its
+# generated cases are not split across xdist workers). Every test folder is in exactly one
+# tier list (tests/architecture/test_test_tiers.py).
+UNIT_TIERS     := tests/hub tests/edge tests/contract tests/fuzz tests/architecture tests/bench \
+                  tests/deploy tests/simulators
+PARALLEL_TIERS := tests/integration tests/browser
+SERIAL_TIERS   := tests/faults tests/api
+TIMED_TESTS    := tests/integration/test_help_call.py
 test: system-deps $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 $(UNIT_TIERS)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 $(PROCESS_TIERS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=10 \
+		$(PARALLEL_TIERS) $(addprefix --ignore=,$(TIMED_TESTS))
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=10 $(TIMED_TESTS) $(SERIAL_TIERS)
 
 test-fast: system-deps $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration and not faults"

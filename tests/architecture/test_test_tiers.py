@@ -15,7 +15,8 @@ def _tier(makefile: str, name: str) -> list[str]:
 
 def test_every_test_folder_is_in_exactly_one_tier() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    listed = _tier(makefile, "UNIT_TIERS") + _tier(makefile, "PROCESS_TIERS")
+    tiers = ("UNIT_TIERS", "PARALLEL_TIERS", "SERIAL_TIERS")
+    listed = [folder for name in tiers for folder in _tier(makefile, name)]
     folders = sorted(
         f"tests/{p.name}"
         for p in (ROOT / "tests").iterdir()
@@ -23,3 +24,13 @@ def test_every_test_folder_is_in_exactly_one_tier() -> None:
     )
     assert not list((ROOT / "tests").glob("test_*.py")), "a test file outside every tier"
     assert sorted(listed) == folders
+
+
+def test_timed_tests_exist_in_a_parallel_tier() -> None:
+    """TIMED_TESTS are left out of the parallel run and run alone: a name that matches no
+    file would run nowhere."""
+    makefile = (ROOT / "Makefile").read_text()
+    parallel = _tier(makefile, "PARALLEL_TIERS")
+    for path in _tier(makefile, "TIMED_TESTS"):
+        assert (ROOT / path).is_file(), path
+        assert any(path.startswith(folder + "/") for folder in parallel), path
