@@ -273,7 +273,10 @@ class Ingest:
         write) is not a fault: with replicas, a repeat press ingested here meets the
         escalation that another replica's timer committed on the same case. Its transaction
         rolled back whole, and the retry reads the new version; so it is one line in the
-        log and ``stats["conflicts"]``, without a traceback, and not an error.
+        log and ``stats["conflicts"]``, without a traceback, and not an error. So is an
+        event uid stored meanwhile (:func:`_stored_meanwhile`): while an edge is handed
+        from one replica to another both may take one of its batches, and the second
+        insert meets the first one's rows; its retry finds them stored and skips them.
         """
         started = time.monotonic()
         delay = RETRY_FIRST_S
@@ -281,38 +284,34 @@ class Ingest:
             try:
                 await self.handle(message)
                 break
-            except Conflict as err:
-                self.stats["conflicts"] += 1
+            except Exception as err:
+                concurrent = isinstance(err, Conflict) or _stored_meanwhile(err)
+                self.stats["conflicts" if concurrent else "errors"] += 1
                 if time.monotonic() - started > RETRY_FOR_S:
                     log.error(
-                        "ingest of a message on %s met changed records for %.0f s (%s); "
+                        "ingest of a message on %s failed for %.0f s (%s); "
                         "left to the edge's resend",
                         message.topic,
                         RETRY_FOR_S,
-                        err,
+                        _first_line(err),
+                        exc_info=not concurrent,
                     )
                     return
-                log.info(
-                    "ingest of a message on %s met a concurrent change (%s); retrying in %.2f s",
-                    message.topic,
-                    err,
-                    delay,
-                )
-            except Exception:
-                self.stats["errors"] += 1
-                if time.monotonic() - started > RETRY_FOR_S:
-                    log.exception(
-                        "ingest of a message on %s failed for %.0f s; left to the edge's resend",
+                if concurrent:
+                    log.info(
+                        "ingest of a message on %s met a concurrent change (%s); "
+                        "retrying in %.2f s",
                         message.topic,
-                        RETRY_FOR_S,
+                        _first_line(err),
+                        delay,
                     )
-                    return
-                log.warning(
-                    "ingest of a message on %s failed; retrying in %.2f s",
-                    message.topic,
-                    delay,
-                    exc_info=delay == RETRY_FIRST_S,  # the traceback once, not every retry
-                )
+                else:
+                    log.warning(
+                        "ingest of a message on %s failed; retrying in %.2f s",
+                        message.topic,
+                        delay,
+                        exc_info=delay == RETRY_FIRST_S,  # the traceback once, not every retry
+                    )
             # Meanwhile the alarm worker goes on: a help call never waits behind a
             # telemetry batch that keeps failing.
             await asyncio.sleep(delay)
@@ -594,3 +593,30 @@ async def _insert_new_sqlite(
         _INSERT_NEW_SQL, (rows, edge_id, lane, _sqlite_time(now))
     )
     return {str(row[0]) for row in stored}
+
+
+#: How the back ends name a duplicate event uid: PostgreSQL by the constraint's name,
+#: SQLite by the column.
+_UID_TAKEN = ("uq_events_uid", "UNIQUE constraint failed: events.uid")
+
+
+def _stored_meanwhile(err: BaseException) -> bool:
+    """Did inserting a batch meet its own events, stored by another replica meanwhile?
+
+    The bulk insert goes to the driver itself (``hub.db.bulk``), so the error may be the
+    driver's (asyncpg's ``UniqueViolationError``) or SQLAlchemy's wrapping of it: the
+    whole chain is looked at."""
+    seen: BaseException | None = err
+    for _ in range(8):  # a chain is short; never loop on a strange one
+        if seen is None:
+            break
+        if any(name in str(seen) for name in _UID_TAKEN):
+            return True
+        seen = seen.__cause__ or getattr(seen, "orig", None)
+    return False
+
+
+def _first_line(err: BaseException) -> str:
+    """An error's message for a one-line log entry (drivers add DETAIL lines)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -10,7 +10,8 @@ as its last retained status reported it (``edge_status.info``).
 Metric names (all ``hub_``): ``ingest_events_total{lane}``, ``ingest_batches_total``,
 ``ingest_duplicates_total``, ``ingest_quarantined_total``, ``ingest_errors_total``,
 ``ingest_clamped_total`` (event times outside the window, issue #11),
-``ingest_conflicts_total`` (retried: a case changed meanwhile, issue #14),
+``ingest_conflicts_total`` (retried: another replica changed a case or stored the batch
+meanwhile, issue #14),
 ``ingest_backlog_messages``, ``cases_open{state}``, ``escalations_total``,
 ``notifications_sent_total{channel}``, ``notifications_failed_total{channel}``,
 ``notification_retries_total{channel}``, ``notification_stream_dropped_total``,
@@ -195,7 +196,7 @@ class HubMetrics(Collector):
             ("gaps", "Batches refused because an earlier batch of their lane was missing"),
             ("clamped", "Events whose time was outside the window around the hub's clock"),
             ("handed_over", "Queued messages left to the replica that now owns their edge"),
-            ("conflicts", "Messages retried because a case changed meanwhile (another replica)"),
+            ("conflicts", "Messages retried after a concurrent change by another replica"),
         ):
             yield CounterMetricFamily(f"hub_ingest_{key}", text, value=float(stats.get(key, 0)))
         yield GaugeMetricFamily(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from typing import Any
 
 import pytest
@@ -136,3 +137,89 @@ async def test_a_case_changed_meanwhile_is_one_log_line_and_a_retry(
         assert "case 7 was changed meanwhile" in record.getMessage()
         assert "events/alarm" in record.getMessage()
     assert "Traceback" not in caplog.text
+
+
+class UniqueViolationError(Exception):
+    """Stands for asyncpg's, which the bulk insert raises as the driver's own error."""
+
+
+def wrapped(cause: Exception) -> Exception:
+    """As SQLAlchemy raises a driver's error: another exception, caused by it."""
+    try:
+        raise RuntimeError("(sqlalchemy) IntegrityError") from cause
+    except RuntimeError as err:
+        return err
+
+
+@pytest.mark.parametrize(
+    "stored_meanwhile",
+    [
+        UniqueViolationError(
+            'duplicate key value violates unique constraint "uq_events_uid"\n'
+            "DETAIL:  Key (uid)=(edge-1:abc:000000000042) already exists."
+        ),
+        wrapped(
+            UniqueViolationError('duplicate key value violates unique constraint "uq_events_uid"')
+        ),
+        sqlite3.IntegrityError("UNIQUE constraint failed: events.uid"),
+    ],
+    ids=["postgres-driver", "wrapped", "sqlite"],
+)
+async def test_a_batch_stored_meanwhile_by_another_replica_is_one_line_and_a_retry(
+    ingest: Ingest,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    stored_meanwhile: Exception,
+) -> None:
+    """While an edge is handed from one replica to another both may take one batch; the
+    second insert meets the first one's event uids. Its retry finds them stored: counted
+    as a concurrent change, one line, no traceback (the replica soak showed tracebacks)."""
+    handled: list[int] = []
+    failing = {1: 1}
+
+    async def handle(msg: Message) -> None:
+        n = int(msg.payload)
+        if failing.get(n, 0):
+            failing[n] -= 1
+            raise stored_meanwhile
+        handled.append(n)
+
+    monkeypatch.setattr(ingest, "handle", handle)
+    caplog.set_level(logging.DEBUG, logger="hub.ingest")
+    task = asyncio.create_task(ingest.run())
+    try:
+        for n in range(3):
+            ingest.on_message(message("community/v1/edge/e/events/normal", n))
+        await wait_until(lambda: len(handled) == 3, 10, message="all handled")
+    finally:
+        task.cancel()
+    assert handled == [0, 1, 2]
+    assert (ingest.stats["conflicts"], ingest.stats["errors"]) == (1, 0)
+    [record] = [r for r in caplog.records if r.name == "hub.ingest"]
+    assert record.exc_info is None and "\n" not in record.getMessage()
+    assert "concurrent change" in record.getMessage()
+
+
+async def test_other_integrity_errors_are_still_errors_with_their_traceback(
+    ingest: Ingest, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    handled: list[int] = []
+    failing = {0: 1}
+
+    async def handle(msg: Message) -> None:
+        n = int(msg.payload)
+        if failing.get(n, 0):
+            failing[n] -= 1
+            raise sqlite3.IntegrityError("NOT NULL constraint failed: events.device_id")
+        handled.append(n)
+
+    monkeypatch.setattr(ingest, "handle", handle)
+    caplog.set_level(logging.DEBUG, logger="hub.ingest")
+    task = asyncio.create_task(ingest.run())
+    try:
+        ingest.on_message(message("community/v1/edge/e/events/normal", 0))
+        await wait_until(lambda: handled == [0], 10, message="handled after the retry")
+    finally:
+        task.cancel()
+    assert (ingest.stats["conflicts"], ingest.stats["errors"]) == (0, 1)
+    assert "Traceback" in caplog.text
