@@ -27,27 +27,48 @@ def ingest(monkeypatch: pytest.MonkeyPatch) -> Ingest:
     return Ingest(None, None, None, None, None)  # type: ignore[arg-type]  # handle() is faked
 
 
-async def test_a_failing_batch_is_retried_in_place_and_order_is_kept(
-    ingest: Ingest, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def ingest_with_failures(
+    ingest: Ingest,
+    monkeypatch: pytest.MonkeyPatch,
+    topic: str,
+    count: int,
+    failures: dict[int, int],
+    error: Exception,
+) -> list[int]:
+    """Ingest messages 0 … count-1 on ``topic`` through a faked ``handle`` in which
+    message n first fails ``failures[n]`` times with ``error``; what was handled, in order."""
     handled: list[int] = []
-    failures = {1: 3}  # message 1 fails three times ("database is locked"), then works
 
     async def handle(msg: Message) -> None:
         n = int(msg.payload)
         if failures.get(n, 0):
             failures[n] -= 1
-            raise RuntimeError("database is locked")
+            raise error
         handled.append(n)
 
     monkeypatch.setattr(ingest, "handle", handle)
     task = asyncio.create_task(ingest.run())
     try:
-        for n in range(4):
-            ingest.on_message(message("community/v1/edge/e/events/telemetry", n))
-        await wait_until(lambda: len(handled) == 4, 10, message="all handled")
+        for n in range(count):
+            ingest.on_message(message(topic, n))
+        await wait_until(lambda: len(handled) == count, 10, message="all handled")
     finally:
         task.cancel()
+    return handled
+
+
+async def test_a_failing_batch_is_retried_in_place_and_order_is_kept(
+    ingest: Ingest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # message 1 fails three times ("database is locked"), then works
+    handled = await ingest_with_failures(
+        ingest,
+        monkeypatch,
+        "community/v1/edge/e/events/telemetry",
+        4,
+        {1: 3},
+        RuntimeError("database is locked"),
+    )
     assert handled == [0, 1, 2, 3]
     assert ingest.stats["errors"] == 3
 
@@ -107,25 +128,15 @@ async def test_a_case_changed_meanwhile_is_one_log_line_and_a_retry(
     timer commits on the same case: the case's save raises Conflict, the transaction rolls
     back, and the retry reads the new version. An expected race: counted, one line, no
     traceback, and not an error."""
-    handled: list[int] = []
-    conflicts = {1: 2}  # the repeat press meets two escalations, then goes through
-
-    async def handle(msg: Message) -> None:
-        n = int(msg.payload)
-        if conflicts.get(n, 0):
-            conflicts[n] -= 1
-            raise Conflict("case 7 was changed meanwhile; reload and retry")
-        handled.append(n)
-
-    monkeypatch.setattr(ingest, "handle", handle)
     caplog.set_level(logging.DEBUG, logger="hub.ingest")
-    task = asyncio.create_task(ingest.run())
-    try:
-        for n in range(3):
-            ingest.on_message(message("community/v1/edge/e/events/alarm", n))
-        await wait_until(lambda: len(handled) == 3, 10, message="all handled")
-    finally:
-        task.cancel()
+    handled = await ingest_with_failures(  # the repeat press meets two escalations
+        ingest,
+        monkeypatch,
+        "community/v1/edge/e/events/alarm",
+        3,
+        {1: 2},
+        Conflict("case 7 was changed meanwhile; reload and retry"),
+    )
     assert handled == [0, 1, 2]  # retried in place, before the next
     assert ingest.stats["conflicts"] == 2
     assert ingest.stats["errors"] == 0
@@ -174,25 +185,10 @@ async def test_a_batch_stored_meanwhile_by_another_replica_is_one_line_and_a_ret
     """While an edge is handed from one replica to another both may take one batch; the
     second insert meets the first one's event uids. Its retry finds them stored: counted
     as a concurrent change, one line, no traceback (the replica soak showed tracebacks)."""
-    handled: list[int] = []
-    failing = {1: 1}
-
-    async def handle(msg: Message) -> None:
-        n = int(msg.payload)
-        if failing.get(n, 0):
-            failing[n] -= 1
-            raise stored_meanwhile
-        handled.append(n)
-
-    monkeypatch.setattr(ingest, "handle", handle)
     caplog.set_level(logging.DEBUG, logger="hub.ingest")
-    task = asyncio.create_task(ingest.run())
-    try:
-        for n in range(3):
-            ingest.on_message(message("community/v1/edge/e/events/normal", n))
-        await wait_until(lambda: len(handled) == 3, 10, message="all handled")
-    finally:
-        task.cancel()
+    handled = await ingest_with_failures(
+        ingest, monkeypatch, "community/v1/edge/e/events/normal", 3, {1: 1}, stored_meanwhile
+    )
     assert handled == [0, 1, 2]
     assert (ingest.stats["conflicts"], ingest.stats["errors"]) == (1, 0)
     [record] = [r for r in caplog.records if r.name == "hub.ingest"]
@@ -203,23 +199,15 @@ async def test_a_batch_stored_meanwhile_by_another_replica_is_one_line_and_a_ret
 async def test_other_integrity_errors_are_still_errors_with_their_traceback(
     ingest: Ingest, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    handled: list[int] = []
-    failing = {0: 1}
-
-    async def handle(msg: Message) -> None:
-        n = int(msg.payload)
-        if failing.get(n, 0):
-            failing[n] -= 1
-            raise sqlite3.IntegrityError("NOT NULL constraint failed: events.device_id")
-        handled.append(n)
-
-    monkeypatch.setattr(ingest, "handle", handle)
     caplog.set_level(logging.DEBUG, logger="hub.ingest")
-    task = asyncio.create_task(ingest.run())
-    try:
-        ingest.on_message(message("community/v1/edge/e/events/normal", 0))
-        await wait_until(lambda: handled == [0], 10, message="handled after the retry")
-    finally:
-        task.cancel()
+    handled = await ingest_with_failures(
+        ingest,
+        monkeypatch,
+        "community/v1/edge/e/events/normal",
+        1,
+        {0: 1},
+        sqlite3.IntegrityError("NOT NULL constraint failed: events.device_id"),
+    )
+    assert handled == [0]
     assert (ingest.stats["conflicts"], ingest.stats["errors"]) == (0, 1)
     assert "Traceback" in caplog.text
