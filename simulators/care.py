@@ -33,6 +33,7 @@ import platform
 import random
 import statistics
 import time as walltime
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -73,6 +74,7 @@ class Resident:
     naps: list[Span] = field(default_factory=list)
     outside: list[Span] = field(default_factory=list)  # outings and trips
     has_mobile: bool = False  # a mobile phone on file: the automated call reaches them out
+    exits_seen: float = 0.0  # the share of their outings a face reader sees them leave on
 
     def doing(self, at: datetime) -> str:
         """fallen | out | asleep | napping | awake (at home and up)."""
@@ -121,7 +123,7 @@ def simulate_resident(
     if door_sees_exits:
         exit_seen = 1.0
     nocturia = rng.uniform(0.3, 2.0)  # night toilet visits
-    res = Resident()
+    res = Resident(exits_seen=exit_seen)
     events: list[Activity] = []
     trips: list[tuple[datetime, datetime]] = []
     for d in range(days):
@@ -258,14 +260,16 @@ class AnswerModel:
     mobile_heard: float = 0.7  # out (or away, unmarked), the call is heard and answered
 
     def answers(self, res: Resident, at: datetime, rng: random.Random) -> bool:
-        doing = res.doing(at)
+        chance = self.chance(res.doing(at), res.has_mobile)
+        return chance > 0 and rng.random() < chance
+
+    def chance(self, doing: str, has_mobile: bool) -> float:
+        """The chance that a resident ``doing`` this (:meth:`Resident.doing`) answers."""
         if doing == "fallen":
-            return False
+            return 0.0
         if doing == "out":
-            return res.has_mobile and rng.random() < self.mobile_heard
-        return rng.random() < {"asleep": self.asleep, "napping": self.napping}.get(
-            doing, self.awake
-        )
+            return self.mobile_heard if has_mobile else 0.0
+        return {"asleep": self.asleep, "napping": self.napping}.get(doing, self.awake)
 
 
 ANSWER_MODELS = {
@@ -283,6 +287,13 @@ class Outcome:
     false_checks: int = 0
     prompts: int = 0  # prompts to residents who had not fallen (the burden on them)
     answered: int = 0
+
+    def merge(self, other: Outcome) -> None:
+        self.delays_h.extend(other.delays_h)
+        self.missed += other.missed
+        self.false_checks += other.false_checks
+        self.prompts += other.prompts
+        self.answered += other.answered
 
 
 def _grid(at: datetime, step: timedelta) -> datetime:
@@ -399,6 +410,63 @@ def _baseline_for(
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class _Month:
+    """The measured month, the same for every resident: what a worker process needs."""
+
+    seed: int
+    sim_start: datetime
+    first: datetime
+    end: datetime
+    incident_last: datetime
+    check: timedelta
+    s: WatchSettings
+    door_sees_exits: bool
+    answers: AnswerModel | None
+    without: bool = True
+
+    def rules(self) -> list[str]:
+        names = ["learnt rhythm + prompt"] if self.answers is not None else []
+        return names + (["learnt rhythm", "fixed 12 h"] if self.without else [])
+
+    def resident(self, n: int) -> tuple[bool, dict[str, Outcome]]:
+        """Resident ``n``'s month under every rule: (fell, outcome by rule)."""
+        rng = random.Random(self.seed * 1_000_003 + n)
+        res = simulate_resident(
+            rng,
+            self.sim_start,
+            WARMUP_DAYS + (self.end - self.first).days,
+            door_sees_exits=self.door_sees_exits,
+        )
+        if rng.random() < 0.25:  # a quarter of residents fall once in the month
+            inject_incident(rng, res, self.first, self.incident_last)
+        # the answers draw from generators of their own: the month lived stays the same
+        answer_rng = random.Random(self.seed * 1_000_003 + n + 500_000_000)
+        if self.answers is not None:
+            res.has_mobile = answer_rng.random() < self.answers.mobile_share
+        history = quiet_history(res.activities, self.sim_start, self.end, TZ, res.marked_away)
+        learnt: dict[date, Baseline] = {}
+        fixed = Baseline(False, ((0.0,) * 24,) * 2, ((0.0,) * 24,) * 2, 0)
+        scored: dict[str, Outcome] = {}
+        for name in self.rules():
+            watched = welfare_alerts(
+                res,
+                fixed if name.startswith("fixed") else learnt,
+                history,
+                self.s,
+                self.first,
+                self.end,
+                self.check,
+                watch_started_at=self.sim_start,
+                prompts={} if name.endswith("prompt") else None,
+                answers=self.answers,
+                rng=answer_rng,
+            )
+            scored[name] = outcome = Outcome()
+            _score(outcome, res, watched)
+        return res.incident_at is not None, scored
+
+
 def run(
     households: int,
     days: int,
@@ -409,6 +477,7 @@ def run(
     door_sees_exits: bool = False,
     answers: AnswerModel | None = None,
     without: bool = True,
+    jobs: int = 1,
 ) -> str:
     """The month for every resident under the learnt rule with prompts (when ``answers``),
     and, with ``without``, the learnt rule without prompts and the fixed 12 h rule."""
@@ -417,42 +486,22 @@ def run(
     first = sim_start + timedelta(days=WARMUP_DAYS)
     end = first + timedelta(days=days)
     incident_last = end - DETECT_WITHIN
-    fixed = Baseline(False, ((0.0,) * 24,) * 2, ((0.0,) * 24,) * 2, 0)
-    rules: dict[str, Outcome] = {}
-    if answers is not None:
-        rules["learnt rhythm + prompt"] = Outcome()
-    if without:
-        rules["learnt rhythm"] = Outcome()
-        rules["fixed 12 h"] = Outcome()
-    incidents = 0
     began = walltime.monotonic()
-    for n in range(households):
-        rng = random.Random(seed * 1_000_003 + n)
-        res = simulate_resident(rng, sim_start, WARMUP_DAYS + days, door_sees_exits=door_sees_exits)
-        if rng.random() < 0.25:  # a quarter of residents fall once in the month
-            inject_incident(rng, res, first, incident_last)
-            incidents += res.incident_at is not None
-        # the answers draw from generators of their own: the month lived stays the same
-        answer_rng = random.Random(seed * 1_000_003 + n + 500_000_000)
-        if answers is not None:
-            res.has_mobile = answer_rng.random() < answers.mobile_share
-        history = quiet_history(res.activities, sim_start, end, TZ, res.marked_away)
-        learnt: dict[date, Baseline] = {}
+    month = _Month(
+        seed, sim_start, first, end, incident_last, check, s, door_sees_exits, answers, without
+    )
+    rules = {name: Outcome() for name in month.rules()}
+    # residents are independent and each draws from generators of its own, so the result
+    # is the same whatever the number of processes (map keeps the residents' order)
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            lived = list(pool.map(month.resident, range(households), chunksize=20))
+    else:
+        lived = [month.resident(n) for n in range(households)]
+    incidents = sum(fell for fell, _ in lived)
+    for _, scored in lived:
         for name, outcome in rules.items():
-            watched = welfare_alerts(
-                res,
-                fixed if name.startswith("fixed") else learnt,
-                history,
-                s,
-                first,
-                end,
-                check,
-                watch_started_at=sim_start,
-                prompts={} if name.endswith("prompt") else None,
-                answers=answers,
-                rng=answer_rng,
-            )
-            _score(outcome, res, watched)
+            outcome.merge(scored[name])
     weeks = households * days / 7
     elapsed = walltime.monotonic() - began
     table = _table(households, days, seed, check_min, incidents, weeks, rules, elapsed, s, answers)
@@ -562,6 +611,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="RNG seed (report more than one)")
     parser.add_argument("--check-min", type=float, default=10.0, help="the periodic check")
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (the figures do not depend on it; default: one per core)",
+    )
+    parser.add_argument(
         "--daily-risk",
         type=float,
         default=WatchSettings().daily_risk,
@@ -599,10 +654,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.households < 1 or args.days < 3 or not 0 < args.daily_risk < 1:
+    if args.households < 1 or args.days < 3 or not 0 < args.daily_risk < 1 or args.jobs < 1:
         print(
-            "--households ≥ 1, --days ≥ 3, 0 < --daily-risk < 1 / "
-            "住户数至少 1，天数至少 3，每日风险在 0 与 1 之间"
+            "--households ≥ 1, --days ≥ 3, 0 < --daily-risk < 1, --jobs ≥ 1 / "
+            "住户数至少 1，天数至少 3，每日风险在 0 与 1 之间，进程数至少 1"
         )
         return 2
     try:
@@ -628,6 +683,7 @@ def main(args: argparse.Namespace) -> int:
         door_sees_exits=args.door_sees_exits,
         answers=None if args.answers == "none" else ANSWER_MODELS[args.answers],
         without=not args.prompt_only or args.answers == "none",
+        jobs=args.jobs,
     )
     print(table)
     return 0
