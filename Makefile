@@ -67,12 +67,15 @@ broker-cluster-trial: $(STAMP)
 	$(BIN)/python -m bench.broker_cluster $(BROKER_CLUSTER_ARGS)
 
 # The wellbeing watch's simulated month (issue #15; docs/care.md): 2000 residents, 30 days,
-# learnt rhythm against the fixed 12-hour rule, on two seeds. CARE_ARGS to change them.
+# the learnt rhythm with and without the "are you OK?" prompt against the fixed 12-hour
+# rule, on two seeds; then the least false checks any silence rule could raise for the
+# delay goals on the same simulated residents (care-bound). On both cores, about 20 min.
 CARE_ARGS ?= --households 2000 --days 30
 care-sim: $(STAMP)
 	@nproc; grep -m1 "model name" /proc/cpuinfo || true
 	$(BIN)/python -m simulators care $(CARE_ARGS) --seed 1
 	$(BIN)/python -m simulators care $(CARE_ARGS) --seed 2
+	$(BIN)/python -m simulators care-bound --households 500 --days 364 --seed 1
 
 # Container images and the compose stack (issue #14; docs/scaling.md, "Containers"). Need
 # Debian's docker.io, debootstrap and docker-compose, and a running engine; not in `make test`

@@ -11,7 +11,17 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from simulators import button_cli, care, community, demo, dlt645_meter, door, locker, modbus_devices
+from simulators import (
+    button_cli,
+    care,
+    care_bound,
+    community,
+    demo,
+    dlt645_meter,
+    door,
+    locker,
+    modbus_devices,
+)
 
 # name → (help, add_arguments, main).
 SUBCOMMANDS: dict[
@@ -46,6 +56,12 @@ SUBCOMMANDS: dict[
         "learnt rhythm against the fixed 12-hour rule",
         care.add_arguments,
         care.main,
+    ),
+    "care-bound": (
+        "the least false welfare checks any silence rule could raise for a delay goal, "
+        "on the same simulated residents (a lower bound: is the rule weak, or the problem hard?)",
+        care_bound.add_arguments,
+        care_bound.main,
     ),
     "demo": (
         "the whole system (broker, hub, edge, buttons) with a help call played through",
