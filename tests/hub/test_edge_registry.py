@@ -305,15 +305,12 @@ async def test_a_broker_not_started_yet_is_a_clear_instruction_not_a_reload_fail
     assert reloader.calls == 1
 
 
-def test_broker_files_writes_both_files_before_the_broker_exists(
-    tmp_path: Path, unmigrated_database_url: str
-) -> None:
-    """``python -m hub broker-files``: the files exist before Mosquitto first starts (on a
-    fresh install: the command migrates the empty database itself)."""
+def broker_files(tmp_path: Path, config_head: str) -> str:
+    """Run ``python -m hub broker-files`` on a config of ``config_head`` plus the broker
+    account and its files under ``tmp_path / "m"``; it must succeed. Its stderr."""
     config = tmp_path / "hub.yaml"
     config.write_text(
-        f"database_url: '{unmigrated_database_url}'\n"
-        "broker: {username: hub}\n"
+        config_head + "broker: {username: hub}\n"
         "broker_auth:\n"
         f"  password_file: {tmp_path / 'm' / 'passwd'}\n"
         f"  acl_file: {tmp_path / 'm' / 'acl'}\n"
@@ -333,12 +330,21 @@ def test_broker_files_writes_both_files_before_the_broker_exists(
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_broker_files_writes_both_files_before_the_broker_exists(
+    tmp_path: Path, unmigrated_database_url: str
+) -> None:
+    """``python -m hub broker-files``: the files exist before Mosquitto first starts (on a
+    fresh install: the command migrates the empty database itself)."""
+    stderr = broker_files(tmp_path, f"database_url: '{unmigrated_database_url}'\n")
     passwd = tmp_path / "m" / "passwd"
     assert passwd.stat().st_mode & 0o777 == 0o600
     assert verify_password(
         HUB_PASSWORD, dict(line.split(":", 1) for line in passwd.read_text().splitlines())["hub"]
     )
-    assert "start Mosquitto" in done.stderr and HUB_PASSWORD not in done.stderr
+    assert "start Mosquitto" in stderr and HUB_PASSWORD not in stderr
 
 
 def replicas_config(tmp_path: Path, replica_id: str = "hub-a") -> dict[str, object]:
@@ -414,30 +420,11 @@ def test_replicas_with_broker_auth_must_all_be_listed(tmp_path: Path) -> None:
 
 def test_broker_files_writes_every_replicas_account(tmp_path: Path) -> None:
     """``python -m hub broker-files`` (the compose stack's hub-init) with a cluster."""
-    config = tmp_path / "hub.yaml"
-    config.write_text(
+    stderr = broker_files(
+        tmp_path,
         f"database_url: sqlite+aiosqlite:///{tmp_path / 'hub.db'}\n"
-        "broker: {username: hub}\n"
-        "cluster: {replica_id: hub-a, replicas: [hub-a, hub-b]}\n"
-        "broker_auth:\n"
-        f"  password_file: {tmp_path / 'm' / 'passwd'}\n"
-        f"  acl_file: {tmp_path / 'm' / 'acl'}\n"
-        f"  reload: {{pid_file: {tmp_path / 'm' / 'mosquitto.pid'}}}\n"
+        "cluster: {replica_id: hub-a, replicas: [hub-a, hub-b]}\n",
     )
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("HUB__")},
-        "HUB__API__TOKEN": "t" * 24,
-        "HUB__BROKER__PASSWORD": HUB_PASSWORD,
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "hub", "broker-files", "--config", str(config)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
     passwd = dict(
         line.split(":", 1) for line in (tmp_path / "m" / "passwd").read_text().splitlines()
     )
@@ -446,4 +433,4 @@ def test_broker_files_writes_every_replicas_account(tmp_path: Path) -> None:
     acl = (tmp_path / "m" / "acl").read_text()
     assert "user hub.hub-a\n" in acl and "user hub.hub-b.alarm\n" in acl
     assert "user hub\n" not in acl
-    assert "hub.hub-a, hub.hub-b" in done.stderr and HUB_PASSWORD not in done.stderr
+    assert "hub.hub-a, hub.hub-b" in stderr and HUB_PASSWORD not in stderr
