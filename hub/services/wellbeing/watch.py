@@ -275,7 +275,7 @@ class WellbeingWatch:
             zh += f"；{asked:%H:%M} 按键询问“您还好吗”无应答"
             en += f'; no answer to "are you OK?" asked on the button at {asked:%H:%M}'
             reason = "no_answer"
-        effects, task_id = await self._open_welfare_check(
+        effects, task_id = await self.open_welfare_check(
             conn, household, watch["grid_id"], reason, zh, en, now
         )
         await conn.execute(
@@ -347,24 +347,9 @@ class WellbeingWatch:
         evidence_zh: str,
         evidence_en: str,
         now: datetime,
-    ) -> Effects:
-        """One open welfare check per household: a task, its escalation row, the worker told."""
-        effects, _ = await self._open_welfare_check(
-            conn, household, grid_id, reason, evidence_zh, evidence_en, now
-        )
-        return effects
-
-    async def _open_welfare_check(
-        self,
-        conn: AsyncConnection,
-        household: int,
-        grid_id: int | None,
-        reason: str,
-        evidence_zh: str,
-        evidence_en: str,
-        now: datetime,
     ) -> tuple[Effects, int | None]:
-        """:meth:`open_welfare_check`, and the task's id (none when one was open already)."""
+        """One open welfare check per household: a task, its escalation row, the worker
+        told. The effects, and the task's id (none when one was open already)."""
         open_check = await conn.execute(
             sa.select(welfare_checks.c.id)
             .join_from(welfare_checks, tasks, welfare_checks.c.task_id == tasks.c.id)
@@ -500,7 +485,7 @@ class WellbeingWatch:
             )
             if state != "done":
                 local = prompted.astimezone(self.tz)
-                return await self.open_welfare_check(
+                effects, _ = await self.open_welfare_check(
                     conn,
                     household,
                     watch["grid_id"],
@@ -510,6 +495,7 @@ class WellbeingWatch:
                     f"{local:%H:%M}",
                     now,
                 )
+                return effects
             return Effects()
         last = (
             await conn.execute(
