@@ -40,6 +40,7 @@ clock runs fast counts as "now", not as a promise of future activity.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -216,7 +217,7 @@ class QuietHistory:
         """``home`` without the outings whose exit was not seen: the quiet spells that ended
         inside the home (a nap, a read, a late morning) and the night."""
         out = self.unseen_out[day]
-        return [OUT if out[k] >= 0 else v for k, v in enumerate(self.home[day])]
+        return [OUT if o >= 0 else v for o, v in zip(out, self.home[day], strict=True)]
 
 
 def _mode_of(source: Source) -> Mode:
@@ -430,11 +431,18 @@ def _while_up_threshold(rows: list[list[float]], up: list[bool], s: WatchSetting
     return s.tail_from_h + mean * max(0.0, math.log(rate / s.daily_risk))
 
 
-def _look_back(row: list[float], back: int) -> list[float]:
+def _look_back(row: list[float], back: int) -> tuple[float, ...]:
     """Each slot's value, the largest of it and the ``back`` slots before (wrapping round
     the same day: the evening stands in for the previous one)."""
+    return _look_back_of(tuple(row), back)
+
+
+@functools.lru_cache(maxsize=8192)
+def _look_back_of(row: tuple[float, ...], back: int) -> tuple[float, ...]:
+    # cached: a baseline is relearnt every day from a window that moved by one day, so
+    # the same day's row comes back many times (28 times in the simulated month)
     wide = row[-back:] + row if back else row
-    return [max(wide[k : k + back + 1]) for k in range(SLOTS)]
+    return tuple(max(wide[k : k + back + 1]) for k in range(SLOTS))
 
 
 def _thresholds(
