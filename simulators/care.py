@@ -287,6 +287,10 @@ class Outcome:
     false_checks: int = 0
     prompts: int = 0  # prompts to residents who had not fallen (the burden on them)
     answered: int = 0
+    #: false checks by what the resident was doing (:func:`_false_kind`)
+    false_by: dict[str, int] = field(default_factory=dict)
+    #: delays of the falls within :data:`LATE_FALL_H` of the resident's bedtime
+    late_delays_h: list[float] = field(default_factory=list)
 
     def merge(self, other: Outcome) -> None:
         self.delays_h.extend(other.delays_h)
@@ -294,6 +298,33 @@ class Outcome:
         self.false_checks += other.false_checks
         self.prompts += other.prompts
         self.answered += other.answered
+        for kind, n in other.false_by.items():
+            self.false_by[kind] = self.false_by.get(kind, 0) + n
+        self.late_delays_h.extend(other.late_delays_h)
+
+
+#: A fall this close to the resident's bedtime looks like going to bed early.
+LATE_FALL_H = 3.0
+#: What a resident was doing when a welfare check came for nothing (printed in this order).
+FALSE_KINDS = (
+    "out, left unseen",
+    "out, left by the face door",
+    "away, not marked",
+    "asleep or in bed late",
+    "napping",
+    "at home, up",
+)
+
+
+def _false_kind(res: Resident, at: datetime) -> str:
+    doing = res.doing(at)
+    if doing == "out":
+        if any(t1 - t0 > timedelta(days=1) and t0 <= at < t1 for t0, t1 in res.outside):
+            return "away, not marked"
+        last = max((a for a in res.activities if a.at <= at), key=lambda a: a.at, default=None)
+        seen = last is not None and last.source is Source.DOOR
+        return "out, left by the face door" if seen else "out, left unseen"
+    return {"asleep": "asleep or in bed late", "napping": "napping"}.get(doing, "at home, up")
 
 
 def _grid(at: datetime, step: timedelta) -> datetime:
@@ -513,10 +544,16 @@ def _score(outcome: Outcome, res: Resident, watched: Watched) -> None:
     detected = False
     for at in watched.alerts:
         if incident is not None and incident <= at <= incident + DETECT_WITHIN and not detected:
-            outcome.delays_h.append((at - incident).total_seconds() / 3600)
+            delay = (at - incident).total_seconds() / 3600
+            outcome.delays_h.append(delay)
+            bed = next((t1 for t0, t1 in res.awake if t0 <= incident < t1), incident)
+            if bed - incident <= timedelta(hours=LATE_FALL_H):
+                outcome.late_delays_h.append(delay)
             detected = True
         elif incident is None or at < incident:
             outcome.false_checks += 1
+            kind = _false_kind(res, at)
+            outcome.false_by[kind] = outcome.false_by.get(kind, 0) + 1
     for at, said in watched.prompts:
         if incident is None or at < incident:
             outcome.prompts += 1
@@ -590,8 +627,26 @@ def _table(
         "| false checks / 100 residents / week | prompts / 100 / week (answered) |",
         "|---|---|---|---|---|---|---|---|",
         *(row(name, o) for name, o in rules.items()),
+        "",
     ]
+    for name, o in rules.items():
+        kinds = [f"{k} {100 * o.false_by[k] / weeks:.2f}" for k in FALSE_KINDS if k in o.false_by]
+        late = o.late_delays_h
+        day = list(o.delays_h)
+        for d in late:
+            day.remove(d)
+        lines.append(
+            f"{name}: false checks / 100 / week while the resident was: "
+            f"{'; '.join(kinds) or 'none'}. Delay median / p90 h: falls more than "
+            f"{LATE_FALL_H:g} h before bedtime {_median(day):.1f} / {_pct(day, 0.9):.1f} "
+            f"({len(day)}), within {LATE_FALL_H:g} h of it {_median(late):.1f} / "
+            f"{_pct(late, 0.9):.1f} ({len(late)})"
+        )
     return "\n".join(lines)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def _cpu_model() -> str:
