@@ -188,7 +188,9 @@ class Item:
     """One resident's circumstance: its share of all falls, and what each level costs."""
 
     fall: float
-    cost: dict[float, float]  # delay level (h) → false checks / 100 residents / week
+    #: delay level (h) → false checks: counts of a resident's life in :meth:`_Life.resident`,
+    #: per 100 residents a week in :func:`run`
+    cost: dict[float, float]
 
 
 def lower_bound(
