@@ -16,20 +16,17 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI, Request
-from pydantic import SecretStr
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contract import Event, Lane
-from hub.api.deps import authenticate
 from hub.app import create_app
-from hub.config import ApiSettings, HubConfig
 from hub.db import schema
 from hub.domain.access import Principal, Role
 from hub.domain.effects import Effects
 from hub.domain.escalation import EscalationPolicy
 from hub.services.cases import CaseService
-from simulators.stack import REPO_ROOT
+from tests.hub.api_as import acting_as, api_config, clients_as
 from tests.hub.test_route_roles import app_endpoints, declared_roles
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
@@ -50,9 +47,7 @@ def dispatched() -> list[Effects]:
 
 @pytest.fixture
 def app(engine: AsyncEngine, dispatched: list[Effects]) -> FastAPI:
-    config = HubConfig(
-        api=ApiSettings(token=SecretStr("t" * 32)), profiles_dir=REPO_ROOT / "device_profiles"
-    )
+    config = api_config()
     app = create_app(config)
 
     async def dispatch(effects: Effects) -> None:
@@ -66,27 +61,14 @@ def app(engine: AsyncEngine, dispatched: list[Effects]) -> FastAPI:
         effects=SimpleNamespace(dispatch=dispatch),
     )
 
-    async def as_test_header(request: Request) -> Principal:
-        return PRINCIPALS[request.headers["x-test-as"]]
-
-    app.dependency_overrides[authenticate] = as_test_header
+    acting_as(app, PRINCIPALS)
     return app
 
 
 @pytest.fixture
 async def as_(app: FastAPI) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    transport = httpx.ASGITransport(app=app)
-    made = {
-        name: httpx.AsyncClient(
-            transport=transport, base_url="http://hub", headers={"x-test-as": name}
-        )
-        for name in PRINCIPALS
-    }
-    try:
+    async with clients_as(app, PRINCIPALS) as made:
         yield made
-    finally:
-        for client in made.values():
-            await client.aclose()
 
 
 @pytest.fixture

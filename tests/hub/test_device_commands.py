@@ -16,14 +16,11 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI, Request
-from pydantic import SecretStr
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contract import Command, CommandResult, topics
-from hub.api.deps import authenticate
 from hub.app import create_app
-from hub.config import ApiSettings, HubConfig
 from hub.db.schema import audit_log, commands, devices
 from hub.domain.access import Principal, Role
 from hub.domain.notification import Notification
@@ -32,6 +29,7 @@ from hub.services.device_commands import check_command
 from hub.services.errors import InvalidInput
 from profiles.loader import load_profile
 from simulators.stack import REPO_ROOT
+from tests.hub.api_as import acting_as, api_config, clients_as
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 PRINCIPALS = {
@@ -77,36 +75,21 @@ async def app(engine: AsyncEngine, broker: RecordingBroker) -> FastAPI:
                 {"id": "bin-1", "profile": "bin-sensor", "grid_id": 1, "edge_id": "edge-1"},
             ],
         )
-    config = HubConfig(
-        api=ApiSettings(token=SecretStr("t" * 32)), profiles_dir=REPO_ROOT / "device_profiles"
-    )
+    config = api_config()
     app = create_app(config)
     effects = EffectDispatcher(engine, broker, NoNotifier(), lambda: T0)
     app.state.runtime = SimpleNamespace(
         config=config, engine=engine, clock=lambda: T0, effects=effects
     )
 
-    async def as_test_header(request: Request) -> Principal:
-        return PRINCIPALS[request.headers["x-test-as"]]
-
-    app.dependency_overrides[authenticate] = as_test_header
+    acting_as(app, PRINCIPALS)
     return app
 
 
 @pytest.fixture
 async def clients(app: FastAPI) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    transport = httpx.ASGITransport(app=app)
-    made = {
-        name: httpx.AsyncClient(
-            transport=transport, base_url="http://hub", headers={"x-test-as": name}
-        )
-        for name in PRINCIPALS
-    }
-    try:
+    async with clients_as(app, PRINCIPALS) as made:
         yield made
-    finally:
-        for client in made.values():
-            await client.aclose()
 
 
 async def rows(engine: AsyncEngine, table: sa.Table) -> list[dict[str, Any]]:

@@ -16,20 +16,17 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI, Request
-from pydantic import SecretStr
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contract import Event, Lane
-from hub.api.deps import authenticate
 from hub.app import create_app
-from hub.config import ApiSettings, HubConfig
 from hub.db.bulk import bulk_execute
 from hub.db.schema import device_state, devices, events
 from hub.domain.access import Principal, Role
 from hub.handlers.device_state import DeviceStateHandler
 from hub.handlers.router import DeviceEventRouter
-from simulators.stack import REPO_ROOT
+from tests.hub.api_as import acting_as, api_config, clients_as
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
 M1, M2 = "meter-000000000001", "meter-000000000002"
@@ -185,33 +182,18 @@ async def test_one_write_per_batch_however_many_events(
 
 @pytest.fixture
 def app(engine: AsyncEngine) -> FastAPI:
-    config = HubConfig(
-        api=ApiSettings(token=SecretStr("t" * 32)), profiles_dir=REPO_ROOT / "device_profiles"
-    )
+    config = api_config()
     app = create_app(config)
     app.state.runtime = SimpleNamespace(config=config, engine=engine, clock=lambda: T0)
 
-    async def as_test_header(request: Request) -> Principal:
-        return PRINCIPALS[request.headers["x-test-as"]]
-
-    app.dependency_overrides[authenticate] = as_test_header
+    acting_as(app, PRINCIPALS)
     return app
 
 
 @pytest.fixture
 async def clients(app: FastAPI) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    transport = httpx.ASGITransport(app=app)
-    made = {
-        name: httpx.AsyncClient(
-            transport=transport, base_url="http://hub", headers={"x-test-as": name}
-        )
-        for name in PRINCIPALS
-    }
-    try:
+    async with clients_as(app, PRINCIPALS) as made:
         yield made
-    finally:
-        for client in made.values():
-            await client.aclose()
 
 
 @pytest.fixture

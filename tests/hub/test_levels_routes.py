@@ -13,16 +13,13 @@ from types import SimpleNamespace
 import httpx
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI, Request
-from pydantic import SecretStr
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.api.deps import authenticate
 from hub.app import create_app
-from hub.config import ApiSettings, HubConfig
 from hub.db import schema
-from hub.domain.access import Principal
 from simulators.stack import REPO_ROOT
+from tests.hub.api_as import acting_as, api_config, clients_as
 from tests.hub.test_registry_routes import PRINCIPALS, T0
 
 Clients = dict[str, httpx.AsyncClient]
@@ -30,28 +27,13 @@ Clients = dict[str, httpx.AsyncClient]
 
 @pytest.fixture
 async def clients(engine: AsyncEngine) -> AsyncIterator[Clients]:
-    config = HubConfig(
-        api=ApiSettings(token=SecretStr("t" * 32)), profiles_dir=REPO_ROOT / "device_profiles"
-    )
+    config = api_config()
     app: FastAPI = create_app(config)
     app.state.runtime = SimpleNamespace(config=config, engine=engine, clock=lambda: T0)
 
-    async def as_test_header(request: Request) -> Principal:
-        return PRINCIPALS[request.headers["x-test-as"]]
-
-    app.dependency_overrides[authenticate] = as_test_header
-    transport = httpx.ASGITransport(app=app)
-    made = {
-        name: httpx.AsyncClient(
-            transport=transport, base_url="http://hub", headers={"x-test-as": name}
-        )
-        for name in PRINCIPALS
-    }
-    try:
+    acting_as(app, PRINCIPALS)
+    async with clients_as(app, PRINCIPALS) as made:
         yield made
-    finally:
-        for client in made.values():
-            await client.aclose()
 
 
 async def actions(engine: AsyncEngine) -> list[str]:
