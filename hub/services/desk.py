@@ -41,6 +41,7 @@ from hub.domain.escalation import TIER_LABELS, TIERS, Tier
 from hub.services.areas import Areas
 from hub.services.case_queries import case_from_row
 from hub.services.records import contains
+from hub.services.tasks import WELLBEING_TASK_KINDS
 
 #: A battery at or below this level is shown as low (the CB-100 reports below 20 %).
 LOW_BATTERY_PCT = 20
@@ -58,6 +59,8 @@ TASK_KIND_LABELS: dict[str, tuple[str, str]] = {
     "bin_alert": ("垃圾桶告警", "bin alerts"),
     "leak_check": ("漏水检查", "leak checks"),
     "outage": ("停电", "outages"),
+    "welfare_check": ("关爱探访", "welfare checks"),
+    "check_in_call": ("报平安未到，待致电", "missed check-ins to call"),
 }
 
 _ORDER = {
@@ -288,19 +291,24 @@ async def search_households(
 
 
 async def system_health(
-    conn: AsyncConnection, grid_ids: Sequence[int] | None, now: datetime
+    conn: AsyncConnection,
+    grid_ids: Sequence[int] | None,
+    now: datetime,
+    *,
+    wellbeing: bool = True,
 ) -> dict[str, Any]:
     """Offline devices, low batteries, edges needing a look, quarantine, open tasks by kind.
 
     Devices and tasks follow the grid filter (a device's grid is its household's, or its
-    own for a gate or a bin); edges and quarantine are the whole hub's.
+    own for a gate or a bin); edges and quarantine are the whole hub's. ``wellbeing``:
+    welfare checks and check-in calls are counted too (not for an admin: issue #15).
     """
     return {
         "now": now,
         **await _device_health(conn, grid_ids),
         "edges": await _edges(conn, now),
         "quarantine": await _quarantine(conn, now),
-        "open_tasks": await _open_tasks(conn, grid_ids),
+        "open_tasks": await _open_tasks(conn, grid_ids, wellbeing),
     }
 
 
@@ -428,7 +436,7 @@ async def _quarantine(conn: AsyncConnection, now: datetime) -> dict[str, Any]:
 
 
 async def _open_tasks(
-    conn: AsyncConnection, grid_ids: Sequence[int] | None
+    conn: AsyncConnection, grid_ids: Sequence[int] | None, wellbeing: bool
 ) -> list[dict[str, Any]]:
     query = (
         select(tasks.c.kind, tasks.c.state, func.count())
@@ -449,4 +457,5 @@ async def _open_tasks(
             "acknowledged": counts[kind].get("acknowledged", 0),
         }
         for kind, (zh, en) in TASK_KIND_LABELS.items()
+        if wellbeing or kind not in WELLBEING_TASK_KINDS
     ]

@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from playwright.async_api import Browser, expect
 
+from hub.db.engine import create_engine
+from hub.db.schema import welfare_checks
+from hub.domain.wellbeing_settings import WellbeingSettings
+from hub.services.wellbeing.watch import WellbeingWatch
 from simulators.button import LedState, SimulatedButtonBus
-from tests.browser.conftest import WebStack, log_in, phone
+from tests.browser.conftest import WebStack, log_in, phone, run_axe
 from tests.conftest import wait_until
 from tests.integration.conftest import placement
 
@@ -101,3 +108,68 @@ async def test_sos_appears_on_the_phone_and_is_acknowledged_there(
             with web_stack.api() as client:
                 tasks = client.get("/api/v1/tasks", params={"state": "done"}).json()
             assert int(task_id or 0) in [t["id"] for t in tasks]
+
+
+async def test_a_welfare_check_is_on_the_phone_with_a_call_button_and_closes_with_its_outcome(
+    web_stack: WebStack, browser: Browser
+) -> None:
+    """Issue #15: a welfare check (关爱探访) is listed with the other tasks, under its own
+    name, with the resident's phone as a call button; the worker takes it and records what
+    the visit found, which closes it."""
+    username, (_password, _worker, grid) = next(iter(web_stack.logins.items()))
+    household = web_stack.household_in(grid)
+    with web_stack.api() as client:
+        made = client.post(
+            f"/api/v1/households/{household}/residents",
+            json={"name": "赵桂兰", "phone": "13800138015"},
+        )
+        assert made.status_code == 201, made.text
+    # opened in the hub's database by the watch's own code, as its periodic judgement does
+    # after a silence (the judgement itself: tests/integration/test_wellbeing.py)
+    watch = WellbeingWatch(WellbeingSettings(), ZoneInfo("Asia/Shanghai"))
+    engine = create_engine(f"sqlite+aiosqlite:///{web_stack.stack.workdir / 'hub' / 'hub.db'}")
+    try:
+        async with engine.begin() as conn:
+            _effects, task_id = await watch.open_welfare_check(
+                conn,
+                household,
+                grid,
+                "silence",
+                "自 07:10 起无用水，平时 08:00 前会有动静",
+                "no water since 07:10, usually by 08:00",
+                datetime.now(UTC),
+            )
+    finally:
+        await engine.dispose()
+    assert task_id is not None
+
+    async with phone(browser) as page:
+        await log_in(page, web_stack, username)
+        card = page.locator(f"article[data-task-id='{task_id}']")
+        await expect(card).to_be_visible(timeout=30_000)
+        await expect(card).to_contain_text("关爱探访")
+        await expect(card).to_contain_text("自 07:10 起无用水")
+        call = card.locator("a[href='tel:13800138015']")
+        await expect(call).to_be_visible()
+        assert await run_axe(page) == []
+
+        await card.locator("button[data-action='acknowledge']").click()
+        taken = page.locator(f"article[data-task-id='{task_id}'][data-state='acknowledged']")
+        await expect(taken).to_be_visible(timeout=30_000)
+        assert await taken.locator("button[data-action='done']").count() == 0  # an outcome
+        await taken.locator(f"#welfare-outcome-{task_id}").select_option("all_well")
+        await taken.locator("button[data-action='record-outcome']").click()
+        await expect(card).to_have_count(0, timeout=30_000)
+
+    # the admin token of the test stack may not read welfare checks (privacy): the database
+    engine = create_engine(f"sqlite+aiosqlite:///{web_stack.stack.workdir / 'hub' / 'hub.db'}")
+    try:
+        async with engine.connect() as conn:
+            query = sa.select(welfare_checks).where(welfare_checks.c.task_id == task_id)
+            check = (await conn.execute(query)).mappings().one()
+    finally:
+        await engine.dispose()
+    assert check["outcome"] == "all_well" and check["closed_at"] is not None
+    assert username in check["outcome_by"]
+    with web_stack.api() as client:
+        assert client.get("/api/v1/wellbeing/checks").status_code == 403

@@ -346,6 +346,8 @@ async def test_health_panel(engine: AsyncEngine) -> None:
             ("door_alert", "open", 2),
             ("outage", "done", 1),
             ("leak_check", "open", 1),
+            ("welfare_check", "acknowledged", 1),
+            ("check_in_call", "open", 2),
         ]:
             await conn.execute(
                 sa.insert(schema.tasks).values(kind=kind, state=state, grid_id=grid, created_at=T0)
@@ -370,6 +372,12 @@ async def test_health_panel(engine: AsyncEngine) -> None:
     tasks = {t["kind"]: (t["open"], t["acknowledged"]) for t in health["open_tasks"]}
     assert tasks["collection"] == (1, 1) and tasks["door_alert"] == (1, 0)
     assert tasks["outage"] == (0, 0) and tasks["leak_check"] == (1, 0)
+    # welfare checks are counted like the other tasks, but not for an admin (issue #15)
+    assert tasks["welfare_check"] == (0, 1) and tasks["check_in_call"] == (1, 0)
+    async with engine.connect() as conn:
+        for_admin = await desk.system_health(conn, None, now, wellbeing=False)
+    admin_kinds = {t["kind"] for t in for_admin["open_tasks"]}
+    assert admin_kinds == set(tasks) - {"welfare_check", "check_in_call"}
     assert set(tasks) >= {
         "collection",
         "delivery",

@@ -117,6 +117,11 @@ async def test_the_board_is_for_the_desk(
     ] == []
     for path in ("/api/v1/desk/cases", "/api/v1/desk/health", "/api/v1/desk/areas"):
         assert (await as_["worker1"].get(path)).status_code == 403
+    # welfare checks are counted on the health panel for the desk, not for an admin
+    for who, counted in (("hotline", True), ("operator", True), ("admin", False)):
+        health = (await as_[who].get("/api/v1/desk/health")).json()
+        kinds = {t["kind"] for t in health["open_tasks"]}
+        assert ("welfare_check" in kinds) is counted and ("check_in_call" in kinds) is counted
     found = await as_["hotline"].get("/api/v1/desk/households", params={"q": "刘建国"})
     assert [h["id"] for h in found.json()] == [4]
     assert (

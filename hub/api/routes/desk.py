@@ -93,7 +93,7 @@ async def find_households(
 
 @router.get("/desk/health", summary="Devices, edges, quarantine and open tasks, at a glance")
 async def board_health(
-    _: Desk,
+    principal: Desk,
     runtime: RuntimeDep,
     conn: ReadConnection,
     street_id: IdQuery = None,
@@ -102,7 +102,9 @@ async def board_health(
 ) -> dict[str, Any]:
     areas = await load_areas(conn)
     grid_ids = areas.filter_grids(street_id=street_id, community_id=community_id, grid_id=grid_id)
-    return await desk.system_health(conn, grid_ids, runtime.clock())
+    # welfare checks: the desk and the stations count them, an admin does not (issue #15)
+    wellbeing = principal.role is not Role.ADMIN
+    return await desk.system_health(conn, grid_ids, runtime.clock(), wellbeing=wellbeing)
 
 
 @router.post(

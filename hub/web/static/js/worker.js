@@ -60,6 +60,14 @@ addStrings({
   "task.bin_alert": ["垃圾桶告警", "Bin alert"],
   "task.leak_check": ["疑似漏水", "Suspected leak"],
   "task.outage": ["疑似停电", "Suspected power cut"],
+  "task.welfare_check": ["关爱探访", "Welfare check"],
+  "task.check_in_call": ["报平安未到，请致电", "Missed check-in: call"],
+  "welfare.all_well": ["平安无事", "All well"],
+  "welfare.helped": ["已协助", "Helped"],
+  "welfare.hospital": ["已送医", "Taken to hospital"],
+  "welfare.no_answer_door_opened": ["无应答，已会同社区开门", "No answer: door opened with the community"],
+  "worker.welfare_outcome": ["探访结果", "What the visit found"],
+  "worker.record_outcome": ["记录结果", "Record"],
   "task.open": ["待接单", "open"],
   "act.open": ["发起求助", "call opened"],
   "act.dispatch": ["派单", "dispatched"],
@@ -78,6 +86,8 @@ addStrings({
 const ACTIVE = ["open", "dispatched", "acknowledged", "on_site"];
 const AWAITING = ["open", "dispatched"];
 const OUTCOMES = ["helped_on_site", "false_alarm", "ambulance_called", "other"];
+// A welfare check (关爱探访, issue #15) closes with what the visit found, not "done".
+const WELFARE_OUTCOMES = ["all_well", "helped", "hospital", "no_answer_door_opened"];
 const TITLE_ICON = "/static/icons/icon.svg";
 const ALERT_ICON = "/static/icons/icon-alert.svg";
 
@@ -164,9 +174,39 @@ function taskActions(task) {
         }
       },
     }, t(`worker.${key}`));
+  if (task.kind === "welfare_check" && task.state !== "done") {
+    return [task.state === "open" ? verb("acknowledge", "acknowledge", "primary") : null, welfareOutcome(task)];
+  }
   if (task.state === "open") return [verb("acknowledge", "acknowledge", "primary"), verb("done", "done", "secondary")];
   if (task.state === "acknowledged") return [verb("done", "done", "primary")];
   return [];
+}
+
+function welfareOutcome(task) {
+  const id = `welfare-outcome-${task.id}`;
+  const select = h("select", { id, name: "outcome" },
+    WELFARE_OUTCOMES.map((o) => h("option", { value: o }, t(`welfare.${o}`))));
+  return h("div", { class: "welfare-outcome" },
+    h("label", { for: id }, t("worker.welfare_outcome")), select,
+    h("button", {
+      type: "button",
+      class: "primary",
+      dataset: { action: "record-outcome" },
+      onclick: async (e) => {
+        const path = `/api/v1/wellbeing/checks/${task.id}/outcome`;
+        if (await act(e.currentTarget, path, { outcome: select.value })) {
+          tasks.set(task.id, { ...task, state: "done" });
+          render();
+        }
+      },
+    }, t("worker.record_outcome")));
+}
+
+// The hub writes the resident's phone into a welfare check's or missed check-in's text
+// as "tel:<number>": offered as a button to call first (issue #15).
+function phoneIn(detail) {
+  const found = /tel:(\+?\d[\d-]{3,}\d)/.exec(detail || "");
+  return found ? found[1] : null;
 }
 
 // --- the list -----------------------------------------------------------------------
@@ -193,6 +233,7 @@ function taskCard(task) {
         taskBadge(task)),
       h("p", { class: "meta" }, task.address || ""),
       task.detail ? h("p", { class: "meta note" }, task.detail) : null,
+      phoneIn(task.detail) ? h("div", { class: "actions" }, telLink(t("worker.resident"), "", phoneIn(task.detail))) : null,
       h("div", { class: "actions" }, taskActions(task))));
 }
 
