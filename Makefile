@@ -21,23 +21,27 @@ demo: system-deps $(STAMP)
 	$(BIN)/python -m simulators demo
 
 # Tests in three runs: the unit tiers (in-process, no timing) on both cores with
-# pytest-xdist; the tiers that start real brokers, hubs, edges and browsers, two files at a
-# time (each test has its own broker, hub and ports; they mostly wait on processes, so one
-# at a time leaves a core idle); then, one at a time, what asserts lateness or kills
-# processes on a schedule (TIMED_TESTS, the fault campaigns) and the API fuzz (its
-# generated cases are not split across xdist workers). Every test folder is in exactly one
-# tier list (tests/architecture/test_test_tiers.py).
+# pytest-xdist; the tiers that start real brokers, hubs, edges and browsers, and the API
+# fuzz, two files at a time (each test has its own broker, hub and ports; they mostly wait
+# on processes, so one at a time leaves a core idle; a file stays on one worker, so the
+# fuzz's generated cases share its one hub; the fuzz, the longest file, goes first so that
+# it does not run alone at the end), with mypy beside them in the CPU they leave idle (its
+# report and verdict come after them); then, one at a time, what asserts lateness or kills
+# processes on a schedule (TIMED_TESTS, the fault campaigns). Every test folder is in
+# exactly one tier list (tests/architecture/test_test_tiers.py).
 UNIT_TIERS     := tests/hub tests/edge tests/contract tests/fuzz tests/architecture tests/bench \
                   tests/deploy tests/simulators
-PARALLEL_TIERS := tests/integration tests/browser
-SERIAL_TIERS   := tests/faults tests/api
+PARALLEL_TIERS := tests/api tests/integration tests/browser
+SERIAL_TIERS   := tests/faults
 TIMED_TESTS    := tests/integration/test_help_call.py
 test: system-deps $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 $(UNIT_TIERS)
+	typed=$$(mktemp); $(BIN)/mypy >"$$typed" 2>&1 & mypy=$$!; \
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=10 \
-		$(PARALLEL_TIERS) $(addprefix --ignore=,$(TIMED_TESTS))
+		$(PARALLEL_TIERS) $(addprefix --ignore=,$(TIMED_TESTS)); tests=$$?; \
+	wait $$mypy; typecheck=$$?; echo "mypy:"; cat "$$typed"; rm -f "$$typed"; \
+	[ $$tests -eq 0 ] && [ $$typecheck -eq 0 ]
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=10 $(TIMED_TESTS) $(SERIAL_TIERS)
 
 test-fast: system-deps $(STAMP)

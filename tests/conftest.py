@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from sqlalchemy.engine import make_url
 
-from simulators.postgres import PostgresCluster, postgres_available, scratch_directory
+from simulators.postgres import (
+    PostgresCluster,
+    postgres_available,
+    run_coroutine,
+    scratch_directory,
+)
+from simulators.stack import Stack
 
 T = TypeVar("T")
 
@@ -108,3 +116,70 @@ def pg_cluster() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.remove()
+
+
+# -- the hub's schema, migrated once ----------------------------------------------------------
+# A hub process migrates its database at start-up: 25 revisions, about two seconds on a busy
+# machine, for each of the hundred hubs the process tiers start. So a test's hub is given a
+# copy of a database that the real migration chain brought to head once per session and
+# back end (``migrated_schema``); its own ``upgrade_to_head`` then finds nothing to do. A
+# test marked ``fresh_database`` gets an empty one and the hub migrates it, as a new
+# install does (tests/integration/test_help_call.py, on both back ends).
+
+
+def copy_sqlite_file(source: Path, target: Path) -> None:
+    """Copy a closed SQLite database, with its WAL if one was left behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    wal = source.with_name(source.name + "-wal")
+    if wal.exists():  # normally checkpointed away when the last connection closed
+        shutil.copyfile(wal, target.with_name(target.name + "-wal"))
+
+
+class MigratedSchema:
+    """The hub's schema at head, on SQLite and on PostgreSQL, each migrated on first use."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._sqlite: Path | None = None
+        self._pg_template: str | None = None
+
+    def sqlite_copy(self, target: Path) -> None:
+        """A migrated SQLite file at ``target`` (the hub's ``workdir/hub/hub.db``)."""
+        from hub.db.migrate import upgrade_to_head  # alembic: only when a hub is started
+
+        if self._sqlite is None:
+            path = self.directory / "hub.db"
+            upgrade_to_head(f"sqlite+aiosqlite:///{path}")
+            self._sqlite = path
+        copy_sqlite_file(self._sqlite, target)
+
+    def postgres_copy(self, cluster: PostgresCluster, name: str) -> str:
+        """A migrated database ``name`` in ``cluster`` (``CREATE DATABASE … TEMPLATE``)."""
+        from hub.db.migrate import upgrade_to_head  # alembic: only when a hub is started
+
+        if self._pg_template is None:
+            template = f"migrated_schema_{os.getpid()}"
+            upgrade_to_head(run_coroutine(cluster.create_database(template)))
+            self._pg_template = template
+        return run_coroutine(cluster.create_database(name, template=self._pg_template))
+
+    def place(self, stack: Stack, request: pytest.FixtureRequest) -> None:
+        """Give ``stack``'s hub a migrated database, unless the test is ``fresh_database``:
+        its SQLite file, or (``stack.database_url`` set) a PostgreSQL database made from the
+        template in place of the empty one named by that URL."""
+        if request.node.get_closest_marker("fresh_database") is not None:
+            return
+        if stack.database_url is None:
+            self.sqlite_copy(stack.workdir / "hub" / "hub.db")
+            return
+        cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+        name = make_url(stack.database_url).database
+        assert name is not None
+        run_coroutine(cluster.drop_database(name))
+        self.postgres_copy(cluster, name)
+
+
+@pytest.fixture(scope="session")
+def migrated_schema(tmp_path_factory: pytest.TempPathFactory) -> MigratedSchema:
+    return MigratedSchema(tmp_path_factory.mktemp("migrated-schema"))

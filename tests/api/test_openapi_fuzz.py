@@ -35,7 +35,7 @@ from hub.app import create_app
 from hub.config import ApiSettings, HubConfig
 from simulators.postgres import PostgresCluster, run_coroutine
 from simulators.stack import Stack
-from tests.conftest import BACKENDS_ENV
+from tests.conftest import BACKENDS_ENV, MigratedSchema
 
 pytestmark = pytest.mark.integration
 
@@ -45,12 +45,15 @@ _SKIPPED_PATHS = ("/api/v1/workers/{worker_id}/stream", "/api/v1/stream/cases")
 
 @pytest.fixture(scope="module")
 def running_hub(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+    migrated_schema: MigratedSchema,
 ) -> Iterator[Stack]:
     stack = Stack(Path(tmp_path_factory.mktemp("openapi")))
     if os.environ.get(BACKENDS_ENV) == "postgres":  # the hub on PostgreSQL (docs/postgres.md)
         cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
         stack.database_url = run_coroutine(cluster.create_database("openapi_fuzz"))
+    migrated_schema.place(stack, request)
     try:
         stack.start_with_broker_auth()  # so edge provisioning is exercised too
         yield stack

@@ -26,6 +26,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from simulators.screenshots import CHROMIUM, chromium_options, demo_logins
 from simulators.stack import Stack
+from tests.conftest import MigratedSchema
 
 AXE = Path(__file__).with_name("vendor") / "axe.min.js"
 PHONE = {"width": 360, "height": 740}
@@ -79,9 +80,15 @@ class WebStack:
 
 
 @pytest.fixture(scope="module")
-def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
-    """One hub for a test module (starting one costs seconds on a shared machine)."""
+def web_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+    migrated_schema: MigratedSchema,
+) -> Iterator[WebStack]:
+    """One hub for a test module (starting one costs seconds on a shared machine), on a
+    copy of the migrated schema (tests/conftest.py)."""
     stack = Stack(tmp_path_factory.mktemp("web"))
+    migrated_schema.place(stack, request)
     stack.start_broker()
     try:
         # No escalation while a test looks: a case stays with its grid worker.

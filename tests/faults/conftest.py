@@ -28,7 +28,7 @@ from simulators.fleet import Fleet
 from simulators.history import read_committed, read_edge_status, read_produced, sum_dropped
 from simulators.proxy import ProxyThread
 from simulators.stack import Stack
-from tests.conftest import wait_until_sync
+from tests.conftest import MigratedSchema, wait_until_sync
 from tests.faults.checker import Verdict, check
 
 EDGE = "edge-faults"
@@ -57,6 +57,8 @@ class Rig:
     faults: Counter[str] = field(default_factory=Counter)
     clock_file: Path | None = None
     limits: list[int] = field(default_factory=list)  # per fleet: frames it is to produce
+    #: The hub's database starts as a copy of this migrated one (tests/conftest.py).
+    schema: MigratedSchema | None = None
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -74,6 +76,8 @@ class Rig:
         **fleet_options: Any,
     ) -> Rig:
         stack = self.stack
+        if self.schema is not None:
+            self.schema.sqlite_copy(self.workdir / "hub" / "hub.db")
         stack.start_broker()
         self.proxy = ProxyThread("127.0.0.1", stack.broker_port).start()
         stack.start_hub(
@@ -345,10 +349,10 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
+def rig(tmp_path: Path, migrated_schema: MigratedSchema) -> Iterator[Rig]:
     seed = seed_from_env()
     print(f"fault rig seed {seed} (replay with FAULTS_SEED={seed})")
-    r = Rig(tmp_path, seed)
+    r = Rig(tmp_path, seed, schema=migrated_schema)
     try:
         yield r
     finally:

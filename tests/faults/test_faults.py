@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until_sync
+from tests.conftest import MigratedSchema, wait_until_sync
 from tests.faults.checker import Verdict
 from tests.faults.conftest import Rig, seed_from_env
 
@@ -53,11 +53,13 @@ def test_broker_restart_partitions_cut_slow_link_and_slow_hub(rig: Rig) -> None:
 
 
 @pytest.fixture(scope="class")
-def clock_jump_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rig, Verdict]]:
+def clock_jump_run(
+    tmp_path_factory: pytest.TempPathFactory, migrated_schema: MigratedSchema
+) -> Iterator[tuple[Rig, Verdict]]:
     """One run, judged by two tests: the edge's wall clock jumps forward two hours while
     link acks are being lost (so retransmissions straddle the jump), then three hours
     back, then to the true time."""
-    rig = Rig(Path(tmp_path_factory.mktemp("clock")), seed_from_env())
+    rig = Rig(Path(tmp_path_factory.mktemp("clock")), seed_from_env(), schema=migrated_schema)
     try:
         rig.start(devices=40, fake_clock=True, retransmit_s=1.0, alarm_every=50, normal_every=10)
         rig.produce(6_000, rate=500)
@@ -102,11 +104,13 @@ class TestClockJumpsOnTheEdge:
 
 
 @pytest.fixture(scope="class")
-def locked_hub_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rig, Verdict]]:
+def locked_hub_run(
+    tmp_path_factory: pytest.TempPathFactory, migrated_schema: MigratedSchema
+) -> Iterator[tuple[Rig, Verdict]]:
     """One run, judged by two tests: a stream of SOS presses while another writer holds
     the hub database for 12 s (over twice its busy timeout of 5 s, so that an alarm
     batch fails even if a status message was the first to wait)."""
-    rig = Rig(Path(tmp_path_factory.mktemp("locked")), seed_from_env())
+    rig = Rig(Path(tmp_path_factory.mktemp("locked")), seed_from_env(), schema=migrated_schema)
     try:
         rig.start(devices=4, retransmit_s=1.0, alarm_every=1, normal_every=0)
         rig.produce(900, rate=60)

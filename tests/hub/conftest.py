@@ -14,7 +14,6 @@ wants an empty (migrated, not seeded) database overrides ``seed_time`` to return
 from __future__ import annotations
 
 import itertools
-import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from hub.db.engine import create_engine
 from hub.db.migrate import upgrade_to_head
 from hub.services.org import seed_demo_community
 from simulators.postgres import PostgresCluster
+from tests.conftest import copy_sqlite_file
 
 SEEDED_AT = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)  # a Monday, 09:00 in Shanghai
 
@@ -137,15 +137,6 @@ async def unmigrated_database_url(
         return
     (tmp_path / "db").mkdir()
     yield f"sqlite+aiosqlite:///{tmp_path / 'db' / 'hub.db'}"
-
-
-def copy_sqlite_file(source: Path, target: Path) -> None:
-    """Copy a closed SQLite database, with its WAL if one was left behind."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-    wal = source.with_name(source.name + "-wal")
-    if wal.exists():  # normally checkpointed away when the last connection closed
-        shutil.copyfile(wal, target.with_name(target.name + "-wal"))
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """Real parts for the acceptance tests: a private Mosquitto on a free port, the hub and
 the edge as real processes (``python -m hub`` / ``python -m edge``), real ptys for the
 buttons, the hub's real SQLite file — or, for a test marked ``postgres`` (both back ends,
-tests/conftest.py), an empty database of the session's private PostgreSQL cluster, which
-the hub migrates and seeds itself as it would in production."""
+tests/conftest.py), a database of the session's private PostgreSQL cluster. The hub seeds
+it itself; it starts migrated (a copy of the schema the real migration chain built once
+per session, ``migrated_schema``), or empty for a test marked ``fresh_database``, and the
+hub migrates it as it would in production."""
 
 from __future__ import annotations
 
@@ -22,12 +24,18 @@ import pytest
 from simulators.postgres import PostgresCluster, run_coroutine
 from simulators.stack import Stack
 from simulators.worker_phone import stream_events
+from tests.conftest import MigratedSchema
 
 _databases = itertools.count(1)
 
 
 @pytest.fixture
-def stack(tmp_path: Path, request: pytest.FixtureRequest, db_backend: str) -> Iterator[Stack]:
+def stack(
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    db_backend: str,
+    migrated_schema: MigratedSchema,
+) -> Iterator[Stack]:
     s = Stack(tmp_path)
     database: str | None = None
     cluster: PostgresCluster | None = None
@@ -35,6 +43,7 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest, db_backend: str) -> It
         cluster = request.getfixturevalue("pg_cluster")
         database = f"stack_{next(_databases)}"
         s.database_url = run_coroutine(cluster.create_database(database))
+    migrated_schema.place(s, request)
     s.start_broker()
     try:
         yield s

@@ -20,7 +20,8 @@ EDGE = "edge-demo"  # the seeded devices belong to it
 BUTTON = 77626
 
 
-@pytest.mark.postgres  # the whole path once on PostgreSQL too (the hub migrates an empty one)
+@pytest.mark.postgres  # the whole path once on PostgreSQL too
+@pytest.mark.fresh_database  # on both back ends the hub migrates an empty database itself
 async def test_sos_reaches_on_duty_worker_and_button_hears_back(
     stack: Stack, tmp_path: Path
 ) -> None:
