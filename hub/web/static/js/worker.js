@@ -233,7 +233,9 @@ function taskCard(task) {
         taskBadge(task)),
       h("p", { class: "meta" }, task.address || ""),
       task.detail ? h("p", { class: "meta note" }, task.detail) : null,
-      phoneIn(task.detail) ? h("div", { class: "actions" }, telLink(t("worker.resident"), "", phoneIn(task.detail))) : null,
+      phoneIn(task.detail)
+        ? h("ul", { class: "contacts" }, h("li", {}, telLink(t("worker.resident"), "", phoneIn(task.detail))))
+        : null,
       h("div", { class: "actions" }, taskActions(task))));
 }
 
