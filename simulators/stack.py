@@ -177,32 +177,40 @@ class Stack:
         file) whenever an edge is provisioned, rotated or retired. Edges started after
         this need credentials from ``POST /api/v1/edges``.
         """
-        files = self.workdir / "mosquitto"
-        broker_dir = self.workdir / "broker"
-        self.broker = MosquittoProcess(
-            broker_dir,
-            password_file=files / "passwd",
-            acl_file=files / "acl",
-            pid_file=broker_dir / "mosquitto.pid",
-            username_as_client_id=True,
-        )
-        self.hub_broker_password = secrets.token_urlsafe(24)
-        hub_settings: dict[str, Any] = {
-            "broker": {"username": "hub", "reconnect_max_s": 1},
-            "broker_auth": {
-                "password_file": str(files / "passwd"),
-                "acl_file": str(files / "acl"),
-                "reload": {"pid_file": str(self.broker.pid_file)},
-                "edge_broker": {"host": "127.0.0.1", "port": self.broker.port},
-            },
-        }
+        broker, hub_settings = self._production_broker(self.workdir / "broker")
         self.start_hub(
             seed_demo=seed_demo,
             extra_env={"HUB__BROKER__PASSWORD": self.hub_broker_password},
             **_deep_merge(hub_settings, overrides),
         )
-        self.broker.start()
+        broker.start()
         self.wait_for_hub(60, path="/readyz")  # connected to the broker with its account
+
+    def _production_broker(
+        self, broker_dir: Path, *, log_connections: bool = False
+    ) -> tuple[MosquittoProcess, dict[str, Any]]:
+        """A broker that lets no anonymous client in (``use_username_as_clientid``, the
+        password and ACL files under ``mosquitto/``), not started yet, with a new password
+        for the hub's account; and the hub settings that go with it."""
+        files = self.workdir / "mosquitto"
+        broker = self.broker = MosquittoProcess(
+            broker_dir,
+            password_file=files / "passwd",
+            acl_file=files / "acl",
+            pid_file=broker_dir / "mosquitto.pid",
+            username_as_client_id=True,
+            log_connections=log_connections,
+        )
+        self.hub_broker_password = secrets.token_urlsafe(24)
+        return broker, {
+            "broker": {"username": "hub", "reconnect_max_s": 1},
+            "broker_auth": {
+                "password_file": str(files / "passwd"),
+                "acl_file": str(files / "acl"),
+                "reload": {"pid_file": str(broker.pid_file)},
+                "edge_broker": {"host": "127.0.0.1", "port": broker.port},
+            },
+        }
 
     def start_broker_for_replicas(
         self, replica_ids: Sequence[str], *, database_url: str | None = None
@@ -220,27 +228,11 @@ class Stack:
         """
         if self.broker is not None:
             self.broker.stop()
-        files = self.workdir / "mosquitto"
-        broker_dir = self.workdir / "broker-auth"
-        self.broker = MosquittoProcess(
-            broker_dir,
-            password_file=files / "passwd",
-            acl_file=files / "acl",
-            pid_file=broker_dir / "mosquitto.pid",
-            username_as_client_id=True,
-            log_connections=True,
+        broker, settings = self._production_broker(
+            self.workdir / "broker-auth", log_connections=True
         )
-        self.hub_broker_password = secrets.token_urlsafe(24)
-        self.replica_overrides = {
-            "broker": {"username": "hub", "reconnect_max_s": 1},
-            "broker_auth": {
-                "password_file": str(files / "passwd"),
-                "acl_file": str(files / "acl"),
-                "reload": {"pid_file": str(self.broker.pid_file)},
-                "edge_broker": {"host": "127.0.0.1", "port": self.broker.port, "tls": False},
-            },
-            "cluster": {"replicas": list(replica_ids)},
-        }
+        settings["broker_auth"]["edge_broker"]["tls"] = False
+        self.replica_overrides = {**settings, "cluster": {"replicas": list(replica_ids)}}
         path = self._write_replica_config(replica_ids[0], "all", database_url, {})
         done = subprocess.run(
             [sys.executable, "-m", "hub", "broker-files", "--config", str(path)],
@@ -252,7 +244,7 @@ class Stack:
         )
         if done.returncode != 0:
             raise RuntimeError(f"python -m hub broker-files failed:\n{done.stderr[-3000:]}")
-        return self.broker.start()
+        return broker.start()
 
     def start_hub_replica(
         self,
