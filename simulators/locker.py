@@ -86,7 +86,8 @@ class SimulatedLocker(JsonMqttDevice):
 
 
 async def play(locker: SimulatedLocker, interval_s: float, count: int | None) -> None:
-    """Deliveries and pick-ups every ``interval_s``; now and then a door left open."""
+    """Deliveries and pick-ups every ``interval_s``; now and then a door left open.
+    ``count``: events in all, a door left open included."""
     rng = random.Random()
     done = 0
     while count is None or done < count:
@@ -94,11 +95,13 @@ async def play(locker: SimulatedLocker, interval_s: float, count: int | None) ->
         if locker.parcels and (not free or rng.random() < 0.4):
             compartment = rng.choice(sorted(locker.parcels))
             await locker.pick_up(compartment)
-            if rng.random() < 0.1:
+            done += 1
+            if rng.random() < 0.1 and (count is None or done < count):
                 await locker.door_left_open(compartment)
+                done += 1
         else:
             await locker.deposit(rng.choice(free), rng.randint(1, 400))
-        done += 1
+            done += 1
         await asyncio.sleep(interval_s)
 
 
